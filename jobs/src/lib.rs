@@ -1,0 +1,89 @@
+//! The jobs of kakaopay-worker, as a crate of their own so that any Rust program (the booking
+//! system, say) can enqueue exactly the jobs the HTTP endpoint enqueues.
+//!
+//! Each job kind is a typed args struct with a stable name ([`JobKind::NAME`]), which is also
+//! the name of its queue. Payloads carry ids only: workers read everything else, credentials
+//! included, from the store at run time, so nothing secret or stale ever sits in a queue.
+
+use serde::{Deserialize, Serialize};
+
+/// A job kind: its stable name doubles as its queue name and must never change once jobs of
+/// that kind may sit in a queue.
+pub trait JobKind: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// Approve a payment at KakaoPay after the member authorised it (the `approve` callback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovePayment {
+    pub payment_id: String,
+}
+
+impl JobKind for ApprovePayment {
+    const NAME: &'static str = "approve_payment";
+}
+
+/// Decide a refund by the rules and, if money is due, cancel it at KakaoPay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPayment {
+    pub payment_id: String,
+    pub refund_id: String,
+}
+
+impl JobKind for CancelPayment {
+    const NAME: &'static str = "cancel_payment";
+}
+
+/// POST one outbound event to the booking system's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverEvent {
+    pub event_id: String,
+}
+
+impl JobKind for DeliverEvent {
+    const NAME: &'static str = "deliver_event";
+}
+
+/// Every queue the service runs, in the order operators see them.
+pub const QUEUES: [&str; 3] = [
+    ApprovePayment::NAME,
+    CancelPayment::NAME,
+    DeliverEvent::NAME,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_ids_only_and_stable() {
+        let job = CancelPayment {
+            payment_id: "pay_1".into(),
+            refund_id: "rf_1".into(),
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(json, r#"{"payment_id":"pay_1","refund_id":"rf_1"}"#);
+        assert_eq!(
+            serde_json::from_str::<CancelPayment>(&json).unwrap(),
+            job,
+            "round trip"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_so_a_secret_cannot_ride_along() {
+        let err = serde_json::from_str::<ApprovePayment>(r#"{"payment_id":"p","key":"x"}"#);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn queue_names_are_the_contract_names() {
+        assert_eq!(
+            QUEUES,
+            ["approve_payment", "cancel_payment", "deliver_event"]
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! The command line: subcommands and settings of API.md, each setting also read from its
+//! environment variable. A missing or invalid setting stops the process with one line that
+//! names the variable, and exit code 2; a secret's value is never echoed.
+
+use crate::secret::Secret;
+use crate::telemetry::LogFormat;
+use base64::Engine;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kakaopay-worker",
+    version,
+    about = "KakaoPay payments and refunds as reliable jobs on Redis"
+)]
+pub struct Cli {
+    /// `pretty` or `json` (one JSON object a line).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        default_value = "pretty",
+        global = true,
+        value_enum
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP API, all workers and the reconciler in one process.
+    Serve {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        http: HttpArgs,
+        #[command(flatten)]
+        kakaopay: KakaoPayArgs,
+        #[command(flatten)]
+        workers: WorkerArgs,
+    },
+    /// The HTTP API only (enqueues, never processes).
+    Api {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        http: HttpArgs,
+        #[command(flatten)]
+        kakaopay: KakaoPayArgs,
+    },
+    /// Workers and the reconciler only; run as many as you like against one Redis.
+    Work {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        kakaopay: KakaoPayArgs,
+        #[command(flatten)]
+        workers: WorkerArgs,
+    },
+    /// The KakaoPay simulator.
+    Sim(SimArgs),
+    /// Runs the simulator and the service in-process and walks one payment and one refund.
+    Demo {
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Operator view of the queues, read straight from Redis.
+    Queues {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(subcommand)]
+        action: Option<QueuesAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesAction {
+    /// A queue's failed and dead jobs.
+    Show { name: String },
+    /// Runs a dead or failed job again.
+    Retry { name: String, job_id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url, hide_env_values = true)]
+    pub redis_url: Secret,
+    /// Prefix of every Redis key the service writes.
+    #[arg(long, env = "QUEUE_NAMESPACE", default_value = "kakaopay", value_parser = namespace)]
+    pub queue_namespace: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Base URL KakaoPay redirects members to; `http://{BIND}` when unset.
+    #[arg(long, env = "PUBLIC_URL", value_parser = http_url)]
+    pub public_url: Option<Url>,
+    /// Comma-separated bearer tokens of API clients.
+    #[arg(long, env = "API_TOKENS", value_parser = token_list, default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub api_tokens: TokenList,
+    /// Comma-separated bearer tokens of operators.
+    #[arg(long, env = "ADMIN_TOKENS", value_parser = token_list, default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub admin_tokens: TokenList,
+    /// HMAC key that signs callback URLs.
+    #[arg(long, env = "CALLBACK_SECRET", value_parser = non_empty_secret, hide_env_values = true)]
+    pub callback_secret: Secret,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KakaoPayArgs {
+    /// Calls both KakaoPay API generations at this base instead of the real hosts.
+    #[arg(long, env = "KAKAOPAY_API_URL", value_parser = http_url)]
+    pub kakaopay_api_url: Option<Url>,
+    #[arg(long, env = "KAKAOPAY_CONNECT_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
+    pub kakaopay_connect_timeout_ms: Duration,
+    /// The whole call, sending to last byte.
+    #[arg(long, env = "KAKAOPAY_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
+    pub kakaopay_timeout_ms: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// In-flight jobs per queue per process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_concurrency: u32,
+    /// Where outbound events are POSTed; unset sends none.
+    #[arg(long, env = "WEBHOOK_URL", value_parser = http_url)]
+    pub webhook_url: Option<Url>,
+    /// Standard Webhooks signing secret, `whsec_<base64>`.
+    #[arg(long, env = "WEBHOOK_SECRET", value_parser = webhook_secret, hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    #[arg(long, env = "SIM_BIND", default_value = "127.0.0.1:8090")]
+    pub sim_bind: SocketAddr,
+    /// Base of the payment page URLs; `http://{SIM_BIND}` when unset.
+    #[arg(long, env = "SIM_PUBLIC_URL", value_parser = http_url)]
+    pub sim_public_url: Option<Url>,
+    /// Comma-separated secret keys the open API accepts.
+    #[arg(long, env = "SIM_SECRET_KEYS", value_parser = token_list, default_value = crate::sim::DEFAULT_SECRET_KEY, hide_env_values = true)]
+    pub sim_secret_keys: TokenList,
+    /// Comma-separated admin keys the older API accepts.
+    #[arg(long, env = "SIM_ADMIN_KEYS", value_parser = token_list, default_value = crate::sim::DEFAULT_ADMIN_KEY, hide_env_values = true)]
+    pub sim_admin_keys: TokenList,
+    /// Seconds after ready within which a payment can be approved.
+    #[arg(long, env = "SIM_READY_WINDOW_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sim_ready_window_secs: u64,
+    /// Status an expired, never-approved payment turns into (e.g. QUIT_PAYMENT); unset keeps it pending.
+    #[arg(long, env = "SIM_EXPIRED_STATUS", value_parser = ["QUIT_PAYMENT", "FAIL_PAYMENT", "FAIL_AUTH_PASSWORD"])]
+    pub sim_expired_status: Option<String>,
+}
+
+/// A comma-separated list of secrets; empty items are ignored.
+#[derive(Debug, Clone, Default)]
+pub struct TokenList(pub Vec<Secret>);
+
+fn token_list(s: &str) -> Result<TokenList, String> {
+    Ok(TokenList(
+        s.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new)
+            .collect(),
+    ))
+}
+
+fn non_empty_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(Secret::new(s))
+}
+
+fn redis_url(s: &str) -> Result<Secret, String> {
+    // The URL may hold a password: the message never repeats it.
+    let url = Url::parse(s).map_err(|_| "not a URL".to_string())?;
+    match url.scheme() {
+        "redis" | "rediss" | "unix" | "redis+unix" => Ok(Secret::new(s)),
+        _ => Err("must start with redis://, rediss:// or unix://".into()),
+    }
+}
+
+fn namespace(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("must be 1 to 64 characters of letters, digits, _ - . :".into())
+    }
+}
+
+fn http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    Ok(url)
+}
+
+fn millis(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms) if (1..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err("must be a number of milliseconds from 1 to 600000".into()),
+    }
+}
+
+fn webhook_secret(s: &str) -> Result<Secret, String> {
+    let key = s
+        .strip_prefix("whsec_")
+        .ok_or("must look like whsec_<base64>")?;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if !bytes.is_empty() => Ok(Secret::new(s)),
+        _ => Err("the part after whsec_ must be non-empty base64".into()),
+    }
+}
+
+impl Cli {
+    /// Parses the command line and environment, or exits: 0 for `--help`/`--version`,
+    /// 2 with one line naming the setting for anything missing or invalid.
+    pub fn parse_or_exit() -> Cli {
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+                _ => {
+                    eprintln!("{}", one_line(&e));
+                    std::process::exit(2);
+                }
+            },
+        }
+    }
+}
+
+/// `--callback-secret <CALLBACK_SECRET>` → `CALLBACK_SECRET`: every setting's value name is
+/// its environment variable.
+fn variable(arg: &str) -> String {
+    match (arg.find('<'), arg.find('>')) {
+        (Some(a), Some(b)) if a < b => arg[a + 1..b].to_string(),
+        _ => arg.trim_start_matches('-').replace('-', "_").to_uppercase(),
+    }
+}
+
+/// One line for a parse error, without the offending value (it may be a secret).
+pub fn one_line(e: &clap::Error) -> String {
+    let args: Vec<String> = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let names: Vec<String> = args.iter().map(|a| variable(a)).collect();
+    match e.kind() {
+        ErrorKind::MissingRequiredArgument if !names.is_empty() => format!(
+            "error: {} is required: set the environment variable or pass --{}",
+            names.join(", "),
+            names[0].to_lowercase().replace('_', "-")
+        ),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue if !names.is_empty() => {
+            let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+                (Some(src), _) => src.to_string(),
+                (None, Some(ContextValue::Strings(valid))) => {
+                    format!("must be one of {}", valid.join(", "))
+                }
+                _ => "not a valid value".to_string(),
+            };
+            format!("error: invalid {}: {reason}", names[0])
+        }
+        _ => e
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("error: invalid command line")
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let mut argv = vec!["kakaopay-worker"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map_err(|e| one_line(&e))
+    }
+
+    #[test]
+    fn sim_runs_on_defaults() {
+        let cli = parse(&["sim"]).unwrap();
+        let Command::Sim(args) = cli.command else {
+            panic!("not sim")
+        };
+        assert_eq!(args.sim_bind.to_string(), "127.0.0.1:8090");
+        assert_eq!(args.sim_secret_keys.0.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_callback_secret_names_the_variable() {
+        // The variable may be set in the environment running the tests: only flags here.
+        if std::env::var_os("CALLBACK_SECRET").is_some() {
+            return;
+        }
+        let err = parse(&["api"]).unwrap_err();
+        assert!(err.contains("CALLBACK_SECRET"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_never_echo_the_value() {
+        let err = parse(&["work", "--webhook-secret", "hunter2-not-base64"]).unwrap_err();
+        assert!(err.contains("WEBHOOK_SECRET"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse(&["work", "--redis-url", "http://user:pw123@host"]).unwrap_err();
+        assert!(err.contains("REDIS_URL") && !err.contains("pw123"), "{err}");
+        let err = parse(&["work", "--worker-concurrency", "0"]).unwrap_err();
+        assert!(err.contains("WORKER_CONCURRENCY"), "{err}");
+        let err = parse(&["sim", "--log-format", "xml"]).unwrap_err();
+        assert!(err.contains("LOG_FORMAT"), "{err}");
+        let err = parse(&["work", "--queue-namespace", "a{b}"]).unwrap_err();
+        assert!(err.contains("QUEUE_NAMESPACE"), "{err}");
+    }
+
+    #[test]
+    fn token_lists_skip_blanks_and_hide_values() {
+        let t = token_list(" a , ,b,").unwrap();
+        assert_eq!(
+            t.0.iter().map(|s| s.expose()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            !format!("{t:?}").contains('a'.to_string().as_str())
+                || format!("{t:?}").contains("****")
+        );
+    }
+
+    #[test]
+    fn webhook_secrets_must_be_whsec_base64() {
+        assert!(webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(webhook_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(webhook_secret("whsec_").is_err());
+        assert!(webhook_secret("whsec_!!!").is_err());
+    }
+}

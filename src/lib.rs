@@ -1,0 +1,25 @@
+//! kakaopay-worker takes KakaoPay payments and refunds for a coworking platform, as jobs on
+//! Redis that are never lost and never move money twice.
+//!
+//! The flow: the booking system asks for a payment (`http`), we call KakaoPay *ready*
+//! (`kakaopay`) and store it; KakaoPay sends the member back to our signed callback, which
+//! enqueues an approval job; a worker approves at KakaoPay, reconciling any ambiguous failure
+//! through the order inquiry; refunds run the same way after the rules decide the amount.
+//!
+//! Layout, one module per concept:
+//! - [`config`] the command line and environment; [`telemetry`] logging.
+//! - [`domain`] types that parse once: won amounts, ids, services, statuses, refund policies.
+//! - [`secret`] a string that cannot be printed by accident.
+//! - [`kakaopay`] the client for both API generations and its error classification.
+//! - [`sim`] the KakaoPay simulator every test and the demo run against.
+//! - The job argument types live in the `kakaopay-jobs` crate (`jobs/`), so other Rust
+//!   programs can enqueue the same jobs.
+
+pub mod config;
+pub mod domain;
+pub mod kakaopay;
+pub mod secret;
+pub mod shutdown;
+pub mod sim;
+pub mod telemetry;
+pub mod tls;

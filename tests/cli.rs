@@ -1,0 +1,131 @@
+//! The built binary: settings errors stop it with one line and exit code 2, and `sim` serves.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"));
+    // Start from a clean slate whatever the environment running the tests holds.
+    for var in [
+        "REDIS_URL",
+        "QUEUE_NAMESPACE",
+        "BIND",
+        "PUBLIC_URL",
+        "KAKAOPAY_API_URL",
+        "API_TOKENS",
+        "ADMIN_TOKENS",
+        "CALLBACK_SECRET",
+        "WEBHOOK_URL",
+        "WEBHOOK_SECRET",
+        "WORKER_CONCURRENCY",
+        "LOG_FORMAT",
+        "SIM_BIND",
+        "SIM_PUBLIC_URL",
+        "SIM_SECRET_KEYS",
+        "SIM_ADMIN_KEYS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_required_setting_is_one_line_and_exit_2() {
+    for sub in ["serve", "api"] {
+        let (code, stderr) = run(bin().arg(sub));
+        assert_eq!(code, 2, "{sub}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{sub}: {stderr}");
+        assert!(stderr.contains("CALLBACK_SECRET"), "{sub}: {stderr}");
+    }
+}
+
+#[test]
+fn an_invalid_setting_names_the_variable_without_its_value() {
+    let cases = [
+        ("work", "WEBHOOK_SECRET", "not-a-whsec-secret-42"),
+        ("work", "REDIS_URL", "postgres://u:sekrit@h/db"),
+        ("work", "WORKER_CONCURRENCY", "lots"),
+        ("work", "LOG_FORMAT", "xml"),
+        ("api", "BIND", "nowhere"),
+        ("api", "PUBLIC_URL", "ftp://example.com"),
+        ("serve", "KAKAOPAY_API_URL", "not a url"),
+        ("sim", "SIM_BIND", "nowhere"),
+    ];
+    for (sub, var, value) in cases {
+        let (code, stderr) = run(bin().arg(sub).env("CALLBACK_SECRET", "s").env(var, value));
+        assert_eq!(code, 2, "{var}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{var}: {stderr}");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        if var.contains("SECRET") || var == "REDIS_URL" {
+            assert!(
+                !stderr.contains("sekrit") && !stderr.contains(value),
+                "{var} leaked: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_never_shows_secret_values_from_the_environment() {
+    let out = bin()
+        .args(["serve", "--help"])
+        .env("CALLBACK_SECRET", "very-secret-callback-key")
+        .env("API_TOKENS", "token-one-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("CALLBACK_SECRET"));
+    assert!(
+        !help.contains("very-secret-callback-key") && !help.contains("token-one-secret"),
+        "{help}"
+    );
+}
+
+#[test]
+fn sim_serves_until_terminated() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = bin()
+        .arg("sim")
+        .env("SIM_BIND", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut up = false;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM, the way a process manager stops it.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let out = child.wait_with_output().unwrap();
+    assert!(up, "sim did not listen");
+    assert!(
+        out.status.success(),
+        "sim exits cleanly on SIGTERM: {:?}",
+        out.status
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let first = logs.lines().next().expect("a log line");
+    let parsed: serde_json::Value =
+        serde_json::from_str(first).expect("LOG_FORMAT=json writes JSON lines");
+    assert!(parsed["message"].as_str().unwrap().contains("simulator"));
+}
