@@ -85,8 +85,12 @@ impl Fields {
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
-        n.map(Some)
-            .ok_or_else(|| SimError::invalid(format!("{name} must be an integer")))
+        // KakaoPay's integers are Java `Integer`s: anything wider is refused, not wrapped.
+        n.filter(|v| i32::try_from(*v).is_ok())
+            .map(Some)
+            .ok_or_else(|| {
+                SimError::invalid(format!("{name} must be an integer of at most 2147483647"))
+            })
     }
 
     pub fn required_int(&self, name: &str) -> Result<i64, SimError> {
@@ -145,6 +149,10 @@ mod tests {
             assert_eq!(f.required_int(bad).unwrap_err().code, -2);
         }
         assert!(f.required_int("missing").is_err());
+        let wide =
+            Fields::from_json(br#"{"a": 2147483648, "b": -2147483649, "c": 2147483647}"#).unwrap();
+        assert!(wide.required_int("a").is_err() && wide.required_int("b").is_err());
+        assert_eq!(wide.required_int("c").unwrap(), i32::MAX as i64);
     }
 
     #[test]

@@ -643,3 +643,108 @@ fn card_info() -> Value {
         "interest_free_install": "N", "installment_type": "CARD_INSTALLMENT", "card_item_code": "0",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 16] = [
+        "cid",
+        "tid",
+        "partner_order_id",
+        "partner_user_id",
+        "item_name",
+        "quantity",
+        "total_amount",
+        "tax_free_amount",
+        "vat_amount",
+        "green_deposit",
+        "approval_url",
+        "cancel_url",
+        "fail_url",
+        "pg_token",
+        "cancel_amount",
+        "cancel_tax_free_amount",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-3i64..3).prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)),
+            ".{0,120}".prop_map(Value::from),
+            Just(Value::from("TC0ONETIME")),
+            Just(Value::from("https://example.com/x")),
+            Just(json!([1, "a"])),
+            Just(json!({"k": "v"})),
+        ]
+    }
+
+    proptest! {
+        /// Whatever fields arrive, the ledger answers a KakaoPay error or a success, never panics.
+        #[test]
+        fn arbitrary_fields_never_panic(entries in proptest::collection::vec((0..KEYS.len(), value()), 0..16)) {
+            let body = Value::Object(entries.into_iter().map(|(k, v)| (KEYS[k].to_string(), v)).collect());
+            let fields = Fields::from_json(body.to_string().as_bytes()).unwrap();
+            let mut ledger = Ledger::default();
+            for result in [
+                ledger.ready(&fields, "http://sim"),
+                ledger.approve(&fields),
+                ledger.cancel(&fields),
+                ledger.order(&fields),
+            ] {
+                if let Err(e) = result {
+                    prop_assert!(e.code < 0);
+                    prop_assert!((400..500).contains(&e.http_status));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn partial_cancels_sum_to_the_payment_to_the_won() {
+        let mut ledger = Ledger::default();
+        let ready = Fields::from_json(
+            json!({"cid": "TC0ONETIME", "partner_order_id": "o", "partner_user_id": "u", "item_name": "i",
+                   "quantity": 1, "total_amount": 10001, "tax_free_amount": 1001,
+                   "approval_url": "http://a", "cancel_url": "http://c", "fail_url": "http://f"})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let tid = ledger.ready(&ready, "http://sim").unwrap()["tid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ledger
+            .user_action(
+                &tid,
+                UserAction::Approve {
+                    method: Method::Card,
+                },
+            )
+            .unwrap();
+        let token = ledger.get(&tid).unwrap().pg_token.clone().unwrap();
+        let approve = json!({"cid": "TC0ONETIME", "tid": tid, "partner_order_id": "o", "partner_user_id": "u", "pg_token": token});
+        ledger
+            .approve(&Fields::from_json(approve.to_string().as_bytes()).unwrap())
+            .unwrap();
+        for (amount, tax_free) in [(3333, 333), (3333, 333), (3335, 335)] {
+            let cancel = json!({"cid": "TC0ONETIME", "tid": tid, "cancel_amount": amount, "cancel_tax_free_amount": tax_free});
+            ledger
+                .cancel(&Fields::from_json(cancel.to_string().as_bytes()).unwrap())
+                .unwrap();
+        }
+        let p = ledger.get(&tid).unwrap();
+        assert_eq!(p.status, OrderStatus::CancelPayment);
+        assert_eq!(
+            p.canceled, p.amount,
+            "every part, VAT included, adds up exactly"
+        );
+    }
+}
