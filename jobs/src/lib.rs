@@ -2,15 +2,25 @@
 //! system, say) can enqueue exactly the jobs the HTTP endpoint enqueues.
 //!
 //! Each job kind is a typed args struct with a stable name ([`JobKind::NAME`]), which is also
-//! the name of its queue. Payloads carry ids only: workers read everything else, credentials
-//! included, from the store at run time, so nothing secret or stale ever sits in a queue.
+//! the name of its queue, and its retry schedule. Payloads carry ids only: workers read
+//! everything else, credentials included, from the store at run time, so nothing secret or
+//! stale ever sits in a queue.
+//!
+//! [`queue`] is the Redis queue itself: the [`queue::Producer`] that enqueues and the apalis
+//! backend workers fetch from.
 
+pub mod queue;
+
+use queue::RetrySchedule;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// A job kind: its stable name doubles as its queue name and must never change once jobs of
 /// that kind may sit in a queue.
-pub trait JobKind: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
+pub trait JobKind: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static {
     const NAME: &'static str;
+    /// The default schedule (DESIGN.md); workers may be configured with another.
+    const RETRY: RetrySchedule;
 }
 
 /// Approve a payment at KakaoPay after the member authorised it (the `approve` callback).
@@ -22,6 +32,8 @@ pub struct ApprovePayment {
 
 impl JobKind for ApprovePayment {
     const NAME: &'static str = "approve_payment";
+    const RETRY: RetrySchedule =
+        RetrySchedule::new(8, Duration::from_secs(1), Duration::from_secs(60));
 }
 
 /// Decide a refund by the rules and, if money is due, cancel it at KakaoPay.
@@ -34,6 +46,8 @@ pub struct CancelPayment {
 
 impl JobKind for CancelPayment {
     const NAME: &'static str = "cancel_payment";
+    const RETRY: RetrySchedule =
+        RetrySchedule::new(12, Duration::from_secs(2), Duration::from_secs(600));
 }
 
 /// POST one outbound event to the booking system's webhook.
@@ -45,6 +59,8 @@ pub struct DeliverEvent {
 
 impl JobKind for DeliverEvent {
     const NAME: &'static str = "deliver_event";
+    const RETRY: RetrySchedule =
+        RetrySchedule::new(18, Duration::from_secs(5), Duration::from_secs(3600));
 }
 
 /// Every queue the service runs, in the order operators see them.

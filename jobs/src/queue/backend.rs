@@ -1,0 +1,691 @@
+//! The apalis backend: how a worker gets jobs from a queue and records how they ended.
+//!
+//! Fetching never fails from apalis's point of view (a failed poll would end the worker): a
+//! Redis error is logged and the fetch tried again after a short backoff, so a Redis restart
+//! or a dropped connection only pauses the worker. Results go through one settler task per
+//! worker that records them in batches (group commit), so the drain rate is not one round trip
+//! per job.
+
+use super::{
+    invocation, millis, scripts, JobError, Keys, QueueConfig, QueueError, RetrySchedule, GROUP,
+};
+use crate::JobKind;
+use apalis_codec::json::JsonCodec;
+use apalis_core::backend::finalize::Durable;
+use apalis_core::backend::queue::Queue;
+use apalis_core::backend::{Backend, BackendConfig, WireFormatBackend};
+use apalis_core::error::{AbortError, BoxDynError, RetryAfterError};
+use apalis_core::layers::{Layer, Service};
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::task_id::TaskId;
+use apalis_core::task::Task;
+use apalis_core::worker::context::WorkerContext;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::StreamReadReply;
+use std::collections::{HashSet, VecDeque};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::task::JoinHandle;
+
+/// What the queue knows about the delivery of a job, in the task's data for the ack layer
+/// (and for handlers that want to know their attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job_id: String,
+    pub entry: String,
+    pub consumer: String,
+    /// This attempt, 1-based, counting attempts whose worker died.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// State shared by a worker's backend, its ack layer, its settler and its lease renewer.
+struct Shared {
+    conn: ConnectionManager,
+    keys: Keys,
+    config: QueueConfig,
+    /// Entries fetched and not yet settled: their leases are renewed.
+    held: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A job as a fetch script answers it: entry, id, args, attempt, max attempts.
+type Fetched = (String, String, Vec<u8>, u32, u32);
+
+/// A worker's source of jobs of kind `J`. Give each worker its own (they hold the worker's
+/// blocking connection and leases).
+pub struct StreamBackend<J> {
+    shared: Arc<Shared>,
+    client: redis::Client,
+    /// Blocking reads get a connection of their own (on a multiplexed one they would stall
+    /// every other command), opened by the first fetch.
+    blocking: Arc<OnceCell<ConnectionManager>>,
+    buffer: VecDeque<Task<Vec<u8>>>,
+    fetch: Option<BoxFuture<'static, (Vec<Fetched>, String)>>,
+    /// Where the next `XAUTOCLAIM` continues scanning the pending entries.
+    cursor: String,
+    settle: mpsc::Sender<SettleRequest>,
+    renewer: Option<JoinHandle<()>>,
+    closing: Option<BoxFuture<'static, ()>>,
+    codec: JsonCodec<Vec<u8>>,
+    _job: PhantomData<fn() -> J>,
+}
+
+impl<J> std::fmt::Debug for StreamBackend<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBackend")
+            .field("queue", &self.shared.config.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The general connection's settings: fail fast enough that an outage is noticed, and long
+/// enough for the biggest script.
+pub fn connection_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1))
+}
+
+impl<J: JobKind> StreamBackend<J> {
+    /// A backend for one worker. `conn` may be shared by many backends and producers; the
+    /// worker's blocking connection is opened from `client` when it first fetches. Must be
+    /// called inside a Tokio runtime (it starts the worker's settler task).
+    pub fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+        let shared = Arc::new(Shared {
+            keys: config.keys(),
+            conn,
+            config,
+            held: Mutex::new(HashSet::new()),
+        });
+        let (settle, rx) = mpsc::channel(1024);
+        tokio::spawn(settler(shared.clone(), rx));
+        StreamBackend {
+            shared,
+            client,
+            blocking: Arc::new(OnceCell::new()),
+            buffer: VecDeque::new(),
+            fetch: None,
+            cursor: "0-0".into(),
+            settle,
+            renewer: None,
+            closing: None,
+            codec: JsonCodec::default(),
+            _job: PhantomData,
+        }
+    }
+
+    fn task(
+        &self,
+        (entry, id, args, attempt, max_attempts): Fetched,
+        consumer: &str,
+    ) -> Task<Vec<u8>> {
+        TaskBuilder::new(args)
+            .task_id(TaskId::from_string(id.clone()))
+            // apalis counts the attempt up as the task starts.
+            .attempt(attempt.saturating_sub(1) as usize)
+            .max_attempts(max_attempts as usize)
+            .queue(Queue::from(J::NAME))
+            .data(Delivery {
+                job_id: id,
+                entry,
+                consumer: consumer.to_string(),
+                attempt,
+                max_attempts,
+            })
+            .build()
+    }
+}
+
+impl<J> Drop for StreamBackend<J> {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((50u64 << failures.min(5)).min(2_000))
+}
+
+/// Fetches until there is work, however long that takes and whatever Redis does meanwhile.
+async fn fetch_cycle<J: JobKind>(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    blocking: Arc<OnceCell<ConnectionManager>>,
+    consumer: String,
+    mut cursor: String,
+) -> (Vec<Fetched>, String) {
+    let mut conn = shared.conn.clone();
+    let keys = &shared.keys;
+    let config = &shared.config;
+    let batch = config.fetch_batch.max(1);
+    let mut failures = 0u32;
+    loop {
+        let attempt: Result<Vec<Fetched>, redis::RedisError> = async {
+            let (jobs, next_due, next_cursor): (Vec<Fetched>, i64, String) =
+                invocation(&scripts::FETCH, keys)
+                    .arg(&keys.job_prefix)
+                    .arg(GROUP)
+                    .arg(&consumer)
+                    .arg(batch)
+                    .arg(millis(config.lease).max(1))
+                    .arg(config.promote_chunk.max(1))
+                    .arg(&cursor)
+                    .invoke_async(&mut conn)
+                    .await?;
+            cursor = next_cursor;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
+            // Nothing to do: block until a job arrives, a retry falls due, or it is time to
+            // look for lost leases again.
+            let mut block = config.max_block.min(config.lease);
+            if next_due >= 0 {
+                block = block.min(Duration::from_millis(next_due as u64));
+            }
+            let mut blocking = blocking
+                .get_or_try_init(|| {
+                    client.get_connection_manager_with_config(
+                        connection_config()
+                            .set_response_timeout(Some(config.max_block + Duration::from_secs(5))),
+                    )
+                })
+                .await?
+                .clone();
+            let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&consumer)
+                .arg("COUNT")
+                .arg(batch)
+                .arg("BLOCK")
+                .arg(millis(block).max(1))
+                .arg("STREAMS")
+                .arg(&keys.stream)
+                .arg(">")
+                .query_async(&mut blocking)
+                .await?;
+            let entries: Vec<String> = reply
+                .map(|r| {
+                    r.keys
+                        .into_iter()
+                        .flat_map(|k| k.ids)
+                        .map(|e| e.id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if entries.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut claim = invocation(&scripts::CLAIM, keys);
+            claim
+                .arg(&keys.job_prefix)
+                .arg(GROUP)
+                .arg(&consumer)
+                .arg(&entries);
+            claim.invoke_async(&mut conn).await
+        }
+        .await;
+        match attempt {
+            Ok(jobs) if jobs.is_empty() => failures = 0,
+            Ok(jobs) => {
+                let (good, poison): (Vec<_>, Vec<_>) = jobs
+                    .into_iter()
+                    .partition(|(_, _, args, _, _)| serde_json::from_slice::<J>(args).is_ok());
+                if !poison.is_empty() {
+                    bury_undecodable(&shared, &consumer, poison).await;
+                }
+                if !good.is_empty() {
+                    return (good, cursor);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = %config.queue, error = %e, "fetching jobs failed; trying again");
+                tokio::time::sleep(backoff(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// A job whose arguments do not parse as its kind can never run: dead at once, said why.
+async fn bury_undecodable(shared: &Shared, consumer: &str, jobs: Vec<Fetched>) {
+    let mut inv = invocation(&scripts::SETTLE, &shared.keys);
+    settle_header(&mut inv, shared, consumer);
+    for (entry, id, args, _, _) in &jobs {
+        tracing::error!(queue = %shared.config.queue, job = %id, "job arguments do not parse; job is dead");
+        let error = format!(
+            "arguments do not parse as {}: {}",
+            shared.config.queue,
+            String::from_utf8_lossy(args)
+        );
+        inv.arg(entry)
+            .arg(id)
+            .arg("dead")
+            .arg(0)
+            .arg(truncate(&error));
+    }
+    if let Err(e) = inv.invoke_async::<Vec<i64>>(&mut shared.conn.clone()).await {
+        tracing::warn!(error = %e, "could not record undecodable jobs; they will be seen again");
+    }
+}
+
+fn settle_header(inv: &mut redis::ScriptInvocation<'_>, shared: &Shared, consumer: &str) {
+    let retention = shared.config.done_retention;
+    inv.arg(&shared.keys.job_prefix)
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(retention.max_count)
+        .arg(millis(retention.max_age));
+}
+
+/// Last errors are for people: keep them to a readable size.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 2000;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Renews the leases of everything this worker holds, and says the worker is alive.
+async fn renew_leases(shared: Arc<Shared>, consumer: String) {
+    let every = (shared.config.lease / 3).max(Duration::from_millis(100));
+    let mut conn = shared.conn.clone();
+    loop {
+        let held: Vec<String> = shared.held().iter().cloned().collect();
+        let mut inv = invocation(&scripts::RENEW, &shared.keys);
+        inv.arg(GROUP).arg(&consumer).arg(&held);
+        if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+            tracing::warn!(queue = %shared.config.queue, error = %e, "renewing leases failed");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Hands back everything `consumer` holds to its queue. For a worker stopping, and for a
+/// process whose workers were stopped without finishing (a shutdown timeout).
+pub async fn release(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    consumer: &str,
+) -> Result<u64, QueueError> {
+    let mut inv = invocation(&scripts::RELEASE, keys);
+    inv.arg(&keys.job_prefix).arg(GROUP).arg(consumer);
+    Ok(inv.invoke_async(&mut conn.clone()).await?)
+}
+
+impl<J: JobKind> Backend for StreamBackend<J> {
+    type Task = Task<Vec<u8>>;
+    type Error = QueueError;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        if self.renewer.is_none() {
+            self.renewer = Some(tokio::spawn(renew_leases(
+                self.shared.clone(),
+                worker.name().to_string(),
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Task<Vec<u8>>, QueueError>>> {
+        loop {
+            if let Some(task) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(task)));
+            }
+            let fetch = self.fetch.get_or_insert_with(|| {
+                fetch_cycle::<J>(
+                    self.shared.clone(),
+                    self.client.clone(),
+                    self.blocking.clone(),
+                    worker.name().to_string(),
+                    self.cursor.clone(),
+                )
+                .boxed()
+            });
+            let (jobs, cursor) = ready!(fetch.poll_unpin(cx));
+            self.fetch = None;
+            self.cursor = cursor;
+            self.shared.held().extend(jobs.iter().map(|j| j.0.clone()));
+            let tasks: Vec<_> = jobs
+                .into_iter()
+                .map(|j| self.task(j, worker.name()))
+                .collect();
+            self.buffer.extend(tasks);
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        let closing = self.closing.get_or_insert_with(|| {
+            // Jobs fetched but not started, and entries a dropped fetch may have been given,
+            // go back to the queue for other workers.
+            self.fetch = None;
+            self.buffer.clear();
+            if let Some(renewer) = self.renewer.take() {
+                renewer.abort();
+            }
+            let shared = self.shared.clone();
+            let consumer = worker.name().to_string();
+            async move {
+                match release(&shared.conn, &shared.keys, &consumer).await {
+                    Ok(n) if n > 0 => tracing::info!(queue = %shared.config.queue, jobs = n, "handed back unstarted jobs"),
+                    Ok(_) => {}
+                    // Not fatal: the leases run out and other workers take the jobs over.
+                    Err(e) => tracing::warn!(queue = %shared.config.queue, error = %e, "could not hand back jobs"),
+                }
+                shared.held().clear();
+            }
+            .boxed()
+        });
+        ready!(closing.poll_unpin(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<J: JobKind> BackendConfig for StreamBackend<J> {
+    type Args = J;
+    type Id = String;
+    type Kind = Durable;
+    type Config = QueueConfig;
+    type Layer = AckLayer;
+
+    fn config(&self) -> &QueueConfig {
+        &self.shared.config
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> AckLayer {
+        AckLayer {
+            settle: self.settle.clone(),
+            retry: self.shared.config.retry,
+        }
+    }
+}
+
+impl<J: JobKind> WireFormatBackend for StreamBackend<J> {
+    type Codec = JsonCodec<Vec<u8>>;
+    type Compact = Vec<u8>;
+
+    fn codec(&self) -> &Self::Codec {
+        &self.codec
+    }
+}
+
+/// How one run ended, as the queue records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Retry { delay: Duration, error: String },
+    Dead { error: String },
+}
+
+/// Decides what a run's result means for the job. One retry mechanism: the queue's.
+pub fn classify<R>(
+    result: &Result<R, BoxDynError>,
+    delivery: &Delivery,
+    retry: &RetrySchedule,
+) -> Outcome {
+    let err = match result {
+        Ok(_) => return Outcome::Done,
+        Err(e) => e,
+    };
+    let error = truncate(&err.to_string());
+    if matches!(err.downcast_ref::<JobError>(), Some(JobError::Permanent(_)))
+        || err.downcast_ref::<AbortError>().is_some()
+    {
+        return Outcome::Dead { error };
+    }
+    if delivery.attempt >= delivery.max_attempts {
+        return Outcome::Dead {
+            error: format!(
+                "{error} (attempt {} of {})",
+                delivery.attempt, delivery.max_attempts
+            ),
+        };
+    }
+    let delay = match err.downcast_ref::<RetryAfterError>() {
+        Some(r) => r.get_duration(),
+        None => retry.delay(delivery.attempt),
+    };
+    Outcome::Retry { delay, error }
+}
+
+struct SettleRequest {
+    delivery: Delivery,
+    outcome: Outcome,
+    done: oneshot::Sender<()>,
+}
+
+/// Records results in batches: whatever arrived while the previous batch was being written
+/// goes in the next one, so a busy worker writes many results per round trip.
+async fn settler(shared: Arc<Shared>, mut rx: mpsc::Receiver<SettleRequest>) {
+    const MAX_BATCH: usize = 256;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        settle_batch(&shared, &batch).await;
+        let mut held = shared.held();
+        for request in batch.drain(..) {
+            held.remove(&request.delivery.entry);
+            let _ = request.done.send(());
+        }
+    }
+}
+
+async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
+    // The batch may mix consumers only in theory (one settler per worker); group by consumer.
+    let mut conn = shared.conn.clone();
+    let mut consumers: Vec<&str> = batch.iter().map(|r| r.delivery.consumer.as_str()).collect();
+    consumers.dedup();
+    for consumer in consumers {
+        let mut inv = invocation(&scripts::SETTLE, &shared.keys);
+        settle_header(&mut inv, shared, consumer);
+        for r in batch.iter().filter(|r| r.delivery.consumer == consumer) {
+            let d = &r.delivery;
+            match &r.outcome {
+                Outcome::Done => inv.arg(&d.entry).arg(&d.job_id).arg("done").arg(0).arg(""),
+                Outcome::Retry { delay, error } => inv
+                    .arg(&d.entry)
+                    .arg(&d.job_id)
+                    .arg("retry")
+                    .arg(millis(*delay))
+                    .arg(error),
+                Outcome::Dead { error } => inv
+                    .arg(&d.entry)
+                    .arg(&d.job_id)
+                    .arg("dead")
+                    .arg(0)
+                    .arg(error),
+            };
+        }
+        // Keep trying for as long as the lease would have protected the jobs; after that other
+        // workers take them over and run them again (at least once, never lost).
+        let deadline = tokio::time::Instant::now() + shared.config.lease;
+        let mut failures = 0;
+        loop {
+            match inv.invoke_async::<Vec<i64>>(&mut conn).await {
+                Ok(recorded) => {
+                    let lost = recorded.iter().filter(|r| **r == 0).count();
+                    if lost > 0 {
+                        tracing::warn!(queue = %shared.config.queue, lost, "results of jobs whose lease had passed were not recorded");
+                    }
+                    break;
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(queue = %shared.config.queue, error = %e, "recording results failed; trying again");
+                    tokio::time::sleep(backoff(failures)).await;
+                    failures += 1;
+                }
+                Err(e) => {
+                    tracing::error!(queue = %shared.config.queue, error = %e, "could not record results; the jobs will run again");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The backend's layer around every run: it reads the result and has the queue record it
+/// before the worker counts the run as finished.
+#[derive(Clone)]
+pub struct AckLayer {
+    settle: mpsc::Sender<SettleRequest>,
+    retry: RetrySchedule,
+}
+
+impl<S> Layer<S> for AckLayer {
+    type Service = AckService<S>;
+
+    fn layer(&self, inner: S) -> AckService<S> {
+        AckService {
+            inner,
+            settle: self.settle.clone(),
+            retry: self.retry,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AckService<S> {
+    inner: S,
+    settle: mpsc::Sender<SettleRequest>,
+    retry: RetrySchedule,
+}
+
+impl<S, Args> Service<Task<Args>> for AckService<S>
+where
+    S: Service<Task<Args>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxDynError>,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxDynError;
+    type Future = BoxFuture<'static, Result<S::Response, BoxDynError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxDynError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<Args>) -> Self::Future {
+        let delivery = task.data().get::<Delivery>().cloned();
+        let run = self.inner.call(task);
+        let settle = self.settle.clone();
+        let retry = self.retry;
+        async move {
+            let result = run.await.map_err(Into::into);
+            if let Some(delivery) = delivery {
+                let outcome = classify(&result, &delivery, &retry);
+                let (done, recorded) = oneshot::channel();
+                if settle
+                    .send(SettleRequest {
+                        delivery,
+                        outcome,
+                        done,
+                    })
+                    .await
+                    .is_ok()
+                {
+                    let _ = recorded.await;
+                }
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(attempt: u32, max_attempts: u32) -> Delivery {
+        Delivery {
+            job_id: "j".into(),
+            entry: "1-0".into(),
+            consumer: "c".into(),
+            attempt,
+            max_attempts,
+        }
+    }
+
+    const SCHEDULE: RetrySchedule =
+        RetrySchedule::new(3, Duration::from_millis(100), Duration::from_secs(1));
+
+    #[test]
+    fn handler_answers_decide_the_outcome() {
+        let ok: Result<(), BoxDynError> = Ok(());
+        assert_eq!(classify(&ok, &delivery(1, 3), &SCHEDULE), Outcome::Done);
+
+        let retry: Result<(), BoxDynError> = Err(Box::new(JobError::retry("kakaopay 500")));
+        assert!(
+            matches!(classify(&retry, &delivery(1, 3), &SCHEDULE), Outcome::Retry { delay, .. } if delay <= Duration::from_millis(100))
+        );
+        assert!(
+            matches!(
+                classify(&retry, &delivery(3, 3), &SCHEDULE),
+                Outcome::Dead { .. }
+            ),
+            "last attempt"
+        );
+
+        let permanent: Result<(), BoxDynError> = Err(Box::new(JobError::permanent("-780")));
+        assert!(
+            matches!(classify(&permanent, &delivery(1, 3), &SCHEDULE), Outcome::Dead { error } if error.contains("-780"))
+        );
+
+        let abort: Result<(), BoxDynError> = Err(Box::new(AbortError::new("stop")));
+        assert!(matches!(
+            classify(&abort, &delivery(1, 3), &SCHEDULE),
+            Outcome::Dead { .. }
+        ));
+
+        let after: Result<(), BoxDynError> = Err(Box::new(RetryAfterError::new(
+            "later",
+            Duration::from_secs(7),
+        )));
+        assert_eq!(
+            classify(&after, &delivery(1, 3), &SCHEDULE),
+            Outcome::Retry {
+                delay: Duration::from_secs(7),
+                error: "RetryError: later".into()
+            }
+        );
+    }
+
+    #[test]
+    fn last_errors_are_truncated_on_a_char_boundary() {
+        let long = "가".repeat(1000);
+        let t = truncate(&long);
+        assert!(t.len() <= 2004 && t.ends_with('…'));
+    }
+}

@@ -1,0 +1,239 @@
+//! What operators see and do: exact counts per queue, jobs by status, retrying a dead job.
+
+use super::{invocation, scripts, Keys, QueueError, GROUP};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Exact counts of one queue, read in one atomic step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Waiting for a worker.
+    pub pending: u64,
+    /// Delivered to a worker that holds its lease (or held it until the lease runs out).
+    pub running: u64,
+    /// Waiting for a retry or a delayed start.
+    pub scheduled: u64,
+    /// Finished, within retention.
+    pub done: u64,
+    /// Failed at least once and not finished yet (also counted as scheduled, pending or running).
+    pub failed: u64,
+    /// Out of attempts or failed for good; waiting for an operator.
+    pub dead: u64,
+}
+
+pub async fn counts(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+) -> Result<Counts, QueueError> {
+    let keys = Keys::new(namespace, queue);
+    let mut inv = invocation(&scripts::COUNTS, &keys);
+    inv.arg(GROUP);
+    let c: [u64; 6] = inv.invoke_async(&mut conn.clone()).await?;
+    Ok(Counts {
+        pending: c[0],
+        running: c[1],
+        scheduled: c[2],
+        done: c[3],
+        failed: c[4],
+        dead: c[5],
+    })
+}
+
+/// The statuses a job can be listed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Running,
+    Scheduled,
+    Done,
+    Failed,
+    Dead,
+}
+
+impl std::str::FromStr for Status {
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<Self, QueueError> {
+        Ok(match s {
+            "pending" => Status::Pending,
+            "running" => Status::Running,
+            "scheduled" => Status::Scheduled,
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            "dead" => Status::Dead,
+            other => {
+                return Err(QueueError::Invalid(format!(
+                "status must be pending, running, scheduled, done, failed or dead; got {other:?}"
+            )))
+            }
+        })
+    }
+}
+
+/// One job as operators see it. Arguments are ids only, so showing them reveals nothing secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub queue: String,
+    /// pending, running, scheduled, done or dead.
+    pub status: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    /// Milliseconds since the Unix epoch (Redis's clock).
+    pub enqueued_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub run_at_ms: Option<u64>,
+    pub args: serde_json::Value,
+}
+
+fn job_info(queue: &str, id: &str, record: &HashMap<String, Vec<u8>>) -> Option<JobInfo> {
+    if record.is_empty() {
+        return None;
+    }
+    let text = |k: &str| {
+        record
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let num = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok());
+    Some(JobInfo {
+        id: id.to_string(),
+        queue: queue.to_string(),
+        status: text("status").unwrap_or_default(),
+        attempts: num("attempts").unwrap_or(0) as u32,
+        max_attempts: num("max_attempts").unwrap_or(0) as u32,
+        last_error: text("last_error").filter(|e| !e.is_empty()),
+        enqueued_at_ms: num("enqueued_at").unwrap_or(0),
+        updated_at_ms: num("updated_at").unwrap_or(0),
+        run_at_ms: num("run_at"),
+        args: record
+            .get("args")
+            .and_then(|a| serde_json::from_slice(a).ok())
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+async fn load(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    queue: &str,
+    ids: &[String],
+) -> Result<Vec<JobInfo>, QueueError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.hgetall(keys.job(id));
+    }
+    let records: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(conn).await?;
+    Ok(ids
+        .iter()
+        .zip(&records)
+        .filter_map(|(id, r)| job_info(queue, id, r))
+        .collect())
+}
+
+/// Jobs of one status, most recent first, at most `limit`.
+pub async fn list(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+    status: Status,
+    limit: usize,
+) -> Result<Vec<JobInfo>, QueueError> {
+    let keys = Keys::new(namespace, queue);
+    let mut conn = conn.clone();
+    let limit = limit.clamp(1, 1000);
+    let set = match status {
+        Status::Scheduled => Some(&keys.scheduled),
+        Status::Done => Some(&keys.done),
+        Status::Failed => Some(&keys.failed),
+        Status::Dead => Some(&keys.dead),
+        Status::Pending | Status::Running => None,
+    };
+    if let Some(set) = set {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(set)
+            .arg(0)
+            .arg(limit as i64 - 1)
+            .query_async(&mut conn)
+            .await?;
+        return load(&mut conn, &keys, queue, &ids).await;
+    }
+    // Pending and running jobs are the stream's entries, oldest first; the record says which.
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(limit * 4)
+        .query_async(&mut conn)
+        .await?;
+    let ids: Vec<String> = entries
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("id"))
+        .collect();
+    let wanted = if status == Status::Pending {
+        "pending"
+    } else {
+        "running"
+    };
+    let mut jobs = load(&mut conn, &keys, queue, &ids).await?;
+    jobs.retain(|j| j.status == wanted);
+    jobs.truncate(limit);
+    Ok(jobs)
+}
+
+pub async fn job(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+    id: &str,
+) -> Result<Option<JobInfo>, QueueError> {
+    let keys = Keys::new(namespace, queue);
+    let mut jobs = load(&mut conn.clone(), &keys, queue, &[id.to_string()]).await?;
+    Ok(jobs.pop())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOutcome {
+    /// Back in the queue: a dead job with a fresh set of attempts, or a waiting retry now.
+    Retried,
+    /// The job exists but is pending, running or done.
+    NotRetryable,
+    NotFound,
+}
+
+/// An operator's retry of a dead job (or of one waiting for its next attempt).
+pub async fn retry(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+    id: &str,
+) -> Result<RetryOutcome, QueueError> {
+    let keys = Keys::new(namespace, queue);
+    let mut inv = invocation(&scripts::RETRY, &keys);
+    inv.arg(&keys.job_prefix).arg(GROUP).arg(id);
+    let answer: String = inv.invoke_async(&mut conn.clone()).await?;
+    Ok(match answer.as_str() {
+        "retried" => RetryOutcome::Retried,
+        "not_retryable" => RetryOutcome::NotRetryable,
+        _ => RetryOutcome::NotFound,
+    })
+}
+
+/// Hands back to the queue every job a stopped worker (a consumer) still holds.
+pub async fn release(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+    consumer: &str,
+) -> Result<u64, QueueError> {
+    super::backend::release(conn, &Keys::new(namespace, queue), consumer).await
+}

@@ -1,0 +1,132 @@
+use super::{invocation, millis, scripts, Keys, QueueError, GROUP};
+use crate::JobKind;
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// How to enqueue one job. Explicit, so a caller sees every choice it makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnqueueOptions {
+    /// The job's id. Enqueuing an id that is already known stores nothing and answers
+    /// `duplicate: true`: derive it from what the job is about (a payment, a refund) and a
+    /// repeated request enqueues nothing. `None` draws a random id.
+    pub id: Option<String>,
+    /// Run no sooner than this from now.
+    pub delay: Option<Duration>,
+    /// Attempts in all; the job kind's schedule decides when `None`.
+    pub max_attempts: Option<u32>,
+}
+
+impl EnqueueOptions {
+    pub fn with_id(id: impl Into<String>) -> Self {
+        EnqueueOptions {
+            id: Some(id.into()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    /// A job with this id already existed; nothing was stored.
+    pub duplicate: bool,
+}
+
+/// Enqueues jobs. Cheap to clone: clones share one multiplexed connection, which reconnects
+/// by itself after Redis restarts or drops it.
+#[derive(Clone)]
+pub struct Producer {
+    conn: ConnectionManager,
+    namespace: String,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ids travel in keys and stream fields: keep them short and printable.
+fn check_id(id: &str) -> Result<(), QueueError> {
+    let ok = !id.is_empty() && id.len() <= 200 && id.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::Invalid(format!(
+            "job id must be 1 to 200 printable ASCII characters without spaces, got {id:?}"
+        )))
+    }
+}
+
+pub fn random_id() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+impl Producer {
+    pub fn new(conn: ConnectionManager, namespace: impl Into<String>) -> Self {
+        Producer {
+            conn,
+            namespace: namespace.into(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Enqueues one job of kind `J` with the kind's default number of attempts.
+    pub async fn enqueue<J: JobKind>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        let mut out = self.enqueue_batch([(job, options)]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueues many jobs of one kind in one atomic round trip.
+    pub async fn enqueue_batch<'a, J: JobKind>(
+        &self,
+        jobs: impl IntoIterator<Item = (&'a J, EnqueueOptions)>,
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        let keys = Keys::new(&self.namespace, J::NAME);
+        let mut inv = invocation(&scripts::ENQUEUE, &keys);
+        inv.arg(&keys.job_prefix).arg(GROUP);
+        let mut ids = Vec::new();
+        for (job, options) in jobs {
+            let id = match options.id {
+                Some(id) => {
+                    check_id(&id)?;
+                    id
+                }
+                None => random_id(),
+            };
+            let max_attempts = options.max_attempts.unwrap_or(J::RETRY.max_attempts).max(1);
+            let delay = options.delay.map(millis).unwrap_or(0);
+            inv.arg(&id)
+                .arg(serde_json::to_vec(job)?)
+                .arg(max_attempts)
+                .arg(delay);
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .into_iter()
+            .zip(stored)
+            .map(|(id, s)| Enqueued {
+                id,
+                duplicate: s == 0,
+            })
+            .collect())
+    }
+}

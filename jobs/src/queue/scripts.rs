@@ -1,0 +1,315 @@
+//! Every state change of a job is one of these Lua scripts, so it is atomic: a crash between
+//! two Redis calls can never leave a job half-moved. Times come from the server's clock
+//! (`TIME`), so workers on machines with skewed clocks agree on what is due.
+//!
+//! Keys, all under one hash tag (see [`super::Keys`]): `KEYS[1]` stream, `KEYS[2]` scheduled,
+//! `KEYS[3]` done, `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers. A job's record is the
+//! hash `ARGV[1] .. id` (the prefix shares the hash tag). A job has at most one live stream
+//! entry at a time; its record's `entry` names it.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Helpers shared by the scripts: server time in ms, group creation, and claiming delivered
+/// entries (counting the attempt, or burying a job its workers kept dying on).
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function ensure_group(stream, group)
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+  end
+end
+
+local function forget_entry(stream, group, entry)
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+end
+
+local function bury(prefix, id, now, err)
+  redis.call('HSET', prefix .. id, 'status', 'dead', 'last_error', err, 'updated_at', now)
+  redis.call('HDEL', prefix .. id, 'entry', 'lock_by')
+  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('ZREM', KEYS[5], id)
+end
+
+-- entries: list of {entry_id, {field, value, ...}} as XREADGROUP / XAUTOCLAIM give them.
+local function claim(prefix, group, consumer, now, entries)
+  local out = {}
+  for _, e in ipairs(entries) do
+    local entry = e[1]
+    local fields = e[2]
+    local id = nil
+    if type(fields) == 'table' then id = fields[2] end
+    local key = id and (prefix .. id)
+    if not id or redis.call('EXISTS', key) == 0 then
+      forget_entry(KEYS[1], group, entry)
+    elseif redis.call('HGET', key, 'entry') ~= entry then
+      -- A stale entry of a job that has moved on: it must not run the job again.
+      forget_entry(KEYS[1], group, entry)
+    else
+      local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+      local max = tonumber(redis.call('HGET', key, 'max_attempts'))
+      if attempts > max then
+        forget_entry(KEYS[1], group, entry)
+        bury(prefix, id, now, 'its worker was lost on every attempt (last attempt ' .. (attempts - 1) .. ')')
+        redis.call('HSET', key, 'attempts', attempts - 1)
+      else
+        redis.call('HSET', key, 'status', 'running', 'lock_by', consumer, 'updated_at', now)
+        out[#out + 1] = {entry, id, redis.call('HGET', key, 'args'), attempts, max}
+      end
+    end
+  end
+  return out
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// Enqueue jobs. ARGV: prefix, group, then per job: id, args, max_attempts, delay_ms.
+/// Answers per job 1 (stored) or 0 (a job with that id exists: nothing changed).
+pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group = ARGV[1], ARGV[2]
+ensure_group(KEYS[1], group)
+local now = now_ms()
+local out = {}
+for i = 3, #ARGV, 4 do
+  local id, args, max, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local key = prefix .. id
+  if redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', key, 'args', args, 'attempts', 0, 'max_attempts', max,
+      'enqueued_at', now, 'updated_at', now)
+    if delay > 0 then
+      redis.call('HSET', key, 'status', 'scheduled', 'run_at', now + delay)
+      redis.call('ZADD', KEYS[2], now + delay, id)
+    else
+      local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
+      redis.call('HSET', key, 'status', 'pending', 'entry', entry)
+    end
+    out[#out + 1] = 1
+  end
+end
+return out
+"#,
+    )
+});
+
+/// One fetch without blocking: promote due scheduled jobs (a bounded chunk, so a backlog of any
+/// size never makes one call too big), take over entries whose worker stopped renewing its lease,
+/// then read new entries. ARGV: prefix, group, consumer, count, lease_ms, promote_chunk, cursor.
+/// Answers {jobs, next_due_ms_or_-1, next_cursor}; each job {entry, id, args, attempts, max}.
+pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local count, lease, chunk, cursor = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
+ensure_group(KEYS[1], group)
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, chunk)
+for _, id in ipairs(due) do
+  local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
+  redis.call('HSET', prefix .. id, 'status', 'pending', 'entry', entry, 'updated_at', now)
+  redis.call('HDEL', prefix .. id, 'run_at')
+  redis.call('ZREM', KEYS[2], id)
+end
+local entries = {}
+local reclaimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, lease, cursor, 'COUNT', count)
+cursor = reclaimed[1]
+for _, e in ipairs(reclaimed[2]) do entries[#entries + 1] = e end
+if #entries < count then
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #entries,
+    'STREAMS', KEYS[1], '>')
+  if read then
+    for _, e in ipairs(read[1][2]) do entries[#entries + 1] = e end
+  end
+end
+local jobs = claim(prefix, group, consumer, now, entries)
+local next_due = -1
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #first > 0 then next_due = tonumber(first[2]) - now end
+return {jobs, next_due, cursor}
+"#,
+    )
+});
+
+/// Claims entries a blocking read delivered. ARGV: prefix, group, consumer, then entry ids.
+pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local entries = {}
+for i = 4, #ARGV do
+  local got = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #got > 0 then entries[#entries + 1] = got[1] else entries[#entries + 1] = {ARGV[i], false} end
+end
+return claim(prefix, group, consumer, now, entries)
+"#,
+    )
+});
+
+/// Records the outcome of runs. ARGV: prefix, group, consumer, done_keep_count, done_keep_ms,
+/// then per run: entry, id, outcome (done|retry|dead), delay_ms, error.
+/// A run whose entry this consumer no longer holds (its lease passed and another worker took
+/// the job, or it was handed back) changes nothing: the current holder settles the job.
+/// Answers per run 1 (recorded) or 0 (not ours any more).
+pub static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local keep_count, keep_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local out = {}
+for i = 6, #ARGV, 5 do
+  local entry, id, outcome, delay, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local held = redis.call('XPENDING', KEYS[1], group, entry, entry, 1, consumer)
+  local key = prefix .. id
+  if #held == 0 or redis.call('HGET', key, 'entry') ~= entry then
+    out[#out + 1] = 0
+  else
+    forget_entry(KEYS[1], group, entry)
+    redis.call('HDEL', key, 'entry', 'lock_by')
+    if outcome == 'done' then
+      redis.call('HSET', key, 'status', 'done', 'updated_at', now, 'done_at', now)
+      redis.call('ZADD', KEYS[3], now, id)
+      redis.call('ZREM', KEYS[5], id)
+    elseif outcome == 'retry' then
+      redis.call('HSET', key, 'status', 'scheduled', 'last_error', err, 'updated_at', now, 'run_at', now + delay)
+      redis.call('ZADD', KEYS[2], now + delay, id)
+      redis.call('ZADD', KEYS[5], now, id)
+    else
+      bury(prefix, id, now, err)
+    end
+    out[#out + 1] = 1
+  end
+end
+-- Retention of done records, a bounded amount per call so no call is ever slow.
+local excess = redis.call('ZCARD', KEYS[3]) - keep_count
+local trim = {}
+if excess > 0 then trim = redis.call('ZRANGE', KEYS[3], 0, math.min(excess, 500) - 1) end
+local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - keep_ms, 'LIMIT', 0, 500)
+for _, list in ipairs({trim, old}) do
+  for _, id in ipairs(list) do
+    redis.call('DEL', prefix .. id)
+    redis.call('ZREM', KEYS[3], id)
+  end
+end
+return out
+"#,
+    )
+});
+
+/// Keeps leases: resets the idle time of entries this consumer still holds, and records the
+/// worker's heartbeat. ARGV: group, consumer, then entry ids. Entries another consumer took
+/// meanwhile are left to it.
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local group, consumer = ARGV[1], ARGV[2]
+local now = now_ms()
+redis.call('ZADD', KEYS[6], now, consumer)
+local renewed = 0
+for i = 3, #ARGV do
+  local held = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1, consumer)
+  if #held > 0 then
+    redis.call('XCLAIM', KEYS[1], group, consumer, 0, ARGV[i], 'JUSTID')
+    renewed = renewed + 1
+  end
+end
+return renewed
+"#,
+    )
+});
+
+/// Hands back everything a consumer holds (a worker shutting down, or a process after its
+/// workers stopped): each job goes back to the queue as a new entry, its unfinished attempt
+/// not counted. ARGV: prefix, group, consumer. Answers how many jobs went back.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local now = now_ms()
+local released = 0
+while true do
+  local held = redis.call('XPENDING', KEYS[1], group, '-', '+', 200, consumer)
+  if #held == 0 then break end
+  for _, p in ipairs(held) do
+    local entry = p[1]
+    local got = redis.call('XRANGE', KEYS[1], entry, entry)
+    forget_entry(KEYS[1], group, entry)
+    if #got > 0 then
+      local id = got[1][2][2]
+      local key = prefix .. id
+      if redis.call('HGET', key, 'entry') == entry then
+        if redis.call('HGET', key, 'status') == 'running' and redis.call('HGET', key, 'lock_by') == consumer then
+          redis.call('HINCRBY', key, 'attempts', -1)
+        end
+        local fresh = redis.call('XADD', KEYS[1], '*', 'id', id)
+        redis.call('HSET', key, 'status', 'pending', 'entry', fresh, 'updated_at', now)
+        redis.call('HDEL', key, 'lock_by')
+        released = released + 1
+      end
+    end
+  end
+end
+redis.call('ZREM', KEYS[6], consumer)
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, consumer)
+return released
+"#,
+    )
+});
+
+/// An operator runs a dead job again (with a fresh set of attempts), or a job waiting for its
+/// retry right now. ARGV: prefix, group, id. Answers 'retried', 'not_retryable' or 'not_found'.
+pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local prefix, group, id = ARGV[1], ARGV[2], ARGV[3]
+local key = prefix .. id
+if redis.call('EXISTS', key) == 0 then return 'not_found' end
+local dead = redis.call('ZSCORE', KEYS[4], id)
+local waiting = redis.call('ZSCORE', KEYS[2], id)
+if not dead and not waiting then return 'not_retryable' end
+ensure_group(KEYS[1], group)
+local now = now_ms()
+if dead then
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HSET', key, 'attempts', 0)
+else
+  redis.call('ZREM', KEYS[2], id)
+end
+local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
+redis.call('HSET', key, 'status', 'pending', 'entry', entry, 'updated_at', now)
+redis.call('HDEL', key, 'run_at')
+return 'retried'
+"#,
+    )
+});
+
+/// Exact counts, read in one atomic step. ARGV: group. Answers
+/// {pending, running, scheduled, done, failed, dead}.
+pub static COUNTS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local len = redis.call('XLEN', KEYS[1])
+local running = 0
+if len > 0 then
+  local summary = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+  if type(summary) == 'table' then running = tonumber(summary[1]) end
+end
+return {len - running, running, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[4])}
+"#,
+    )
+});

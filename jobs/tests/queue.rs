@@ -1,0 +1,403 @@
+//! The queue under real apalis workers and real Redis: enqueue semantics, a burst far beyond
+//! apalis-redis's 8,000-job limit, idle latency, the retry schedule, dead jobs and operator
+//! retries, and panics.
+
+mod support;
+
+use kakaopay_jobs::queue::{inspect, EnqueueOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[tokio::test]
+async fn the_same_id_twice_stores_one_job_and_says_so() {
+    let ns = namespace();
+    let (_, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let first = p
+        .enqueue(
+            &work(1, Behaviour::Succeed),
+            EnqueueOptions::with_id("approve:pay_1"),
+        )
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.id, "approve:pay_1");
+    let again = p
+        .enqueue(
+            &work(99, Behaviour::Succeed),
+            EnqueueOptions::with_id("approve:pay_1"),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate, "told it was a duplicate");
+    let c = counts(&conn, &ns).await;
+    assert_eq!(c.pending, 1);
+    let job = inspect::job(&conn, &ns, "test_work", "approve:pay_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.args["n"], 1, "the first job's arguments stand");
+
+    let bad = p
+        .enqueue(
+            &work(1, Behaviour::Succeed),
+            EnqueueOptions::with_id("has space"),
+        )
+        .await;
+    assert!(bad.is_err());
+    let random = p
+        .enqueue(&work(2, Behaviour::Succeed), EnqueueOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(random.id.len(), 32);
+}
+
+#[tokio::test]
+async fn twenty_thousand_jobs_queued_while_no_worker_runs_all_run_exactly_once() {
+    const JOBS: u64 = 20_000;
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let jobs: Vec<_> = (0..JOBS).map(|n| work(n, Behaviour::Succeed)).collect();
+    for chunk in jobs.chunks(1000) {
+        let stored = p
+            .enqueue_batch(chunk.iter().map(|j| (j, EnqueueOptions::default())))
+            .await
+            .unwrap();
+        assert!(stored.iter().all(|e| !e.duplicate));
+    }
+    assert_eq!(counts(&conn, &ns).await.pending, JOBS);
+
+    let seen = Arc::new(Seen::default());
+    let started = Instant::now();
+    let workers = run_workers(client, conn.clone(), config(&ns), 2, 32, seen.clone());
+    eventually(Duration::from_secs(120), "all jobs done", || async {
+        counts(&conn, &ns).await.done == JOBS
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let errors = workers.stop().await;
+    assert!(
+        errors.is_empty(),
+        "no worker errors or restarts: {errors:?}"
+    );
+
+    {
+        let runs = seen.runs.lock().unwrap();
+        assert_eq!(runs.len() as u64, JOBS, "every job ran");
+        assert!(runs.values().all(|r| r.len() == 1), "and exactly once");
+    }
+    let c = counts(&conn, &ns).await;
+    assert_eq!(
+        (c.pending, c.running, c.scheduled, c.done, c.failed, c.dead),
+        (0, 0, 0, JOBS, 0, 0)
+    );
+    println!("drained {JOBS} jobs in {elapsed:?} (debug build, 2 workers x 32)");
+}
+
+#[tokio::test]
+async fn an_idle_worker_starts_a_new_job_within_milliseconds() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 4, seen.clone());
+    let p = producer(&conn, &ns);
+    // Let the worker settle into its blocking read.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut latencies = Vec::new();
+    for n in 0..30u64 {
+        let pushed = Instant::now();
+        p.enqueue(&work(n, Behaviour::Succeed), EnqueueOptions::default())
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(5), "job started", || async {
+            !seen.runs_of(n).is_empty()
+        })
+        .await;
+        latencies.push(seen.runs_of(n)[0].1 - pushed);
+        // Idle again before the next push.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    println!(
+        "idle latency push→handler: median {median:?}, max {:?}",
+        latencies.last().unwrap()
+    );
+    assert!(median < Duration::from_millis(50), "median {median:?}");
+    assert!(workers.stop().await.is_empty());
+}
+
+#[tokio::test]
+async fn failures_follow_the_retry_schedule_then_die_and_operators_can_retry() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 8, seen.clone());
+
+    // Fails twice, then works on the third of three attempts.
+    p.enqueue(
+        &work(1, Behaviour::FailTimes(2)),
+        EnqueueOptions::with_id("flaky"),
+    )
+    .await
+    .unwrap();
+    // Never works: dead after three attempts.
+    p.enqueue(
+        &work(2, Behaviour::FailTimes(100)),
+        EnqueueOptions::with_id("hopeless"),
+    )
+    .await
+    .unwrap();
+    // Permanent: dead at once.
+    p.enqueue(
+        &work(3, Behaviour::FailPermanently),
+        EnqueueOptions::with_id("permanent"),
+    )
+    .await
+    .unwrap();
+
+    eventually(Duration::from_secs(10), "flaky done, two dead", || async {
+        let c = counts(&conn, &ns).await;
+        c.done == 1 && c.dead == 2
+    })
+    .await;
+    let flaky = seen.runs_of(1);
+    assert_eq!(flaky.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    // Full jitter within the schedule's ceilings (50 ms, then 100 ms), plus at most one
+    // blocking read (250 ms) and some slack.
+    assert!(
+        flaky[1].1 - flaky[0].1 <= Duration::from_millis(50 + 250 + 100),
+        "{:?}",
+        flaky[1].1 - flaky[0].1
+    );
+    assert!(
+        flaky[2].1 - flaky[1].1 <= Duration::from_millis(100 + 250 + 100),
+        "{:?}",
+        flaky[2].1 - flaky[1].1
+    );
+    assert_eq!(seen.runs_of(2).len(), 3, "all three attempts, no more");
+    assert_eq!(
+        seen.runs_of(3).len(),
+        1,
+        "a permanent failure is not retried"
+    );
+
+    let dead = inspect::list(&conn, &ns, "test_work", inspect::Status::Dead, 50)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    let hopeless = dead.iter().find(|j| j.id == "hopeless").unwrap();
+    assert_eq!(hopeless.attempts, 3);
+    assert!(
+        hopeless
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("failing attempt 3"),
+        "{hopeless:?}"
+    );
+    let permanent = dead.iter().find(|j| j.id == "permanent").unwrap();
+    assert_eq!(permanent.attempts, 1);
+    assert!(permanent
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("never work"));
+
+    // An operator retries the hopeless job: it runs again, from attempt 1.
+    let before = seen.runs_of(2).len();
+    assert_eq!(
+        inspect::retry(&conn, &ns, "test_work", "hopeless")
+            .await
+            .unwrap(),
+        inspect::RetryOutcome::Retried
+    );
+    eventually(Duration::from_secs(10), "hopeless ran again", || async {
+        seen.runs_of(2).len() > before
+    })
+    .await;
+    assert_eq!(seen.runs_of(2)[before].0, 1, "a fresh set of attempts");
+    assert_eq!(
+        inspect::retry(&conn, &ns, "test_work", "flaky")
+            .await
+            .unwrap(),
+        inspect::RetryOutcome::NotRetryable
+    );
+    assert_eq!(
+        inspect::retry(&conn, &ns, "test_work", "nope")
+            .await
+            .unwrap(),
+        inspect::RetryOutcome::NotFound
+    );
+    assert!(workers.stop().await.is_empty());
+}
+
+#[tokio::test]
+async fn failed_jobs_are_counted_and_listed_while_they_wait() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let mut cfg = config(&ns);
+    cfg.retry.base = Duration::from_secs(30);
+    cfg.retry.cap = Duration::from_secs(30);
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), cfg, 1, 2, seen.clone());
+    p.enqueue(
+        &work(7, Behaviour::FailTimes(1)),
+        EnqueueOptions::with_id("waits"),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "first attempt failed", || async {
+        counts(&conn, &ns).await.failed == 1
+    })
+    .await;
+    let c = counts(&conn, &ns).await;
+    // Full jitter may draw a very short delay; then the job may already be back.
+    assert!(c.scheduled + c.pending + c.running + c.done >= 1);
+    let failed = inspect::list(&conn, &ns, "test_work", inspect::Status::Failed, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed[0].id, "waits");
+    assert_eq!(failed[0].attempts, 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("failing attempt 1"));
+    // An operator may run a waiting retry now.
+    if c.scheduled == 1 {
+        assert_eq!(
+            inspect::retry(&conn, &ns, "test_work", "waits")
+                .await
+                .unwrap(),
+            inspect::RetryOutcome::Retried
+        );
+    }
+    eventually(Duration::from_secs(5), "done", || async {
+        counts(&conn, &ns).await.done == 1
+    })
+    .await;
+    assert_eq!(
+        counts(&conn, &ns).await.failed,
+        0,
+        "a finished job is no longer failed"
+    );
+    assert!(workers.stop().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_handler_kills_its_job_not_the_worker() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 2, seen.clone());
+    p.enqueue(&work(1, Behaviour::Panic), EnqueueOptions::with_id("bug"))
+        .await
+        .unwrap();
+    p.enqueue(
+        &work(2, Behaviour::Succeed),
+        EnqueueOptions::with_id("fine"),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "one dead, one done", || async {
+        let c = counts(&conn, &ns).await;
+        c.dead == 1 && c.done == 1
+    })
+    .await;
+    let dead = inspect::job(&conn, &ns, "test_work", "bug")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dead.last_error.unwrap().contains("handler bug"));
+    assert!(workers.stop().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_whose_arguments_do_not_parse_is_dead_not_a_crashed_worker() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    // Enqueued by something that does not know the job's shape.
+    let keys = kakaopay_jobs::queue::Keys::new(&ns, "test_work");
+    let mut c = conn.clone();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.stream)
+        .arg("workers")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let entry: String = redis::cmd("XADD")
+        .arg(&keys.stream)
+        .arg("*")
+        .arg("id")
+        .arg("junk")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.job("junk"))
+        .arg("args")
+        .arg("{\"nope\":true}")
+        .arg("attempts")
+        .arg(0)
+        .arg("max_attempts")
+        .arg(3)
+        .arg("status")
+        .arg("pending")
+        .arg("entry")
+        .arg(&entry)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    producer(&conn, &ns)
+        .enqueue(&work(1, Behaviour::Succeed), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 2, seen.clone());
+    eventually(Duration::from_secs(5), "junk dead, good done", || async {
+        let c = counts(&conn, &ns).await;
+        c.dead == 1 && c.done == 1
+    })
+    .await;
+    let junk = inspect::job(&conn, &ns, "test_work", "junk")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(junk.last_error.unwrap().contains("do not parse"));
+    assert!(workers.stop().await.is_empty());
+}
+
+#[tokio::test]
+async fn delayed_jobs_wait_for_their_time() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 2, seen.clone());
+    let pushed = Instant::now();
+    producer(&conn, &ns)
+        .enqueue(
+            &work(1, Behaviour::Succeed),
+            EnqueueOptions {
+                delay: Some(Duration::from_millis(300)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(&conn, &ns).await.scheduled, 1);
+    eventually(Duration::from_secs(5), "ran", || async {
+        !seen.runs_of(1).is_empty()
+    })
+    .await;
+    let waited = seen.runs_of(1)[0].1 - pushed;
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(800),
+        "{waited:?}"
+    );
+    assert!(workers.stop().await.is_empty());
+}
