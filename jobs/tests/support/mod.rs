@@ -30,6 +30,8 @@ pub enum Behaviour {
     /// Sleep, then succeed.
     Sleep(u64),
     Panic,
+    /// Hang forever on attempts before attempt K (a worker that will be killed), then succeed.
+    HangBeforeAttempt(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +91,11 @@ pub async fn handle(
             Ok(())
         }
         Behaviour::Panic => panic!("handler bug"),
+        Behaviour::HangBeforeAttempt(k) if delivery.attempt < k => {
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        Behaviour::HangBeforeAttempt(_) => Ok(()),
     }
 }
 
