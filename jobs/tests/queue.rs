@@ -401,3 +401,63 @@ async fn delayed_jobs_wait_for_their_time() {
     );
     assert!(workers.stop().await.is_empty());
 }
+
+#[tokio::test]
+async fn pending_and_running_jobs_are_listed() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    assert!(
+        inspect::list(&conn, &ns, "test_work", inspect::Status::Pending, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no queue yet"
+    );
+    assert!(
+        inspect::list(&conn, &ns, "test_work", inspect::Status::Running, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let p = producer(&conn, &ns);
+    for n in 0..3 {
+        p.enqueue(
+            &work(n, Behaviour::HangBeforeAttempt(99)),
+            EnqueueOptions::with_id(format!("h{n}")),
+        )
+        .await
+        .unwrap();
+    }
+    let pending = inspect::list(&conn, &ns, "test_work", inspect::Status::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["h0", "h1", "h2"]
+    );
+    assert!(pending
+        .iter()
+        .all(|j| j.status == "pending" && j.attempts == 0));
+
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 2, seen.clone());
+    // Running means held by a worker under its lease: the two it runs and the one it fetched
+    // with them and will run next.
+    eventually(Duration::from_secs(5), "all held", || async {
+        counts(&conn, &ns).await.running == 3
+    })
+    .await;
+    let running = inspect::list(&conn, &ns, "test_work", inspect::Status::Running, 10)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 3);
+    assert_eq!(seen.total(), 2, "two at a time");
+    assert!(running
+        .iter()
+        .all(|j| j.status == "running" && j.attempts == 1));
+    let pending = inspect::list(&conn, &ns, "test_work", inspect::Status::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len() as u64, counts(&conn, &ns).await.pending);
+    drop(workers);
+}

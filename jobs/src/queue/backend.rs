@@ -51,16 +51,39 @@ struct Shared {
     config: QueueConfig,
     /// Entries fetched and not yet settled: their leases are renewed.
     held: Mutex<HashSet<String>>,
+    /// Where the next look for lost leases (`XAUTOCLAIM`) continues, and when it last ran.
+    reclaim: Mutex<(String, Option<Instant>)>,
 }
 
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The `XAUTOCLAIM` cursor if it is time to look for lost leases, else an empty string.
+    /// Every quarter lease is enough (a crashed worker's jobs wait at most 1.25 leases) and
+    /// keeps busy fetches from scanning the pending entries each time.
+    fn reclaim_cursor(&self) -> String {
+        let every = (self.config.lease / 4).max(Duration::from_millis(50));
+        let mut state = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        if state.1.is_some_and(|at| at.elapsed() < every) {
+            return String::new();
+        }
+        state.1 = Some(Instant::now());
+        state.0.clone()
+    }
+
+    fn set_reclaim_cursor(&self, cursor: String) {
+        if !cursor.is_empty() {
+            self.reclaim.lock().unwrap_or_else(|p| p.into_inner()).0 = cursor;
+        }
+    }
 }
 
 /// A job as a fetch script answers it: entry, id, args, attempt, max attempts.
 type Fetched = (String, String, Vec<u8>, u32, u32);
+
+use std::time::Instant;
 
 /// A worker's source of jobs of kind `J`. Give each worker its own (they hold the worker's
 /// blocking connection and leases).
@@ -71,9 +94,9 @@ pub struct StreamBackend<J> {
     /// every other command), opened by the first fetch.
     blocking: Arc<OnceCell<ConnectionManager>>,
     buffer: VecDeque<Task<Vec<u8>>>,
-    fetch: Option<BoxFuture<'static, (Vec<Fetched>, String)>>,
-    /// Where the next `XAUTOCLAIM` continues scanning the pending entries.
-    cursor: String,
+    /// The fetch under way, a task of its own so that the next batch is on its way while the
+    /// worker runs this one, and leased the moment it arrives (even if the worker is busy).
+    fetch: Option<JoinHandle<Vec<Fetched>>>,
     settle: mpsc::Sender<SettleRequest>,
     renewer: Option<JoinHandle<()>>,
     closing: Option<BoxFuture<'static, ()>>,
@@ -109,6 +132,7 @@ impl<J: JobKind> StreamBackend<J> {
             conn,
             config,
             held: Mutex::new(HashSet::new()),
+            reclaim: Mutex::new(("0-0".into(), None)),
         });
         let (settle, rx) = mpsc::channel(1024);
         tokio::spawn(settler(shared.clone(), rx));
@@ -118,7 +142,6 @@ impl<J: JobKind> StreamBackend<J> {
             blocking: Arc::new(OnceCell::new()),
             buffer: VecDeque::new(),
             fetch: None,
-            cursor: "0-0".into(),
             settle,
             renewer: None,
             closing: None,
@@ -151,6 +174,9 @@ impl<J: JobKind> StreamBackend<J> {
 
 impl<J> Drop for StreamBackend<J> {
     fn drop(&mut self) {
+        if let Some(fetch) = self.fetch.take() {
+            fetch.abort();
+        }
         if let Some(renewer) = self.renewer.take() {
             renewer.abort();
         }
@@ -167,8 +193,7 @@ async fn fetch_cycle<J: JobKind>(
     client: redis::Client,
     blocking: Arc<OnceCell<ConnectionManager>>,
     consumer: String,
-    mut cursor: String,
-) -> (Vec<Fetched>, String) {
+) -> Vec<Fetched> {
     let mut conn = shared.conn.clone();
     let keys = &shared.keys;
     let config = &shared.config;
@@ -176,6 +201,7 @@ async fn fetch_cycle<J: JobKind>(
     let mut failures = 0u32;
     loop {
         let attempt: Result<Vec<Fetched>, redis::RedisError> = async {
+            let cursor = shared.reclaim_cursor();
             let (jobs, next_due, next_cursor): (Vec<Fetched>, i64, String) =
                 invocation(&scripts::FETCH, keys)
                     .arg(&keys.job_prefix)
@@ -187,7 +213,7 @@ async fn fetch_cycle<J: JobKind>(
                     .arg(&cursor)
                     .invoke_async(&mut conn)
                     .await?;
-            cursor = next_cursor;
+            shared.set_reclaim_cursor(next_cursor);
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -250,7 +276,8 @@ async fn fetch_cycle<J: JobKind>(
                     bury_undecodable(&shared, &consumer, poison).await;
                 }
                 if !good.is_empty() {
-                    return (good, cursor);
+                    shared.held().extend(good.iter().map(|j| j.0.clone()));
+                    return good;
                 }
             }
             Err(e) => {
@@ -333,6 +360,28 @@ pub async fn release(
     Ok(inv.invoke_async(&mut conn.clone()).await?)
 }
 
+impl<J: JobKind> StreamBackend<J> {
+    fn start_fetch(&mut self, worker: &WorkerContext) {
+        self.fetch = Some(tokio::spawn(fetch_cycle::<J>(
+            self.shared.clone(),
+            self.client.clone(),
+            self.blocking.clone(),
+            worker.name().to_string(),
+        )));
+    }
+
+    fn stop_background(&mut self) {
+        if let Some(fetch) = self.fetch.take() {
+            fetch.abort();
+        }
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        // Closing the blocking connection cancels a read still waiting for jobs.
+        self.blocking = Arc::new(OnceCell::new());
+    }
+}
+
 impl<J: JobKind> Backend for StreamBackend<J> {
     type Task = Task<Vec<u8>>;
     type Error = QueueError;
@@ -357,28 +406,36 @@ impl<J: JobKind> Backend for StreamBackend<J> {
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Task<Vec<u8>>, QueueError>>> {
         loop {
+            if let Some(fetch) = self.fetch.as_mut() {
+                if let Poll::Ready(result) = fetch.poll_unpin(cx) {
+                    self.fetch = None;
+                    match result {
+                        Ok(jobs) => {
+                            let tasks: Vec<_> = jobs
+                                .into_iter()
+                                .map(|j| self.task(j, worker.name()))
+                                .collect();
+                            self.buffer.extend(tasks);
+                        }
+                        // Only a panic inside the fetch task; the entries it may have claimed
+                        // are recovered through their leases.
+                        Err(e) => {
+                            tracing::error!(queue = %self.shared.config.queue, error = %e, "fetch task failed")
+                        }
+                    }
+                }
+            }
             if let Some(task) = self.buffer.pop_front() {
+                if self.fetch.is_none() && self.buffer.len() < self.shared.config.fetch_batch / 2 {
+                    self.start_fetch(worker);
+                }
                 return Poll::Ready(Some(Ok(task)));
             }
-            let fetch = self.fetch.get_or_insert_with(|| {
-                fetch_cycle::<J>(
-                    self.shared.clone(),
-                    self.client.clone(),
-                    self.blocking.clone(),
-                    worker.name().to_string(),
-                    self.cursor.clone(),
-                )
-                .boxed()
-            });
-            let (jobs, cursor) = ready!(fetch.poll_unpin(cx));
-            self.fetch = None;
-            self.cursor = cursor;
-            self.shared.held().extend(jobs.iter().map(|j| j.0.clone()));
-            let tasks: Vec<_> = jobs
-                .into_iter()
-                .map(|j| self.task(j, worker.name()))
-                .collect();
-            self.buffer.extend(tasks);
+            if self.fetch.is_none() {
+                self.start_fetch(worker);
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 
@@ -387,28 +444,31 @@ impl<J: JobKind> Backend for StreamBackend<J> {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
-        let closing = self.closing.get_or_insert_with(|| {
-            // Jobs fetched but not started, and entries a dropped fetch may have been given,
+        if self.closing.is_none() {
+            // Jobs fetched but not started, and entries a stopped fetch may have been given,
             // go back to the queue for other workers.
-            self.fetch = None;
+            self.stop_background();
             self.buffer.clear();
-            if let Some(renewer) = self.renewer.take() {
-                renewer.abort();
-            }
             let shared = self.shared.clone();
             let consumer = worker.name().to_string();
-            async move {
-                match release(&shared.conn, &shared.keys, &consumer).await {
-                    Ok(n) if n > 0 => tracing::info!(queue = %shared.config.queue, jobs = n, "handed back unstarted jobs"),
-                    Ok(_) => {}
-                    // Not fatal: the leases run out and other workers take the jobs over.
-                    Err(e) => tracing::warn!(queue = %shared.config.queue, error = %e, "could not hand back jobs"),
+            self.closing = Some(
+                async move {
+                    match release(&shared.conn, &shared.keys, &consumer).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(queue = %shared.config.queue, jobs = n, "handed back unstarted jobs")
+                        }
+                        Ok(_) => {}
+                        // Not fatal: the leases run out and other workers take the jobs over.
+                        Err(e) => tracing::warn!(queue = %shared.config.queue, error = %e, "could not hand back jobs"),
+                    }
+                    shared.held().clear();
                 }
-                shared.held().clear();
-            }
-            .boxed()
-        });
-        ready!(closing.poll_unpin(cx));
+                .boxed(),
+            );
+        }
+        if let Some(closing) = self.closing.as_mut() {
+            ready!(closing.poll_unpin(cx));
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -164,29 +164,82 @@ pub async fn list(
             .await?;
         return load(&mut conn, &keys, queue, &ids).await;
     }
-    // Pending and running jobs are the stream's entries, oldest first; the record says which.
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&keys.stream)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(limit * 4)
-        .query_async(&mut conn)
-        .await?;
-    let ids: Vec<String> = entries
-        .ids
-        .iter()
-        .filter_map(|e| e.get::<String>("id"))
-        .collect();
-    let wanted = if status == Status::Pending {
-        "pending"
+    // Pending jobs are the entries not yet delivered to the group; running ones the entries
+    // delivered and not acknowledged. Oldest first.
+    let entry_ids: Vec<String> = if status == Status::Pending {
+        let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&keys.stream)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(g) => g,
+            // No stream yet: nothing is pending.
+            Err(e) if no_stream(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let last = groups
+            .groups
+            .into_iter()
+            .find(|g| g.name == GROUP)
+            .map(|g| g.last_delivered_id);
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&keys.stream)
+            .arg(format!("({last}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        return load(
+            &mut conn,
+            &keys,
+            queue,
+            &entries
+                .ids
+                .iter()
+                .filter_map(|e| e.get::<String>("id"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
     } else {
-        "running"
+        let pending: redis::streams::StreamPendingCountReply = match redis::cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if no_stream(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        pending.ids.into_iter().map(|p| p.id).collect()
     };
-    let mut jobs = load(&mut conn, &keys, queue, &ids).await?;
-    jobs.retain(|j| j.status == wanted);
-    jobs.truncate(limit);
-    Ok(jobs)
+    let mut pipe = redis::pipe();
+    for entry in &entry_ids {
+        pipe.cmd("XRANGE").arg(&keys.stream).arg(entry).arg(entry);
+    }
+    let ranges: Vec<redis::streams::StreamRangeReply> = if entry_ids.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut conn).await?
+    };
+    let ids: Vec<String> = ranges
+        .iter()
+        .filter_map(|r| r.ids.first()?.get::<String>("id"))
+        .collect();
+    load(&mut conn, &keys, queue, &ids).await
+}
+
+/// The errors Redis answers about a stream or group that does not exist yet.
+fn no_stream(e: &redis::RedisError) -> bool {
+    e.code().is_some_and(|c| c == "NOGROUP" || c == "ERR")
 }
 
 pub async fn job(

@@ -1,0 +1,394 @@
+//! Queue benchmark: enqueue rates, and the no-op drain rate of our backend next to
+//! apalis-redis 1.0.0 (its defaults and its fastest setting), in one run on one Redis.
+//!
+//! `cargo bench -p kakaopay-jobs --bench queue` (REDIS_URL, default redis://127.0.0.1:6379).
+//! Each figure is the median of ROUNDS runs. Backlogs stay under 8,000 jobs so that
+//! apalis-redis survives them (above that its fetch script fails and its workers exit).
+
+use apalis::prelude::*;
+use apalis_redis::{Config as RedisConfig, RedisStorage};
+use kakaopay_jobs::queue::{
+    connection_config, consumer_name, inspect, EnqueueOptions, Producer, QueueConfig,
+    RetrySchedule, StreamBackend,
+};
+use kakaopay_jobs::JobKind;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 7;
+const DRAIN_JOBS: u64 = 7_000;
+const CONCURRENCY: usize = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Noop {
+    n: u64,
+}
+
+impl JobKind for Noop {
+    const NAME: &'static str = "bench_noop";
+    const RETRY: RetrySchedule =
+        RetrySchedule::new(3, Duration::from_millis(100), Duration::from_secs(1));
+}
+
+async fn count(_job: Noop, counter: Data<Arc<AtomicU64>>) -> Result<(), BoxDynError> {
+    counter.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn namespace() -> String {
+    format!("bench-{:08x}", rand::random::<u32>())
+}
+
+async fn drop_keys(conn: &ConnectionManager, pattern: &str) {
+    let mut conn = conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+async fn wait_until(counter: &AtomicU64, target: u64, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while counter.load(Ordering::Relaxed) < target {
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Some(start.elapsed())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Jobs per second for one sequential producer, one job per call.
+async fn enqueue_single(conn: &ConnectionManager) -> f64 {
+    let ns = namespace();
+    let p = Producer::new(conn.clone(), &ns);
+    let jobs = 3_000;
+    let start = Instant::now();
+    for n in 0..jobs {
+        p.enqueue(&Noop { n }, EnqueueOptions::default())
+            .await
+            .unwrap();
+    }
+    let rate = jobs as f64 / start.elapsed().as_secs_f64();
+    drop_keys(conn, &format!("{{{ns}:*")).await;
+    rate
+}
+
+/// Jobs per second for 64 concurrent producers sharing one connection, one job per call.
+async fn enqueue_concurrent(conn: &ConnectionManager) -> f64 {
+    let ns = namespace();
+    let p = Producer::new(conn.clone(), &ns);
+    let per_task = 300;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|t| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                for n in 0..per_task {
+                    p.enqueue(&Noop { n: t * 1000 + n }, EnqueueOptions::default())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = (64 * per_task) as f64 / start.elapsed().as_secs_f64();
+    drop_keys(conn, &format!("{{{ns}:*")).await;
+    rate
+}
+
+/// Jobs per second in batches of 100.
+async fn enqueue_batched(conn: &ConnectionManager) -> f64 {
+    let ns = namespace();
+    let p = Producer::new(conn.clone(), &ns);
+    let jobs: Vec<Noop> = (0..20_000).map(|n| Noop { n }).collect();
+    let start = Instant::now();
+    for chunk in jobs.chunks(100) {
+        p.enqueue_batch(chunk.iter().map(|j| (j, EnqueueOptions::default())))
+            .await
+            .unwrap();
+    }
+    let rate = jobs.len() as f64 / start.elapsed().as_secs_f64();
+    drop_keys(conn, &format!("{{{ns}:*")).await;
+    rate
+}
+
+/// Our backend: backlog first, then the workers. Answers two rates: until the handler ran every
+/// job (what the apalis-redis figures measure), and until every job is recorded done.
+async fn drain_ours(
+    client: &redis::Client,
+    conn: &ConnectionManager,
+    workers: usize,
+    profile: Option<&mut Vec<(String, f64, f64)>>,
+) -> (f64, f64) {
+    let ns = namespace();
+    let p = Producer::new(conn.clone(), &ns);
+    let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
+    for chunk in jobs.chunks(1000) {
+        p.enqueue_batch(chunk.iter().map(|j| (j, EnqueueOptions::default())))
+            .await
+            .unwrap();
+    }
+    let stats_before = command_stats(conn).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut config = QueueConfig::new(&ns, Noop::NAME, Noop::RETRY);
+    config.fetch_batch = CONCURRENCY;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..workers {
+        let worker = WorkerBuilder::new(consumer_name(Noop::NAME, i))
+            .backend(StreamBackend::<Noop>::new(
+                client.clone(),
+                conn.clone(),
+                config.clone(),
+            ))
+            .concurrency(CONCURRENCY)
+            .catch_panic()
+            .data(counter.clone())
+            .build(count);
+        let mut stop = stop_rx.clone();
+        handles.push(tokio::spawn(worker.run_until(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            Ok::<(), std::io::Error>(())
+        })));
+    }
+    wait_until(&counter, DRAIN_JOBS, Duration::from_secs(120))
+        .await
+        .expect("drained");
+    let ran = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
+    loop {
+        if inspect::counts(conn, &ns, Noop::NAME).await.unwrap().done == DRAIN_JOBS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let recorded = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
+    if let Some(profile) = profile {
+        let after = command_stats(conn).await;
+        *profile = after
+            .iter()
+            .map(|(name, (calls, usec))| {
+                let (c0, u0) = stats_before.get(name).copied().unwrap_or((0.0, 0.0));
+                (name.clone(), (calls - c0) / DRAIN_JOBS as f64, usec - u0)
+            })
+            .filter(|(name, calls, _)| *calls > 0.0 && name != "info")
+            .collect();
+        profile.sort_by(|a, b| b.2.total_cmp(&a.2));
+    }
+    let _ = stop_tx.send(true);
+    for h in handles {
+        let _ = h.await;
+    }
+    drop_keys(conn, &format!("{{{ns}:*")).await;
+    (ran, recorded)
+}
+
+/// apalis-redis 1.0.0: backlog first, then one worker; timed until the handler ran every job.
+async fn drain_apalis_redis(conn: &ConnectionManager, fastest: bool) -> f64 {
+    let queue = namespace();
+    let mut config = RedisConfig::default().queue(&queue);
+    if fastest {
+        config = config.lock_tasks(false).batch_size(100);
+    }
+    let mut storage =
+        RedisStorage::<Noop, ConnectionManager>::new(conn.clone()).with_config(config);
+    let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
+    storage.push_bulk(jobs).await.unwrap();
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let worker = WorkerBuilder::new(format!("{queue}-worker"))
+        .backend(storage.poll_with_interval(Duration::from_millis(100)))
+        .concurrency(CONCURRENCY)
+        .catch_panic()
+        .data(counter.clone())
+        .build(count);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(worker.run_until(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+        Ok::<(), std::io::Error>(())
+    }));
+    wait_until(&counter, DRAIN_JOBS, Duration::from_secs(300))
+        .await
+        .expect("apalis-redis drained");
+    let rate = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    drop_keys(conn, &format!("*{queue}*")).await;
+    rate
+}
+
+/// Seconds of CPU the Redis server has used so far.
+async fn redis_cpu(conn: &ConnectionManager) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Calls and microseconds per Redis command so far (commands run by scripts included).
+async fn command_stats(conn: &ConnectionManager) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let field = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            Some((name.to_string(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
+}
+
+/// apalis-redis 1.0.0 exactly as its README runs a worker: default config, no concurrency
+/// limit, no poll interval.
+async fn drain_apalis_redis_readme(conn: &ConnectionManager) -> f64 {
+    let queue = namespace();
+    let mut storage = RedisStorage::<Noop, ConnectionManager>::new(conn.clone())
+        .with_config(RedisConfig::default().queue(&queue));
+    let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
+    storage.push_bulk(jobs).await.unwrap();
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let worker = WorkerBuilder::new(format!("{queue}-worker"))
+        .backend(storage)
+        .data(counter.clone())
+        .build(count);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(worker.run_until(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+        Ok::<(), std::io::Error>(())
+    }));
+    wait_until(&counter, DRAIN_JOBS, Duration::from_secs(300))
+        .await
+        .expect("apalis-redis drained");
+    let rate = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    drop_keys(conn, &format!("*{queue}*")).await;
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let conn = client
+        .get_connection_manager_with_config(connection_config())
+        .await
+        .unwrap();
+
+    let mut single = Vec::new();
+    let mut concurrent = Vec::new();
+    let mut batched = Vec::new();
+    let mut ours = Vec::new();
+    let mut ours_recorded = Vec::new();
+    let mut ours_two = Vec::new();
+    let mut theirs_default = Vec::new();
+    let mut theirs_fastest = Vec::new();
+    let mut theirs_readme = Vec::new();
+    let mut redis_share = Vec::new();
+    // Where Redis spends its time in one of our drains (the enqueue before it left out).
+    let mut profile = Vec::new();
+    drain_ours(&client, &conn, 1, Some(&mut profile)).await;
+    let total_usec: f64 = profile
+        .iter()
+        .filter(|p| p.0 != "evalsha" && p.0 != "eval")
+        .map(|p| p.2)
+        .sum();
+    for round in 1..=ROUNDS {
+        single.push(enqueue_single(&conn).await);
+        concurrent.push(enqueue_concurrent(&conn).await);
+        batched.push(enqueue_batched(&conn).await);
+        let cpu_before = redis_cpu(&conn).await;
+        let wall = Instant::now();
+        let (ran, recorded) = drain_ours(&client, &conn, 1, None).await;
+        redis_share.push((redis_cpu(&conn).await - cpu_before) / wall.elapsed().as_secs_f64());
+        ours.push(ran);
+        ours_recorded.push(recorded);
+        ours_two.push(drain_ours(&client, &conn, 2, None).await.1);
+        theirs_default.push(drain_apalis_redis(&conn, false).await);
+        theirs_fastest.push(drain_apalis_redis(&conn, true).await);
+        theirs_readme.push(drain_apalis_redis_readme(&conn).await);
+        eprintln!("round {round} of {ROUNDS} done");
+    }
+    let (single, concurrent, batched) = (median(single), median(concurrent), median(batched));
+    let (ours, ours_recorded, ours_two) = (median(ours), median(ours_recorded), median(ours_two));
+    let (theirs_default, theirs_fastest) = (median(theirs_default), median(theirs_fastest));
+    let (theirs_readme, redis_share) = (median(theirs_readme), median(redis_share));
+
+    println!("Queue benchmark: median of {ROUNDS} rounds, {DRAIN_JOBS}-job backlogs, no-op handler, concurrency {CONCURRENCY}, release build, one Redis");
+    println!();
+    println!("| measurement | jobs/s |");
+    println!("|---|---:|");
+    println!("| enqueue, one producer, one job per call | {single:.0} |");
+    println!("| enqueue, 64 concurrent producers, one job per call | {concurrent:.0} |");
+    println!("| enqueue, batches of 100 | {batched:.0} |");
+    println!("| drain, ours, 1 worker (leases and crash recovery on), until the handler ran every job | {ours:.0} |");
+    println!("| drain, ours, 1 worker, until every job is recorded done | {ours_recorded:.0} |");
+    println!("| drain, ours, 2 workers, until recorded done | {ours_two:.0} |");
+    println!("| drain, apalis-redis 1.0.0 defaults, until the handler ran every job | {theirs_default:.0} |");
+    println!("| drain, apalis-redis 1.0.0 fastest (lock_tasks(false), batch_size(100)), same | {theirs_fastest:.0} |");
+    println!("| drain, apalis-redis 1.0.0 defaults as its README runs a worker (no concurrency limit, no poll interval) | {theirs_readme:.0} |");
+    println!();
+    println!("Redis commands per job in one of our drains (commands run by scripts included; evalsha is the scripts' total):");
+    println!();
+    println!("| command | calls per job | share of command time |");
+    println!("|---|---:|---:|");
+    for (name, calls, usec) in &profile {
+        let share = if name == "evalsha" || name == "eval" {
+            String::from("(total)")
+        } else {
+            format!("{:.0}%", usec / total_usec * 100.0)
+        };
+        println!("| {name} | {calls:.2} | {share} |");
+    }
+    println!();
+    println!(
+        "Redis server CPU during our 1-worker drain: {:.0}% of one core",
+        redis_share * 100.0
+    );
+    println!(
+        "ours / apalis-redis fastest: {:.2}x (recorded done: {:.2}x)",
+        ours / theirs_fastest,
+        ours_recorded / theirs_fastest
+    );
+    println!(
+        "ours / apalis-redis defaults: {:.2}x (recorded done: {:.2}x)",
+        ours / theirs_default,
+        ours_recorded / theirs_default
+    );
+    println!(
+        "ours / apalis-redis README defaults: {:.2}x (recorded done: {:.2}x)",
+        ours / theirs_readme,
+        ours_recorded / theirs_readme
+    );
+}
