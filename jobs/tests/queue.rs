@@ -461,3 +461,95 @@ async fn pending_and_running_jobs_are_listed() {
     assert_eq!(pending.len() as u64, counts(&conn, &ns).await.pending);
     drop(workers);
 }
+
+#[tokio::test]
+async fn apalis_listing_metrics_and_sink_traits_read_and_feed_the_queue() {
+    use apalis::prelude::*;
+    use kakaopay_jobs::queue::StreamBackend;
+
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let mut backend = StreamBackend::<Work>::new(client.clone(), conn.clone(), config(&ns));
+    // apalis's TaskSink, as apalis-board pushes tasks.
+    backend.push(work(1, Behaviour::Succeed)).await.unwrap();
+    backend
+        .push_bulk(vec![
+            work(2, Behaviour::FailPermanently),
+            work(3, Behaviour::Succeed),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counts(&conn, &ns).await.pending, 3);
+    let stats = backend.fetch_by_queue().await.unwrap();
+    let value = |title: &str| {
+        stats
+            .iter()
+            .find(|s| s.title == title)
+            .unwrap()
+            .value
+            .clone()
+    };
+    assert_eq!(value("PENDING_JOBS"), "3");
+
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 4, seen.clone());
+    eventually(Duration::from_secs(5), "settled", || async {
+        let c = counts(&conn, &ns).await;
+        c.done == 2 && c.dead == 1
+    })
+    .await;
+    let stats = backend.global().await.unwrap();
+    let value = |title: &str| {
+        stats
+            .iter()
+            .find(|s| s.title == title)
+            .unwrap()
+            .value
+            .clone()
+    };
+    assert_eq!(
+        (
+            value("DONE_JOBS"),
+            value("DEAD_JOBS"),
+            value("PENDING_JOBS")
+        ),
+        ("2".into(), "1".into(), "0".into())
+    );
+
+    let dead = backend
+        .list_tasks(&Filter {
+            status: Some(Status::Killed),
+            page: 1,
+            page_size: Some(10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let id = dead[0].task_id().unwrap().clone();
+    let fetched = backend.fetch_by_id(&id).await.unwrap().unwrap();
+    assert_eq!(fetched.status(), Status::Killed);
+    let args: Work = serde_json::from_slice(&fetched.args).unwrap();
+    assert_eq!(args, work(2, Behaviour::FailPermanently));
+    let done_page_2 = backend
+        .list_all_tasks(&Filter {
+            status: Some(Status::Done),
+            page: 2,
+            page_size: Some(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(done_page_2.len(), 1, "paging");
+
+    eventually(Duration::from_secs(5), "worker heartbeat", || async {
+        backend.list_workers().await.unwrap().len() == 1
+    })
+    .await;
+    let queues = backend.list_queues().await.unwrap();
+    assert_eq!(queues[0].name, "test_work");
+    assert_eq!(queues[0].workers, workers.names);
+    assert!(workers.stop().await.is_empty());
+    assert!(
+        backend.list_workers().await.unwrap().is_empty(),
+        "a stopped worker is gone"
+    );
+}

@@ -80,6 +80,13 @@ impl Shared {
     }
 }
 
+/// Tasks handed to apalis's sink side, waiting for a flush.
+#[derive(Default)]
+pub(super) struct SinkState {
+    pub buffer: Vec<super::producer::Encoded>,
+    pub flushing: Option<BoxFuture<'static, Result<(), QueueError>>>,
+}
+
 /// A job as a fetch script answers it: entry, id, args, attempt, max attempts.
 type Fetched = (String, String, Vec<u8>, u32, u32);
 
@@ -100,6 +107,7 @@ pub struct StreamBackend<J> {
     settle: mpsc::Sender<SettleRequest>,
     renewer: Option<JoinHandle<()>>,
     closing: Option<BoxFuture<'static, ()>>,
+    pub(super) sink: SinkState,
     codec: JsonCodec<Vec<u8>>,
     _job: PhantomData<fn() -> J>,
 }
@@ -145,6 +153,7 @@ impl<J: JobKind> StreamBackend<J> {
             settle,
             renewer: None,
             closing: None,
+            sink: SinkState::default(),
             codec: JsonCodec::default(),
             _job: PhantomData,
         }
@@ -361,6 +370,11 @@ pub async fn release(
 }
 
 impl<J: JobKind> StreamBackend<J> {
+    /// The shared, multiplexed connection (for inspection and producing).
+    pub fn connection(&self) -> ConnectionManager {
+        self.shared.conn.clone()
+    }
+
     fn start_fetch(&mut self, worker: &WorkerContext) {
         self.fetch = Some(tokio::spawn(fetch_cycle::<J>(
             self.shared.clone(),

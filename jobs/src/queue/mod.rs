@@ -15,6 +15,7 @@
 
 mod backend;
 mod error;
+mod expose;
 pub mod inspect;
 mod producer;
 mod retry;

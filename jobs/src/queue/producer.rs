@@ -96,37 +96,59 @@ impl Producer {
         &self,
         jobs: impl IntoIterator<Item = (&'a J, EnqueueOptions)>,
     ) -> Result<Vec<Enqueued>, QueueError> {
-        let keys = Keys::new(&self.namespace, J::NAME);
-        let mut inv = invocation(&scripts::ENQUEUE, &keys);
-        inv.arg(&keys.job_prefix).arg(GROUP);
-        let mut ids = Vec::new();
+        let mut encoded = Vec::new();
         for (job, options) in jobs {
-            let id = match options.id {
-                Some(id) => {
-                    check_id(&id)?;
-                    id
-                }
-                None => random_id(),
-            };
-            let max_attempts = options.max_attempts.unwrap_or(J::RETRY.max_attempts).max(1);
-            let delay = options.delay.map(millis).unwrap_or(0);
-            inv.arg(&id)
-                .arg(serde_json::to_vec(job)?)
-                .arg(max_attempts)
-                .arg(delay);
-            ids.push(id);
+            encoded.push(Encoded {
+                id: options.id,
+                args: serde_json::to_vec(job)?,
+                max_attempts: options.max_attempts.unwrap_or(J::RETRY.max_attempts),
+                delay: options.delay.unwrap_or_default(),
+            });
         }
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stored: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok(ids
-            .into_iter()
-            .zip(stored)
-            .map(|(id, s)| Enqueued {
-                id,
-                duplicate: s == 0,
-            })
-            .collect())
+        enqueue_encoded(&self.conn, &Keys::new(&self.namespace, J::NAME), encoded).await
     }
+}
+
+/// A job with its arguments already encoded, as apalis's sink hands them over.
+pub(super) struct Encoded {
+    pub id: Option<String>,
+    pub args: Vec<u8>,
+    pub max_attempts: u32,
+    pub delay: Duration,
+}
+
+pub(super) async fn enqueue_encoded(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    jobs: Vec<Encoded>,
+) -> Result<Vec<Enqueued>, QueueError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = invocation(&scripts::ENQUEUE, keys);
+    inv.arg(&keys.job_prefix).arg(GROUP);
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let id = match job.id {
+            Some(id) => {
+                check_id(&id)?;
+                id
+            }
+            None => random_id(),
+        };
+        inv.arg(&id)
+            .arg(job.args)
+            .arg(job.max_attempts.max(1))
+            .arg(millis(job.delay));
+        ids.push(id);
+    }
+    let stored: Vec<i64> = inv.invoke_async(&mut conn.clone()).await?;
+    Ok(ids
+        .into_iter()
+        .zip(stored)
+        .map(|(id, s)| Enqueued {
+            id,
+            duplicate: s == 0,
+        })
+        .collect())
 }
