@@ -12,8 +12,8 @@
 //! - [`secret`] a string that cannot be printed by accident.
 //! - [`kakaopay`] the client for both API generations and its error classification.
 //! - [`sim`] the KakaoPay simulator every test and the demo run against.
-//! - The job argument types live in the `kakaopay-jobs` crate (`jobs/`), so other Rust
-//!   programs can enqueue the same jobs.
+//! - The job argument types and the Redis queue under apalis live in the `kakaopay-jobs`
+//!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
 
 pub mod config;
 pub mod domain;

@@ -553,3 +553,64 @@ async fn apalis_listing_metrics_and_sink_traits_read_and_feed_the_queue() {
         "a stopped worker is gone"
     );
 }
+
+#[tokio::test]
+async fn done_records_are_kept_within_bounds() {
+    use kakaopay_jobs::queue::{Keys, Retention};
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let mut cfg = config(&ns);
+    cfg.done_retention = Retention {
+        max_count: 5,
+        max_age: Duration::from_millis(400),
+    };
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), cfg, 1, 4, seen.clone());
+    let p = producer(&conn, &ns);
+    for n in 0..20 {
+        p.enqueue(
+            &work(n, Behaviour::Succeed),
+            EnqueueOptions::with_id(format!("r{n}")),
+        )
+        .await
+        .unwrap();
+    }
+    eventually(Duration::from_secs(5), "all ran", || async {
+        seen.total() == 20
+    })
+    .await;
+    eventually(Duration::from_secs(5), "trimmed by count", || async {
+        counts(&conn, &ns).await.done == 5
+    })
+    .await;
+    let kept = inspect::list(&conn, &ns, "test_work", inspect::Status::Done, 50)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 5, "the newest five");
+    let keys = Keys::new(&ns, "test_work");
+    let mut c = conn.clone();
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", keys.job_prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 5, "the records of trimmed jobs are gone too");
+
+    // By age: once they are older than max_age, the next settle drops them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.enqueue(
+        &work(99, Behaviour::Succeed),
+        EnqueueOptions::with_id("late"),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "trimmed by age", || async {
+        counts(&conn, &ns).await.done == 1
+    })
+    .await;
+    let kept = inspect::list(&conn, &ns, "test_work", inspect::Status::Done, 50)
+        .await
+        .unwrap();
+    assert_eq!(kept[0].id, "late");
+    assert!(workers.stop().await.is_empty());
+}

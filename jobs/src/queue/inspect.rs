@@ -148,12 +148,24 @@ pub async fn list(
     let keys = Keys::new(namespace, queue);
     let mut conn = conn.clone();
     let limit = limit.clamp(1, 1000);
+    if status == Status::Done {
+        let items: Vec<String> = redis::cmd("LRANGE")
+            .arg(&keys.done)
+            .arg(0)
+            .arg(limit as i64 - 1)
+            .query_async(&mut conn)
+            .await?;
+        let ids: Vec<String> = items
+            .iter()
+            .filter_map(|item| item.split_once(':').map(|(_, id)| id.to_string()))
+            .collect();
+        return load(&mut conn, &keys, queue, &ids).await;
+    }
     let set = match status {
         Status::Scheduled => Some(&keys.scheduled),
-        Status::Done => Some(&keys.done),
         Status::Failed => Some(&keys.failed),
         Status::Dead => Some(&keys.dead),
-        Status::Pending | Status::Running => None,
+        Status::Done | Status::Pending | Status::Running => None,
     };
     if let Some(set) = set {
         let ids: Vec<String> = redis::cmd("ZREVRANGE")

@@ -3,7 +3,7 @@
 //! (`TIME`), so workers on machines with skewed clocks agree on what is due.
 //!
 //! Keys, all under one hash tag (see [`super::Keys`]): `KEYS[1]` stream, `KEYS[2]` scheduled,
-//! `KEYS[3]` done, `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers. A job's record is the
+//! `KEYS[3]` done (a list), `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers. A job's record is the
 //! hash `ARGV[1] .. id` (the prefix shares the hash tag). A job has at most one live stream
 //! entry at a time; its record's `entry` names it.
 
@@ -213,8 +213,7 @@ for i = 6, #ARGV, 5 do
       -- entry and lock_by stay as they were: a done job is never claimed or settled again
       -- (its entry is acknowledged), and leaving them saves work on the busiest path.
       redis.call('HSET', key, 'status', 'done', 'updated_at', now)
-      done[#done + 1] = now
-      done[#done + 1] = id
+      done[#done + 1] = now .. ':' .. id
       -- Only a job on its second attempt or later can have failed before.
       if tonumber(rec[3]) > 1 then redis.call('ZREM', KEYS[5], id) end
     elseif outcome == 'retry' then
@@ -231,17 +230,20 @@ end
 -- One command each for the whole batch.
 chunked(settled, 500, function(i, j) redis.call('XACK', KEYS[1], group, unpack(settled, i, j)) end)
 if #settled > 0 then trim_stream(KEYS[1], group) end
-chunked(done, 1000, function(i, j) redis.call('ZADD', KEYS[3], unpack(done, i, j)) end)
--- Retention of done records, a bounded amount per call so no call is ever slow.
-local excess = redis.call('ZCARD', KEYS[3]) - keep_count
-local trim = {}
-if excess > 0 then trim = redis.call('ZRANGE', KEYS[3], 0, math.min(excess, 500) - 1) end
-local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - keep_ms, 'LIMIT', 0, 500)
-for _, list in ipairs({trim, old}) do
-  for _, id in ipairs(list) do
-    redis.call('DEL', prefix .. id)
-    redis.call('ZREM', KEYS[3], id)
+-- Done jobs, newest first, as "ms:id": a list, since they only ever arrive in time order.
+chunked(done, 1000, function(i, j) redis.call('LPUSH', KEYS[3], unpack(done, i, j)) end)
+-- Retention, a bounded amount per call so no call is ever slow: beyond the count, then by age.
+local function drop_oldest(n)
+  for _, item in ipairs(redis.call('RPOP', KEYS[3], n) or {}) do
+    redis.call('DEL', prefix .. string.sub(item, string.find(item, ':', 1, true) + 1))
   end
+end
+local excess = redis.call('LLEN', KEYS[3]) - keep_count
+if excess > 0 then drop_oldest(math.min(excess, 500)) end
+for _ = 1, 500 do
+  local oldest = redis.call('LINDEX', KEYS[3], -1)
+  if not oldest or tonumber(string.sub(oldest, 1, string.find(oldest, ':', 1, true) - 1)) > now - keep_ms then break end
+  drop_oldest(1)
 end
 return out
 "#,
@@ -354,7 +356,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     end
   end
 end
-return {pending, running, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+return {pending, running, redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3]),
   redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[4])}
 "#,
     )
