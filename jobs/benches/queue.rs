@@ -65,9 +65,17 @@ async fn wait_until(counter: &AtomicU64, target: u64, limit: Duration) -> Option
     Some(start.elapsed())
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
+}
+
+/// A table row: median, then the lowest and highest round.
+fn row(what: &str, xs: &[f64]) {
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = xs.iter().copied().fold(0.0, f64::max);
+    println!("| {what} | {:.0} | {min:.0} – {max:.0} |", median(xs));
 }
 
 /// Jobs per second for one sequential producer, one job per call.
@@ -340,25 +348,43 @@ async fn main() {
         theirs_readme.push(drain_apalis_redis_readme(&conn).await);
         eprintln!("round {round} of {ROUNDS} done");
     }
-    let (single, concurrent, batched) = (median(single), median(concurrent), median(batched));
-    let (ours, ours_recorded, ours_two) = (median(ours), median(ours_recorded), median(ours_two));
-    let (theirs_default, theirs_fastest) = (median(theirs_default), median(theirs_fastest));
-    let (theirs_readme, redis_share) = (median(theirs_readme), median(redis_share));
-
-    println!("Queue benchmark: median of {ROUNDS} rounds, {DRAIN_JOBS}-job backlogs, no-op handler, concurrency {CONCURRENCY}, release build, one Redis");
+    println!("Queue benchmark: {ROUNDS} rounds, {DRAIN_JOBS}-job backlogs, no-op handler, concurrency {CONCURRENCY}, release build, one Redis");
     println!();
-    println!("| measurement | jobs/s |");
-    println!("|---|---:|");
-    println!("| enqueue, one producer, one job per call | {single:.0} |");
-    println!("| enqueue, 64 concurrent producers, one job per call | {concurrent:.0} |");
-    println!("| enqueue, batches of 100 | {batched:.0} |");
-    println!("| drain, ours, 1 worker (leases and crash recovery on), until the handler ran every job | {ours:.0} |");
-    println!("| drain, ours, 1 worker, until every job is recorded done | {ours_recorded:.0} |");
-    println!("| drain, ours, 2 workers, until recorded done | {ours_two:.0} |");
-    println!("| drain, apalis-redis 1.0.0 defaults, until the handler ran every job | {theirs_default:.0} |");
-    println!("| drain, apalis-redis 1.0.0 fastest (lock_tasks(false), batch_size(100)), same | {theirs_fastest:.0} |");
-    println!("| drain, apalis-redis 1.0.0 defaults as its README runs a worker (no concurrency limit, no poll interval) | {theirs_readme:.0} |");
+    println!("| measurement (jobs/s) | median | range |");
+    println!("|---|---:|---:|");
+    row("enqueue, one producer, one job per call", &single);
+    row(
+        "enqueue, 64 concurrent producers, one job per call",
+        &concurrent,
+    );
+    row("enqueue, batches of 100", &batched);
+    row(
+        "drain, ours, 1 worker (leases and crash recovery on), until the handler ran every job",
+        &ours,
+    );
+    row(
+        "drain, ours, 1 worker, until every job is recorded done",
+        &ours_recorded,
+    );
+    row("drain, ours, 2 workers, until recorded done", &ours_two);
+    row(
+        "drain, apalis-redis 1.0.0 defaults, until the handler ran every job",
+        &theirs_default,
+    );
+    row(
+        "drain, apalis-redis 1.0.0 fastest (lock_tasks(false), batch_size(100)), same",
+        &theirs_fastest,
+    );
+    row("drain, apalis-redis 1.0.0 defaults as its README runs a worker (no concurrency limit, no poll interval)", &theirs_readme);
     println!();
+    let (ours, ours_recorded, ours_two) =
+        (median(&ours), median(&ours_recorded), median(&ours_two));
+    let (theirs_default, theirs_fastest, theirs_readme) = (
+        median(&theirs_default),
+        median(&theirs_fastest),
+        median(&theirs_readme),
+    );
+    let redis_share = median(&redis_share);
     println!("Redis commands per job in one of our drains (commands run by scripts included; evalsha is the scripts' total):");
     println!();
     println!("| command | calls per job | share of command time |");
@@ -376,19 +402,22 @@ async fn main() {
         "Redis server CPU during our 1-worker drain: {:.0}% of one core",
         redis_share * 100.0
     );
+    println!();
+    println!("Ratios of medians, ours recorded done / apalis-redis:");
     println!(
-        "ours / apalis-redis fastest: {:.2}x (recorded done: {:.2}x)",
-        ours / theirs_fastest,
-        ours_recorded / theirs_fastest
-    );
-    println!(
-        "ours / apalis-redis defaults: {:.2}x (recorded done: {:.2}x)",
-        ours / theirs_default,
-        ours_recorded / theirs_default
-    );
-    println!(
-        "ours / apalis-redis README defaults: {:.2}x (recorded done: {:.2}x)",
-        ours / theirs_readme,
+        "- 1 worker / fastest: {:.2}x; / defaults: {:.2}x; / README defaults: {:.2}x",
+        ours_recorded / theirs_fastest,
+        ours_recorded / theirs_default,
         ours_recorded / theirs_readme
+    );
+    println!(
+        "- 2 workers / fastest: {:.2}x; / defaults: {:.2}x; / README defaults: {:.2}x",
+        ours_two / theirs_fastest,
+        ours_two / theirs_default,
+        ours_two / theirs_readme
+    );
+    println!(
+        "- (1 worker until the handler ran every job / fastest: {:.2}x)",
+        ours / theirs_fastest
     );
 }
