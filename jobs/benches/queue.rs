@@ -207,30 +207,57 @@ async fn drain_ours(
     (ran, recorded)
 }
 
+/// How apalis-redis 1.0.0 is run.
+#[derive(Clone, Copy)]
+enum Theirs {
+    /// Its default config, with the same worker layers as ours.
+    Defaults,
+    /// lock_tasks(false), batch_size(100), same layers.
+    Fastest,
+    /// Exactly as its README runs a worker: default config, no concurrency limit, no poll interval.
+    Readme,
+}
+
 /// apalis-redis 1.0.0: backlog first, then one worker; timed until the handler ran every job.
-async fn drain_apalis_redis(conn: &ConnectionManager, fastest: bool) -> f64 {
+async fn drain_apalis_redis(conn: &ConnectionManager, how: Theirs) -> f64 {
     let queue = namespace();
-    let mut config = RedisConfig::default().queue(&queue);
-    if fastest {
-        config = config.lock_tasks(false).batch_size(100);
-    }
+    let config = match how {
+        Theirs::Fastest => RedisConfig::default()
+            .queue(&queue)
+            .lock_tasks(false)
+            .batch_size(100),
+        Theirs::Defaults | Theirs::Readme => RedisConfig::default().queue(&queue),
+    };
     let mut storage =
         RedisStorage::<Noop, ConnectionManager>::new(conn.clone()).with_config(config);
     let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
     storage.push_bulk(jobs).await.unwrap();
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let worker = WorkerBuilder::new(format!("{queue}-worker"))
-        .backend(storage.poll_with_interval(Duration::from_millis(100)))
-        .concurrency(CONCURRENCY)
-        .catch_panic()
-        .data(counter.clone())
-        .build(count);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(worker.run_until(async move {
+    let stop = async move {
         let _ = stop_rx.wait_for(|s| *s).await;
         Ok::<(), std::io::Error>(())
-    }));
+    };
+    let name = format!("{queue}-worker");
+    let handle = match how {
+        Theirs::Readme => tokio::spawn(
+            WorkerBuilder::new(name)
+                .backend(storage)
+                .data(counter.clone())
+                .build(count)
+                .run_until(stop),
+        ),
+        Theirs::Defaults | Theirs::Fastest => tokio::spawn(
+            WorkerBuilder::new(name)
+                .backend(storage.poll_with_interval(Duration::from_millis(100)))
+                .concurrency(CONCURRENCY)
+                .catch_panic()
+                .data(counter.clone())
+                .build(count)
+                .run_until(stop),
+        ),
+    };
     wait_until(&counter, DRAIN_JOBS, Duration::from_secs(300))
         .await
         .expect("apalis-redis drained");
@@ -276,35 +303,6 @@ async fn command_stats(conn: &ConnectionManager) -> std::collections::BTreeMap<S
         .collect()
 }
 
-/// apalis-redis 1.0.0 exactly as its README runs a worker: default config, no concurrency
-/// limit, no poll interval.
-async fn drain_apalis_redis_readme(conn: &ConnectionManager) -> f64 {
-    let queue = namespace();
-    let mut storage = RedisStorage::<Noop, ConnectionManager>::new(conn.clone())
-        .with_config(RedisConfig::default().queue(&queue));
-    let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
-    storage.push_bulk(jobs).await.unwrap();
-    let counter = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let worker = WorkerBuilder::new(format!("{queue}-worker"))
-        .backend(storage)
-        .data(counter.clone())
-        .build(count);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(worker.run_until(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-        Ok::<(), std::io::Error>(())
-    }));
-    wait_until(&counter, DRAIN_JOBS, Duration::from_secs(300))
-        .await
-        .expect("apalis-redis drained");
-    let rate = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-    drop_keys(conn, &format!("*{queue}*")).await;
-    rate
-}
-
 #[tokio::main]
 async fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
@@ -343,9 +341,9 @@ async fn main() {
         ours.push(ran);
         ours_recorded.push(recorded);
         ours_two.push(drain_ours(&client, &conn, 2, None).await.1);
-        theirs_default.push(drain_apalis_redis(&conn, false).await);
-        theirs_fastest.push(drain_apalis_redis(&conn, true).await);
-        theirs_readme.push(drain_apalis_redis_readme(&conn).await);
+        theirs_default.push(drain_apalis_redis(&conn, Theirs::Defaults).await);
+        theirs_fastest.push(drain_apalis_redis(&conn, Theirs::Fastest).await);
+        theirs_readme.push(drain_apalis_redis(&conn, Theirs::Readme).await);
         eprintln!("round {round} of {ROUNDS} done");
     }
     println!("Queue benchmark: {ROUNDS} rounds, {DRAIN_JOBS}-job backlogs, no-op handler, concurrency {CONCURRENCY}, release build, one Redis");
