@@ -123,6 +123,9 @@ pub struct KakaoPayArgs {
     /// The whole call, sending to last byte.
     #[arg(long, env = "KAKAOPAY_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
     pub kakaopay_timeout_ms: Duration,
+    /// KakaoPay's ready → approve window: unapproved payments expire after it.
+    #[arg(long, env = "KAKAOPAY_READY_WINDOW_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub kakaopay_ready_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,6 +139,12 @@ pub struct WorkerArgs {
     /// Standard Webhooks signing secret, `whsec_<base64>`.
     #[arg(long, env = "WEBHOOK_SECRET", value_parser = webhook_secret, hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
+    /// A job whose worker stops renewing its lease for this long runs again elsewhere.
+    #[arg(long, env = "JOB_LEASE_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub job_lease_secs: u64,
+    /// How often the reconciler looks at stuck payments.
+    #[arg(long, env = "RECONCILE_EVERY_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reconcile_every_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -285,6 +294,56 @@ pub fn one_line(e: &clap::Error) -> String {
             .next()
             .unwrap_or("error: invalid command line")
             .to_string(),
+    }
+}
+
+impl KakaoPayArgs {
+    pub fn timeouts(&self) -> crate::kakaopay::Timeouts {
+        crate::kakaopay::Timeouts {
+            connect: self.kakaopay_connect_timeout_ms,
+            total: self.kakaopay_timeout_ms,
+        }
+    }
+}
+
+impl HttpArgs {
+    pub fn settings(&self) -> crate::startup::HttpSettings {
+        crate::startup::HttpSettings {
+            bind: self.bind,
+            public_url: self.public_url.clone(),
+            api_tokens: self.api_tokens.0.clone(),
+            admin_tokens: self.admin_tokens.0.clone(),
+            callback_secret: self.callback_secret.clone(),
+        }
+    }
+}
+
+impl WorkerArgs {
+    pub fn settings(&self) -> crate::workers::WorkerSettings {
+        let mut w = crate::startup::Settings::worker_defaults(self.worker_concurrency as usize);
+        w.lease = Duration::from_secs(self.job_lease_secs);
+        w.reconciler.every = Duration::from_secs(self.reconcile_every_secs);
+        // An approval normally settles in seconds; past a few leases its job is looked at.
+        w.reconciler.approving_grace = w.lease * 4;
+        w
+    }
+}
+
+/// The service's settings for `serve` (both halves), `api` or `work`.
+pub fn service_settings(
+    redis: &RedisArgs,
+    kakaopay: &KakaoPayArgs,
+    http: Option<&HttpArgs>,
+    workers: Option<&WorkerArgs>,
+) -> crate::startup::Settings {
+    crate::startup::Settings {
+        redis_url: redis.redis_url.clone(),
+        namespace: redis.queue_namespace.clone(),
+        kakaopay_api_url: kakaopay.kakaopay_api_url.clone(),
+        kakaopay_timeouts: kakaopay.timeouts(),
+        ready_window: Duration::from_secs(kakaopay.kakaopay_ready_window_secs),
+        http: http.map(HttpArgs::settings),
+        workers: workers.map(WorkerArgs::settings),
     }
 }
 

@@ -17,9 +17,13 @@
 
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod kakaopay;
 pub mod secret;
 pub mod shutdown;
 pub mod sim;
+pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod workers;

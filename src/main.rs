@@ -1,4 +1,5 @@
-use kakaopay_worker::config::{Cli, Command};
+use kakaopay_worker::config::{service_settings, Cli, Command};
+use kakaopay_worker::startup::Application;
 use kakaopay_worker::{sim, telemetry};
 use std::process::ExitCode;
 
@@ -22,17 +23,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    let settings = match &command {
+        Command::Sim(_) | Command::Demo { .. } | Command::Queues { .. } => None,
+        Command::Serve {
+            redis,
+            http,
+            kakaopay,
+            workers,
+        } => Some(service_settings(redis, kakaopay, Some(http), Some(workers))),
+        Command::Api {
+            redis,
+            http,
+            kakaopay,
+        } => Some(service_settings(redis, kakaopay, Some(http), None)),
+        Command::Work {
+            redis,
+            kakaopay,
+            workers,
+        } => Some(service_settings(redis, kakaopay, None, Some(workers))),
+    };
+    if let Some(settings) = settings {
+        Application::start(settings).await?.run_until_signal().await;
+        return Ok(());
+    }
     match command {
         Command::Sim(args) => sim::run(args).await,
-        Command::Serve { .. }
-        | Command::Api { .. }
-        | Command::Work { .. }
-        | Command::Demo { .. }
-        | Command::Queues { .. } => {
-            anyhow::bail!(
-                "this build has the KakaoPay simulator (`sim`) only; the queue, the payment flow and the \
-                 operator tools land with issues #3 to #6"
-            )
-        }
+        _ => anyhow::bail!("`demo` and `queues` land with the next issues; `serve`, `api`, `work` and `sim` run today"),
     }
 }

@@ -1,0 +1,185 @@
+//! KakaoPay's redirects of the member's browser: `/kakaopay/callback/{payment_id}/{sig}/…`
+//! where `sig` is an HMAC of the payment id under `CALLBACK_SECRET`, so nobody can approve,
+//! cancel or fail another payment by guessing its URL.
+
+use super::error::ApiError;
+use super::payments::checked_payment_id;
+use super::{AppState, HttpConfig};
+use crate::domain::{PaymentStatus, PgToken};
+use crate::store::{Transition, TransitionOutcome};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use kakaopay_jobs::queue::EnqueueOptions;
+use kakaopay_jobs::ApprovePayment;
+use serde::Deserialize;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &str, payment_id: &str) -> HmacSha256 {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(payment_id.as_bytes());
+    mac
+}
+
+pub fn sign(secret: &str, payment_id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(mac(secret, payment_id).finalize().into_bytes())
+}
+
+/// Constant-time check of a signature.
+pub fn verify(secret: &str, payment_id: &str, sig: &str) -> bool {
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) {
+        Ok(bytes) => mac(secret, payment_id).verify_slice(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub fn callback_url(config: &HttpConfig, payment_id: &str, action: &str) -> String {
+    format!(
+        "{}/kakaopay/callback/{payment_id}/{}/{action}",
+        config.public_url.trim_end_matches('/'),
+        sign(config.callback_secret.expose(), payment_id)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    pg_token: Option<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Back to the booking system's `return_url` with the outcome, or a small page without one.
+fn back(return_url: Option<&str>, payment_id: &str, status: PaymentStatus) -> Response {
+    if let Some(mut url) = return_url.and_then(|u| url::Url::parse(u).ok()) {
+        url.query_pairs_mut()
+            .append_pair("payment_id", payment_id)
+            .append_pair("status", status.as_str());
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string())]).into_response();
+    }
+    let message = match status {
+        PaymentStatus::Approving | PaymentStatus::Approved => {
+            "Thank you: your payment is being completed."
+        }
+        PaymentStatus::Canceled => "The payment was canceled.",
+        PaymentStatus::Failed => "The payment failed.",
+        _ => "The payment is in progress.",
+    };
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Payment</title></head><body>\
+         <h1>{}</h1><p id=\"payment\">{}</p><p id=\"status\">{}</p></body></html>",
+        escape(message),
+        escape(payment_id),
+        status
+    ))
+    .into_response()
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    Path((payment_id, sig, action)): Path<(String, String, String)>,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, ApiError> {
+    let payment_id = checked_payment_id(&payment_id)?.to_string();
+    if !verify(state.config.callback_secret.expose(), &payment_id, &sig) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "the callback signature does not match",
+        ));
+    }
+    if !["approve", "cancel", "fail"].contains(&action.as_str()) {
+        return Err(ApiError::not_found("callback"));
+    }
+    let payment = state
+        .store
+        .payment(&payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let transition = match action.as_str() {
+        "approve" => {
+            let token = query
+                .pg_token
+                .ok_or_else(|| ApiError::invalid("pg_token", "pg_token is required"))
+                .and_then(|t| {
+                    PgToken::parse(t)
+                        .map_err(|e| ApiError::invalid("pg_token", format!("pg_token {e}")))
+                })?;
+            let mut t = Transition::new(
+                &[PaymentStatus::Ready],
+                PaymentStatus::Approving,
+                "the member approved at KakaoPay",
+            );
+            t.pg_token = Some(token.as_str().to_string());
+            t
+        }
+        "cancel" => Transition::new(
+            &[PaymentStatus::Ready],
+            PaymentStatus::Canceled,
+            "the member left at KakaoPay",
+        ),
+        _ => Transition::new(
+            &[PaymentStatus::Ready],
+            PaymentStatus::Failed,
+            "KakaoPay reported the payment failed",
+        ),
+    };
+    let status = match state.store.transition(&payment_id, transition).await? {
+        TransitionOutcome::Applied => match action.as_str() {
+            "approve" => PaymentStatus::Approving,
+            "cancel" => PaymentStatus::Canceled,
+            _ => PaymentStatus::Failed,
+        },
+        // A repeated callback (or one after another outcome) changes nothing.
+        TransitionOutcome::Refused(current) => current,
+        TransitionOutcome::Missing => return Err(ApiError::not_found("payment")),
+    };
+    if status == PaymentStatus::Approving {
+        // The job id is the payment's: a repeated callback enqueues nothing. Should this fail
+        // after the transition, the reconciler enqueues it.
+        let job = ApprovePayment {
+            payment_id: payment_id.clone(),
+        };
+        let enqueued = state
+            .producer
+            .enqueue(&job, EnqueueOptions::with_id(approve_job_id(&payment_id)))
+            .await?;
+        if !enqueued.duplicate {
+            tracing::info!(payment_id = %payment_id, "approval enqueued");
+        }
+    }
+    Ok(back(
+        payment.request.return_url.as_deref(),
+        &payment_id,
+        status,
+    ))
+}
+
+pub fn approve_job_id(payment_id: &str) -> String {
+    format!("approve:{payment_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_for_their_payment_and_secret() {
+        let sig = sign("s3cret", "pay_1");
+        assert!(verify("s3cret", "pay_1", &sig));
+        assert!(!verify("s3cret", "pay_2", &sig));
+        assert!(!verify("other", "pay_1", &sig));
+        assert!(!verify("s3cret", "pay_1", "not-base64!"));
+        assert!(!verify("s3cret", "pay_1", &sig[..sig.len() - 1]));
+    }
+}

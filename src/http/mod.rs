@@ -1,0 +1,97 @@
+//! The HTTP API (axum on hyper 1): routes of API.md, bearer auth with two roles, the error
+//! body of API.md everywhere, 64 KiB JSON bodies, a request id on every request and its logs.
+//! Nothing slow runs in a handler but the synchronous KakaoPay *ready* call.
+
+mod auth;
+mod body;
+pub mod callbacks;
+mod error;
+mod integrations;
+pub mod payments;
+
+pub use error::ApiError;
+
+use crate::kakaopay::KakaoPay;
+use crate::secret::Secret;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use kakaopay_jobs::queue::Producer;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Base of the callback URLs KakaoPay sends members back to.
+    pub public_url: String,
+    pub api_tokens: Vec<Secret>,
+    pub admin_tokens: Vec<Secret>,
+    pub callback_secret: Secret,
+    /// How long after ready a payment can still be approved (KakaoPay's window).
+    pub ready_window: Duration,
+    /// The KakaoPay client's whole-call timeout (how long a concurrent create may wait).
+    pub kakaopay_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub producer: Producer,
+    pub kakaopay: KakaoPay,
+    pub config: Arc<HttpConfig>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/v1/locations/{location_id}/kakaopay",
+            put(integrations::put)
+                .patch(integrations::patch)
+                .get(integrations::get)
+                .delete(integrations::delete),
+        )
+        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments/{payment_id}", get(payments::get))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        });
+    Router::new()
+        .merge(v1)
+        .route("/kakaopay/callback/{payment_id}/{sig}/{action}", get(callbacks::callback))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                // The path only: query strings carry pg_tokens.
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+        Err(_) => ApiError::unavailable("Redis is unreachable").into_response(),
+    }
+}

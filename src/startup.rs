@@ -1,0 +1,154 @@
+//! Builds the service from its settings: the HTTP API (`api`), the workers and reconciler
+//! (`work`), or both (`serve`), sharing one Redis connection.
+
+use crate::http::{self, AppState, HttpConfig};
+use crate::kakaopay::{KakaoPay, Timeouts};
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::workers::{self, Deps, ReconcilerSettings, WorkerSettings, Workers};
+use anyhow::Context;
+use kakaopay_jobs::queue::{connection_config, Producer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    pub public_url: Option<Url>,
+    pub api_tokens: Vec<Secret>,
+    pub admin_tokens: Vec<Secret>,
+    pub callback_secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub redis_url: Secret,
+    pub namespace: String,
+    pub kakaopay_api_url: Option<Url>,
+    pub kakaopay_timeouts: Timeouts,
+    /// KakaoPay's ready → approve window (15 minutes is the common assumption).
+    pub ready_window: Duration,
+    pub http: Option<HttpSettings>,
+    pub workers: Option<WorkerSettings>,
+}
+
+impl Settings {
+    pub fn worker_defaults(concurrency: usize) -> WorkerSettings {
+        WorkerSettings {
+            concurrency,
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            reconciler: ReconcilerSettings {
+                every: Duration::from_secs(30),
+                approving_grace: Duration::from_secs(120),
+            },
+        }
+    }
+}
+
+pub struct Application {
+    /// Where the API listens, when it runs.
+    pub address: Option<SocketAddr>,
+    http: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    workers: Option<Workers>,
+}
+
+impl Application {
+    pub async fn start(settings: Settings) -> anyhow::Result<Application> {
+        crate::tls::init();
+        let client = redis::Client::open(settings.redis_url.expose())
+            .context("REDIS_URL is not a Redis URL")?;
+        let conn = client
+            .get_connection_manager_with_config(connection_config())
+            .await
+            .context("cannot connect to Redis at REDIS_URL")?;
+        let store = Store::new(conn.clone(), &settings.namespace);
+        let producer = Producer::new(conn, &settings.namespace);
+        let kakaopay = KakaoPay::new(
+            settings.kakaopay_api_url.clone(),
+            settings.kakaopay_timeouts,
+        )?;
+
+        let mut address = None;
+        let http = match &settings.http {
+            None => None,
+            Some(h) => {
+                let listener = TcpListener::bind(h.bind)
+                    .await
+                    .with_context(|| format!("cannot listen on BIND {}", h.bind))?;
+                let local = listener.local_addr()?;
+                address = Some(local);
+                let public_url = h
+                    .public_url
+                    .as_ref()
+                    .map(|u| u.as_str().trim_end_matches('/').to_string())
+                    .unwrap_or_else(|| format!("http://{local}"));
+                let state = AppState {
+                    store: store.clone(),
+                    producer: producer.clone(),
+                    kakaopay: kakaopay.clone(),
+                    config: Arc::new(HttpConfig {
+                        public_url,
+                        api_tokens: h.api_tokens.clone(),
+                        admin_tokens: h.admin_tokens.clone(),
+                        callback_secret: h.callback_secret.clone(),
+                        ready_window: settings.ready_window,
+                        kakaopay_timeout: settings.kakaopay_timeouts.total,
+                    }),
+                };
+                let (stop, mut stopped) = watch::channel(false);
+                let server =
+                    axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    });
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(error = %e, "HTTP server failed");
+                    }
+                });
+                tracing::info!(address = %local, "API listening");
+                Some((stop, task))
+            }
+        };
+        let workers = settings.workers.map(|w| {
+            workers::start(
+                client,
+                Deps {
+                    store,
+                    producer,
+                    kakaopay,
+                    ready_window: settings.ready_window,
+                },
+                w,
+            )
+        });
+        Ok(Application {
+            address,
+            http,
+            workers,
+        })
+    }
+
+    /// Stops gracefully: the API stops taking requests and finishes those under way, the
+    /// workers finish or hand back their jobs.
+    pub async fn stop(self) {
+        if let Some((stop, task)) = self.http {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        if let Some(workers) = self.workers {
+            workers.stop().await;
+        }
+    }
+
+    pub async fn run_until_signal(self) {
+        crate::shutdown::signal().await;
+        tracing::info!("stopping");
+        self.stop().await;
+    }
+}

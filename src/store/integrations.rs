@@ -1,0 +1,179 @@
+//! A location's KakaoPay integration. Each change is stored as a new version and the payment
+//! remembers the version it was made with, so an approval in flight finishes with the
+//! credentials it started with even after the location disconnects or changes its key.
+
+use super::{now_rfc3339, Store, StoreError};
+use crate::domain::{Cid, RefundPolicy, Service};
+use crate::kakaopay::Credentials;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Old versions outlive a disconnect long enough for any approval or refund in flight.
+const VERSION_TTL_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// KakaoPay's current open API.
+    SecretKey,
+    /// The older Kakao API.
+    AdminKey,
+}
+
+/// What is stored; the key is a [`Secret`] only in memory, written to Redis as itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Integration {
+    pub location_id: String,
+    pub version: u64,
+    pub cid: Cid,
+    pub key_kind: KeyKind,
+    #[serde(with = "plain_secret")]
+    pub key: Secret,
+    pub services: Vec<Service>,
+    pub automatic_refunds: bool,
+    /// Per service, overriding REFUNDS.md's defaults.
+    pub refund_policy: BTreeMap<Service, RefundPolicy>,
+    pub connected_at: String,
+    pub updated_at: String,
+}
+
+/// Stored integrations keep the real key (workers need it); everywhere else it is masked.
+mod plain_secret {
+    use crate::secret::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::new)
+    }
+}
+
+impl Integration {
+    pub fn credentials(&self) -> Credentials {
+        match self.key_kind {
+            KeyKind::SecretKey => Credentials::SecretKey(self.key.clone()),
+            KeyKind::AdminKey => Credentials::AdminKey(self.key.clone()),
+        }
+    }
+
+    pub fn enables(&self, service: Service) -> bool {
+        self.services.contains(&service)
+    }
+}
+
+/// The part of an integration an operator sets.
+#[derive(Debug, Clone)]
+pub struct IntegrationSettings {
+    pub cid: Cid,
+    pub key_kind: KeyKind,
+    pub key: Secret,
+    pub services: Vec<Service>,
+    pub automatic_refunds: bool,
+    pub refund_policy: BTreeMap<Service, RefundPolicy>,
+}
+
+impl Store {
+    fn integration_key(&self, location: &str) -> String {
+        self.key(&format!("loc:{location}:integration"))
+    }
+
+    fn integration_version_key(&self, location: &str, version: u64) -> String {
+        self.key(&format!("loc:{location}:integration:v{version}"))
+    }
+
+    pub async fn integration(&self, location: &str) -> Result<Option<Integration>, StoreError> {
+        self.read_integration(&self.integration_key(location)).await
+    }
+
+    /// The integration as it was at `version` (kept after a disconnect).
+    pub async fn integration_version(
+        &self,
+        location: &str,
+        version: u64,
+    ) -> Result<Option<Integration>, StoreError> {
+        self.read_integration(&self.integration_version_key(location, version))
+            .await
+    }
+
+    async fn read_integration(&self, key: &str) -> Result<Option<Integration>, StoreError> {
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Connects or replaces (a new version each time; `connected_at` kept on replacement).
+    pub async fn put_integration(
+        &self,
+        location: &str,
+        settings: IntegrationSettings,
+    ) -> Result<Integration, StoreError> {
+        let current = self.integration(location).await?;
+        let now = now_rfc3339();
+        self.write_integration(Integration {
+            location_id: location.to_string(),
+            version: 0,
+            cid: settings.cid,
+            key_kind: settings.key_kind,
+            key: settings.key,
+            services: settings.services,
+            automatic_refunds: settings.automatic_refunds,
+            refund_policy: settings.refund_policy,
+            connected_at: current
+                .map(|c| c.connected_at)
+                .unwrap_or_else(|| now.clone()),
+            updated_at: now,
+        })
+        .await
+    }
+
+    /// Stores `integration` as the location's next version and makes it current.
+    pub async fn write_integration(
+        &self,
+        mut integration: Integration,
+    ) -> Result<Integration, StoreError> {
+        let mut conn = self.conn.clone();
+        let location = integration.location_id.clone();
+        integration.version = redis::cmd("INCR")
+            .arg(self.key(&format!("loc:{location}:integration:seq")))
+            .query_async(&mut conn)
+            .await?;
+        let json = serde_json::to_string(&integration).expect("integrations serialize");
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.integration_key(&location))
+            .arg(&json)
+            .ignore()
+            .cmd("SET")
+            .arg(self.integration_version_key(&location, integration.version))
+            .arg(&json)
+            .arg("EX")
+            .arg(VERSION_TTL_SECS)
+            .ignore()
+            .exec_async(&mut conn)
+            .await?;
+        Ok(integration)
+    }
+
+    /// Disconnects: new payments are refused; versions stay for payments in flight.
+    /// Answers whether there was an integration.
+    pub async fn delete_integration(&self, location: &str) -> Result<bool, StoreError> {
+        let removed: i64 = redis::cmd("DEL")
+            .arg(self.integration_key(location))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(removed > 0)
+    }
+}

@@ -1,0 +1,90 @@
+//! Payments, integrations and idempotency records in Redis, under `QUEUE_NAMESPACE`.
+//!
+//! Every state change of a payment is one Lua script that checks the current status, applies
+//! the change and appends its history entry, so two racing requests or a job that runs twice
+//! cannot both win, and no change is ever recorded without its history.
+
+mod integrations;
+mod payments;
+
+pub use integrations::{Integration, IntegrationSettings, KeyKind};
+pub use payments::{
+    Approval, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition, TransitionOutcome,
+};
+
+use redis::aio::ConnectionManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached: the request had no effect (503).
+    #[error("Redis is unreachable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("Redis refused the operation: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// A record that does not parse: a bug or a hand edit, never user input.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Redis(e)
+        }
+    }
+}
+
+/// The service's records in one Redis namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    ns: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("ns", &self.ns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    pub fn new(conn: ConnectionManager, namespace: impl Into<String>) -> Self {
+        Store {
+            conn,
+            ns: namespace.into(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Whether Redis answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.ns)
+    }
+}
+
+/// Timestamps written into records, as RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,419 @@
+//! Payment records: the validated request, what KakaoPay answered, the status with its
+//! history, and the indexes the reconciler walks.
+
+use super::{now_rfc3339, Store, StoreError};
+use crate::domain::{ItemName, OrderId, PaymentStatus, RefundPolicy, Service, UserId, Won};
+use crate::kakaopay::Amount;
+use chrono::{DateTime, FixedOffset};
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// A payment request after validation: what the booking system asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPayment {
+    pub location_id: String,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub service: Service,
+    pub item_name: ItemName,
+    pub quantity: u32,
+    pub total_amount: Won,
+    pub tax_free_amount: Won,
+    pub vat_amount: Option<Won>,
+    pub starts_at: Option<DateTime<FixedOffset>>,
+    pub return_url: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub refund_policy: Option<RefundPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub pc: Option<String>,
+    pub mobile: Option<String>,
+    pub app: Option<String>,
+    pub android_app_scheme: Option<String>,
+    pub ios_app_scheme: Option<String>,
+}
+
+/// What KakaoPay reported when the payment was approved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub aid: String,
+    pub payment_method_type: Option<String>,
+    pub amount: Amount,
+    pub approved_at: Option<String>,
+}
+
+/// Why a payment failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    pub kakaopay_code: Option<i64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub cause: String,
+}
+
+/// The parts fixed when the payment is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Doc {
+    payment_id: String,
+    request: NewPayment,
+    tid: String,
+    redirect: Redirect,
+    created_at: String,
+    expires_at: String,
+    integration_version: u64,
+    fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payment {
+    pub payment_id: String,
+    pub request: NewPayment,
+    pub tid: String,
+    pub redirect: Redirect,
+    pub created_at: String,
+    pub expires_at: String,
+    pub integration_version: u64,
+    /// What the request that created it looked like, to tell a repeat from a conflict.
+    pub fingerprint: String,
+    pub status: PaymentStatus,
+    pub pg_token: Option<String>,
+    pub approval: Option<Approval>,
+    pub failure: Option<Failure>,
+    pub updated_at: String,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// A status change: allowed only from `from`, recorded with its cause and extra fields.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: Vec<PaymentStatus>,
+    pub to: PaymentStatus,
+    pub cause: String,
+    pub pg_token: Option<String>,
+    pub approval: Option<Approval>,
+    pub failure: Option<Failure>,
+}
+
+impl Transition {
+    pub fn new(from: &[PaymentStatus], to: PaymentStatus, cause: impl Into<String>) -> Self {
+        Transition {
+            from: from.to_vec(),
+            to,
+            cause: cause.into(),
+            pg_token: None,
+            approval: None,
+            failure: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    Applied,
+    /// The payment is in another status: nothing changed.
+    Refused(PaymentStatus),
+    Missing,
+}
+
+/// KEYS: payment, history, order key, ready index. ARGV: payment id, doc, now, now_ms, history.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'ready', 'updated_at', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('PERSIST', KEYS[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// KEYS: payment, history, ready index, approving index. ARGV: payment id, allowed from
+/// (space separated), to, now, now_ms, cause, then field/value pairs to set.
+static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '%S+') do
+  if s == status then allowed = true end
+end
+if not allowed then return {'refused', status} end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated_at', ARGV[4])
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[4], from = status, to = ARGV[3], cause = ARGV[6]}))
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if ARGV[3] == 'ready' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
+if ARGV[3] == 'approving' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
+return {'ok', status}
+"#,
+    )
+});
+
+/// Deletes a key only if it still holds the given value. KEYS: key. ARGV: value.
+static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+/// How long an order stays reserved while its ready call runs (longer than any call).
+const RESERVATION: Duration = Duration::from_secs(60);
+
+fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        StoreError::Corrupt {
+            key: key.to_string(),
+            reason: format!("unknown status {s:?}"),
+        }
+    })
+}
+
+impl Store {
+    fn payment_key(&self, id: &str) -> String {
+        self.key(&format!("payment:{id}"))
+    }
+
+    fn history_key(&self, id: &str) -> String {
+        self.key(&format!("payment:{id}:history"))
+    }
+
+    fn order_key(&self, location: &str, order: &str) -> String {
+        self.key(&format!("order:{location}:{order}"))
+    }
+
+    pub(crate) fn index_key(&self, status: PaymentStatus) -> String {
+        self.key(&format!("payments:{status}"))
+    }
+
+    /// Reserves `location`+`order` for `payment_id` while its ready call runs. Answers the
+    /// payment id that holds the order if another does.
+    pub async fn reserve_order(
+        &self,
+        location: &str,
+        order: &str,
+        payment_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.order_key(location, order);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(payment_id)
+            .arg("NX")
+            .arg("PX")
+            .arg(RESERVATION.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        // Expired between the two calls: try again.
+        match holder {
+            Some(h) => Ok(Some(h)),
+            None => Box::pin(self.reserve_order(location, order, payment_id)).await,
+        }
+    }
+
+    /// Gives up a reservation whose ready call failed, so the order can be tried again.
+    pub async fn release_order(
+        &self,
+        location: &str,
+        order: &str,
+        payment_id: &str,
+    ) -> Result<(), StoreError> {
+        let _: i64 = DELETE_IF
+            .key(self.order_key(location, order))
+            .arg(payment_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a payment KakaoPay accepted, in status `ready`. Answers false if the order's
+    /// reservation was lost meanwhile (it outlived [`RESERVATION`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_payment(
+        &self,
+        payment_id: &str,
+        request: NewPayment,
+        tid: String,
+        redirect: Redirect,
+        expires_at: String,
+        integration_version: u64,
+        fingerprint: String,
+    ) -> Result<bool, StoreError> {
+        let now = now_rfc3339();
+        let doc = Doc {
+            payment_id: payment_id.to_string(),
+            tid,
+            redirect,
+            created_at: now.clone(),
+            expires_at,
+            integration_version,
+            fingerprint,
+            request,
+        };
+        let history = serde_json::to_string(&HistoryEntry {
+            at: now.clone(),
+            from: None,
+            to: PaymentStatus::Ready.to_string(),
+            cause: "KakaoPay ready accepted the payment".into(),
+        })
+        .expect("history serializes");
+        let created: i64 = CREATE
+            .key(self.payment_key(payment_id))
+            .key(self.history_key(payment_id))
+            .key(self.order_key(&doc.request.location_id, doc.request.order_id.as_str()))
+            .key(self.index_key(PaymentStatus::Ready))
+            .arg(payment_id)
+            .arg(serde_json::to_string(&doc).expect("docs serialize"))
+            .arg(&now)
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(history)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(created == 1)
+    }
+
+    pub async fn payment(&self, id: &str) -> Result<Option<Payment>, StoreError> {
+        let key = self.payment_key(id);
+        let (fields, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(&key)
+            .lrange(self.history_key(id), 0, -1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        let json = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
+            fields
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| serde_json::from_str(v).map_err(|e| corrupt(format!("{name}: {e}"))))
+                .transpose()
+        };
+        let doc: Doc = json("doc")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| corrupt(format!("doc: {e}")))?
+            .ok_or_else(|| corrupt("no doc".into()))?;
+        let typed = |name: &str| -> Result<Option<serde_json::Value>, StoreError> { json(name) };
+        Ok(Some(Payment {
+            payment_id: doc.payment_id,
+            request: doc.request,
+            tid: doc.tid,
+            redirect: doc.redirect,
+            created_at: doc.created_at,
+            expires_at: doc.expires_at,
+            integration_version: doc.integration_version,
+            fingerprint: doc.fingerprint,
+            status: parse_status(&key, fields.get("status").map(String::as_str).unwrap_or(""))?,
+            pg_token: fields.get("pg_token").filter(|t| !t.is_empty()).cloned(),
+            approval: typed("approval")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt(format!("approval: {e}")))?,
+            failure: typed("failure")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt(format!("failure: {e}")))?,
+            updated_at: fields.get("updated_at").cloned().unwrap_or_default(),
+            history: history
+                .iter()
+                .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    /// The payment holding an order, if any.
+    pub async fn order_holder(
+        &self,
+        location: &str,
+        order: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(redis::cmd("GET")
+            .arg(self.order_key(location, order))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Applies a status change atomically with its history entry.
+    pub async fn transition(
+        &self,
+        id: &str,
+        t: Transition,
+    ) -> Result<TransitionOutcome, StoreError> {
+        debug_assert!(t.from.iter().all(|f| f.can_move_to(t.to)), "{t:?}");
+        let key = self.payment_key(id);
+        let from: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+        let mut inv = TRANSITION.prepare_invoke();
+        inv.key(&key)
+            .key(self.history_key(id))
+            .key(self.index_key(PaymentStatus::Ready))
+            .key(self.index_key(PaymentStatus::Approving))
+            .arg(id)
+            .arg(from.join(" "))
+            .arg(t.to.as_str())
+            .arg(now_rfc3339())
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(&t.cause);
+        if let Some(token) = &t.pg_token {
+            inv.arg("pg_token").arg(token);
+        }
+        if let Some(a) = &t.approval {
+            inv.arg("approval")
+                .arg(serde_json::to_string(a).expect("approvals serialize"));
+        }
+        if let Some(f) = &t.failure {
+            inv.arg("failure")
+                .arg(serde_json::to_string(f).expect("failures serialize"));
+        }
+        let (outcome, status): (String, String) = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match outcome.as_str() {
+            "ok" => TransitionOutcome::Applied,
+            "refused" => TransitionOutcome::Refused(parse_status(&key, &status)?),
+            _ => TransitionOutcome::Missing,
+        })
+    }
+
+    /// Payments that entered `status` (ready or approving) before `before_ms`, oldest first.
+    pub async fn payments_in(
+        &self,
+        status: PaymentStatus,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(self.index_key(status))
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+}

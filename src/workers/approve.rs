@@ -1,0 +1,218 @@
+//! `approve_payment`: approves at KakaoPay exactly once, whatever fails on the way.
+//!
+//! The first attempt approves directly. Any later attempt, an ambiguous failure, or a payment
+//! without its `pg_token` asks the order inquiry first: a payment KakaoPay already shows as
+//! paid is recorded from the inquiry (its `PAYMENT` action's `aid`), never approved again.
+
+use super::Deps;
+use crate::domain::{PaymentStatus, PgToken, Tid};
+use crate::kakaopay::{
+    ApproveRequest, Credentials, ErrorClass, KakaoPayError, OrderRequest, StatusClass,
+};
+use crate::store::{Approval, Failure, Integration, Payment, Transition, TransitionOutcome};
+use apalis::prelude::Data;
+use kakaopay_jobs::queue::{Delivery, JobError};
+use kakaopay_jobs::ApprovePayment;
+
+/// KakaoPay's answer to approving a payment that is already approved (an assumption, KAKAOPAY.md §9).
+const ALREADY_APPROVED: i64 = -702;
+
+fn retry(e: impl std::fmt::Display) -> JobError {
+    JobError::retry(e.to_string())
+}
+
+pub async fn approve_payment(
+    job: ApprovePayment,
+    deps: Data<Deps>,
+    delivery: Data<Delivery>,
+) -> Result<(), JobError> {
+    let payment = deps
+        .store
+        .payment(&job.payment_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::permanent(format!("no payment {}", job.payment_id)))?;
+    if payment.status != PaymentStatus::Approving {
+        // Settled by an earlier run or the reconciler: nothing to do.
+        return Ok(());
+    }
+    let integration = integration_of(&deps, &payment).await?;
+    let credentials = integration.credentials();
+    let token = payment
+        .pg_token
+        .as_deref()
+        .and_then(|t| PgToken::parse(t).ok());
+    let inquire_first = delivery.attempt > 1 || token.is_none();
+    if inquire_first && settled_by_inquiry(&deps, &payment, &integration, &credentials).await? {
+        return Ok(());
+    }
+    let Some(pg_token) = token else {
+        return Err(JobError::permanent(
+            "no pg_token, and KakaoPay does not show the payment approvable",
+        ));
+    };
+    let request = ApproveRequest {
+        cid: integration.cid.clone(),
+        tid: Tid::parse(payment.tid.clone())
+            .map_err(|e| JobError::permanent(format!("stored tid {e}")))?,
+        partner_order_id: payment.request.order_id.clone(),
+        partner_user_id: payment.request.user_id.clone(),
+        pg_token,
+        payload: crate::domain::Payload::parse(payment.payment_id.clone()).ok(),
+        total_amount: Some(payment.request.total_amount),
+    };
+    match deps.kakaopay.approve(&credentials, &request).await {
+        Ok(answer) => {
+            let approval = Approval {
+                aid: answer.aid,
+                payment_method_type: answer.payment_method_type,
+                amount: answer.amount,
+                approved_at: answer.approved_at.map(|t| t.0.to_rfc3339()),
+            };
+            record_approval(&deps, &payment, approval, "KakaoPay approved the payment").await
+        }
+        Err(e) => after_failed_approve(&deps, &payment, &integration, &credentials, e).await,
+    }
+}
+
+async fn integration_of(deps: &Deps, payment: &Payment) -> Result<Integration, JobError> {
+    deps.store
+        .integration_version(&payment.request.location_id, payment.integration_version)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::permanent("the integration this payment was made with is gone"))
+}
+
+async fn after_failed_approve(
+    deps: &Deps,
+    payment: &Payment,
+    integration: &Integration,
+    credentials: &Credentials,
+    e: KakaoPayError,
+) -> Result<(), JobError> {
+    match e.class() {
+        ErrorClass::Transient => Err(retry(&e)),
+        // It may have gone through: find out before anything else.
+        ErrorClass::OutcomeUnknown => {
+            if settled_by_inquiry(deps, payment, integration, credentials).await? {
+                Ok(())
+            } else {
+                Err(retry(&e))
+            }
+        }
+        ErrorClass::Final if e.code() == Some(ALREADY_APPROVED) => {
+            if settled_by_inquiry(deps, payment, integration, credentials).await? {
+                Ok(())
+            } else {
+                Err(JobError::permanent(format!(
+                    "{e}, yet the inquiry does not show it approved"
+                )))
+            }
+        }
+        ErrorClass::Final => {
+            let failure = Failure {
+                reason: "kakaopay_error".into(),
+                kakaopay_code: e.code(),
+                message: e.to_string(),
+            };
+            record_failure(deps, payment, failure).await
+        }
+    }
+}
+
+/// Settles the payment from the order inquiry if KakaoPay says how it ended. Answers false if
+/// it is still approvable (so the caller approves).
+pub async fn settled_by_inquiry(
+    deps: &Deps,
+    payment: &Payment,
+    integration: &Integration,
+    credentials: &Credentials,
+) -> Result<bool, JobError> {
+    let tid = Tid::parse(payment.tid.clone())
+        .map_err(|e| JobError::permanent(format!("stored tid {e}")))?;
+    let order = deps
+        .kakaopay
+        .order(
+            credentials,
+            &OrderRequest {
+                cid: integration.cid.clone(),
+                tid,
+            },
+        )
+        .await
+        .map_err(|e| match e.class() {
+            ErrorClass::Final => JobError::permanent(format!("order inquiry refused: {e}")),
+            _ => retry(&e),
+        })?;
+    match order.status.class() {
+        StatusClass::Paid => {
+            let action = order.payment_action();
+            let approval = Approval {
+                aid: action.map(|a| a.aid.clone()).unwrap_or_default(),
+                payment_method_type: order.payment_method_type.clone(),
+                amount: order.amount.clone().unwrap_or_default(),
+                approved_at: order.approved_at.map(|t| t.0.to_rfc3339()),
+            };
+            record_approval(
+                deps,
+                payment,
+                approval,
+                &format!("the order inquiry shows {}", order.status),
+            )
+            .await?;
+            Ok(true)
+        }
+        StatusClass::Failed => {
+            let failure = Failure {
+                reason: "kakaopay_status".into(),
+                kakaopay_code: None,
+                message: format!("KakaoPay reports {}", order.status),
+            };
+            record_failure(deps, payment, failure).await?;
+            Ok(true)
+        }
+        StatusClass::Pending => Ok(false),
+        StatusClass::Unexpected => Err(JobError::permanent(format!(
+            "KakaoPay reports {} for a single payment; left for an operator",
+            order.status
+        ))),
+    }
+}
+
+async fn record_approval(
+    deps: &Deps,
+    payment: &Payment,
+    approval: Approval,
+    cause: &str,
+) -> Result<(), JobError> {
+    let mut t = Transition::new(&[PaymentStatus::Approving], PaymentStatus::Approved, cause);
+    t.approval = Some(approval);
+    match deps
+        .store
+        .transition(&payment.payment_id, t)
+        .await
+        .map_err(retry)?
+    {
+        TransitionOutcome::Applied => {
+            tracing::info!(payment_id = %payment.payment_id, "payment approved");
+            Ok(())
+        }
+        // Another run got there first.
+        TransitionOutcome::Refused(_) | TransitionOutcome::Missing => Ok(()),
+    }
+}
+
+async fn record_failure(deps: &Deps, payment: &Payment, failure: Failure) -> Result<(), JobError> {
+    tracing::warn!(payment_id = %payment.payment_id, code = failure.kakaopay_code, message = %failure.message, "payment failed");
+    let mut t = Transition::new(
+        &[PaymentStatus::Approving],
+        PaymentStatus::Failed,
+        failure.message.clone(),
+    );
+    t.failure = Some(failure);
+    deps.store
+        .transition(&payment.payment_id, t)
+        .await
+        .map_err(retry)?;
+    Ok(())
+}

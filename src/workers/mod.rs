@@ -1,0 +1,116 @@
+//! The workers: one apalis worker per job kind on our Redis queue, plus the reconciler, under
+//! one apalis Monitor with graceful shutdown. Handlers are plain functions of their job.
+
+mod approve;
+pub mod reconciler;
+
+pub use reconciler::ReconcilerSettings;
+
+use crate::kakaopay::KakaoPay;
+use crate::store::Store;
+use apalis::prelude::*;
+use kakaopay_jobs::queue::{consumer_name, inspect, Producer, QueueConfig, StreamBackend};
+use kakaopay_jobs::{ApprovePayment, JobKind};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What handlers need, shared by all of them.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub producer: Producer,
+    pub kakaopay: KakaoPay,
+    /// KakaoPay's ready → approve window.
+    pub ready_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// In-flight jobs per queue in this process.
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub shutdown_timeout: Duration,
+    pub reconciler: ReconcilerSettings,
+}
+
+/// Running workers; [`Workers::stop`] stops them gracefully.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+fn queue_config<J: JobKind>(namespace: &str, settings: &WorkerSettings) -> QueueConfig {
+    let mut config = QueueConfig::new(namespace, J::NAME, J::RETRY);
+    config.lease = settings.lease;
+    config.fetch_batch = settings.concurrency;
+    config
+}
+
+pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Workers {
+    let (stop, stopped) = watch::channel(false);
+    let namespace = deps.store.namespace().to_string();
+    let conn = deps.store.connection();
+    let approve_name = consumer_name(ApprovePayment::NAME, 0);
+    let monitor = Monitor::new()
+        .should_restart(|ctx, e| {
+            tracing::error!(worker = ctx.name(), error = %e, "worker failed; restarting it");
+            true
+        })
+        .shutdown_timeout(settings.shutdown_timeout)
+        .register({
+            let (client, conn, deps, name) = (
+                client.clone(),
+                conn.clone(),
+                deps.clone(),
+                approve_name.clone(),
+            );
+            let config = queue_config::<ApprovePayment>(&namespace, &settings);
+            move |_restarts| {
+                WorkerBuilder::new(name.clone())
+                    .backend(StreamBackend::<ApprovePayment>::new(
+                        client.clone(),
+                        conn.clone(),
+                        config.clone(),
+                    ))
+                    .concurrency(settings.concurrency)
+                    .catch_panic()
+                    .data(deps.clone())
+                    .build(approve::approve_payment)
+            }
+        });
+    let reconciler = tokio::spawn(reconciler::run(
+        deps.clone(),
+        settings.reconciler,
+        stopped.clone(),
+    ));
+    let task = tokio::spawn(async move {
+        let mut signal = stopped.clone();
+        let result = monitor
+            .run_with_signal(async move {
+                let _ = signal.wait_for(|s| *s).await;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "workers stopped with an error");
+        }
+        // Jobs the shutdown timeout cut off go back to the queue now, not after their lease.
+        match inspect::release(&conn, &namespace, ApprovePayment::NAME, &approve_name).await {
+            Ok(n) if n > 0 => tracing::info!(jobs = n, "handed back unfinished jobs"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back unfinished jobs; their leases will")
+            }
+        }
+        let _ = reconciler.await;
+    });
+    Workers { stop, task }
+}
+
+impl Workers {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
