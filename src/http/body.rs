@@ -16,8 +16,19 @@ pub struct ApiJson<T>(pub T);
 /// field is named in the message, under the path of its parent.
 fn field_of(message: &str, path: &str) -> String {
     let path = if path == "." || path == "?" { "" } else { path };
-    let named = |marker: &str| message.split(marker).nth(1).and_then(|rest| rest.split('`').next());
-    let joined = |name: &str| if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    let named = |marker: &str| {
+        message
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+    };
+    let joined = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     if let Some(name) = named("missing field `") {
         return joined(name);
     }

@@ -157,3 +157,261 @@ pub async fn stats(sim: &SimServer) -> Value {
         .await
         .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------
+// The whole service on a random port, against real Redis and the simulator.
+
+use kakaopay_worker::startup::{Application, HttpSettings, Settings};
+use kakaopay_worker::workers::{ReconcilerSettings, WorkerSettings};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub const CLIENT_TOKEN: &str = "client-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+pub const CALLBACK_SECRET: &str = "callback-secret-0123456789";
+
+/// Every log line of this test binary, to show no secret is ever logged.
+pub fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,h2=info,reqwest=info,tower=info")
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// No secret of the test setup in any log line so far.
+pub fn assert_no_secrets_logged() {
+    let logs = logs();
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!text.is_empty(), "logs are captured");
+    for secret in [
+        DEFAULT_SECRET_KEY,
+        DEFAULT_ADMIN_KEY,
+        CLIENT_TOKEN,
+        ADMIN_TOKEN,
+        CALLBACK_SECRET,
+    ] {
+        assert!(!text.contains(secret), "a secret was logged: {secret}");
+    }
+}
+
+#[derive(Clone)]
+pub struct AppOptions {
+    pub sim: SimConfig,
+    pub redis_url: String,
+    pub ready_window: Duration,
+    pub workers: bool,
+    pub kakaopay_timeout: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            sim: SimConfig::default(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            ready_window: Duration::from_secs(900),
+            workers: true,
+            kakaopay_timeout: Duration::from_millis(1500),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub sim: SimServer,
+    pub namespace: String,
+    pub http: reqwest::Client,
+    pub app: Option<Application>,
+}
+
+pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Settings {
+    Settings {
+        redis_url: Secret::new(options.redis_url.clone()),
+        namespace: namespace.to_string(),
+        kakaopay_api_url: Some(sim_url.parse().unwrap()),
+        kakaopay_timeouts: Timeouts {
+            connect: Duration::from_millis(500),
+            total: options.kakaopay_timeout,
+        },
+        ready_window: options.ready_window,
+        http: Some(HttpSettings {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            api_tokens: vec![Secret::new(CLIENT_TOKEN)],
+            admin_tokens: vec![Secret::new(ADMIN_TOKEN)],
+            callback_secret: Secret::new(CALLBACK_SECRET),
+        }),
+        workers: options.workers.then_some(WorkerSettings {
+            concurrency: 8,
+            lease: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(5),
+            reconciler: ReconcilerSettings {
+                every: Duration::from_millis(200),
+                approving_grace: Duration::from_secs(3),
+            },
+        }),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    logs();
+    let sim = spawn_sim_with(options.sim.clone()).await;
+    let namespace = format!("test-{:016x}", rand::random::<u64>());
+    let app = Application::start(settings(&options, &sim.url, &namespace))
+        .await
+        .expect("app starts");
+    TestApp {
+        address: format!("http://{}", app.address.unwrap()),
+        sim,
+        namespace,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        app: Some(app),
+    }
+}
+
+impl TestApp {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn connect_location(&self, location: &str, key: Value) {
+        let mut body = json!({"cid": "TC0ONETIME"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(key.as_object().unwrap().clone());
+        let (status, answer) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/locations/{location}/kakaopay"),
+                Some(ADMIN_TOKEN),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    pub async fn connect_open_api(&self, location: &str) {
+        self.connect_location(location, json!({"secret_key": DEFAULT_SECRET_KEY}))
+            .await;
+    }
+
+    pub async fn create_payment(&self, body: Value) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/v1/payments",
+            Some(CLIENT_TOKEN),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn payment(&self, id: &str) -> Value {
+        let (status, answer) = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/payments/{id}"),
+                Some(CLIENT_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    /// The member presses a button at KakaoPay; answers our callback URL KakaoPay redirects to.
+    pub async fn member_presses(&self, tid: &str, action: &str) -> String {
+        let answer: Value = press(&self.sim, tid, action).await.json().await.unwrap();
+        answer["redirect_url"]
+            .as_str()
+            .expect("a redirect")
+            .to_string()
+    }
+
+    /// The member's browser follows KakaoPay's redirect to our callback.
+    pub async fn follow(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let p = self.payment(id).await;
+            if p["status"] == status {
+                return p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "payment {id} never reached {status}: {p}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Creates a payment and has the member approve it; answers the payment id, approving.
+    pub async fn paid(&self, body: Value) -> String {
+        let (status, created) = self.create_payment(body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["payment_id"].as_str().unwrap().to_string();
+        let callback = self
+            .member_presses(created["tid"].as_str().unwrap(), "approve")
+            .await;
+        let r = self.follow(&callback).await;
+        assert_eq!(r.status(), 303);
+        id
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        assert_no_secrets_logged();
+    }
+}
+
+pub fn payment_body(location: &str, order: &str) -> Value {
+    json!({
+        "location_id": location, "order_id": order, "user_id": "member_42", "service": "bookings",
+        "item_name": "Meeting room A, 2h", "quantity": 1, "total_amount": 22000, "tax_free_amount": 0,
+        "starts_at": "2026-12-01T10:00:00+09:00", "return_url": "https://members.example.com/bookings/1",
+        "metadata": {"booking_id": "1"}
+    })
+}
