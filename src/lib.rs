@@ -16,6 +16,7 @@
 //!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
 
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod kakaopay;

@@ -129,3 +129,28 @@ fn sim_serves_until_terminated() {
         serde_json::from_str(first).expect("LOG_FORMAT=json writes JSON lines");
     assert!(parsed["message"].as_str().unwrap().contains("simulator"));
 }
+
+#[test]
+fn demo_walks_a_payment_to_approved() {
+    let out = bin()
+        .arg("demo")
+        .env(
+            "QUEUE_NAMESPACE",
+            format!("test-demo-{}", std::process::id()),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("status         approved"), "{stdout}");
+    assert!(stdout.contains("SUCCESS_PAYMENT"), "{stdout}");
+    assert!(
+        !stdout.contains(kakaopay_worker::sim::DEFAULT_SECRET_KEY),
+        "the key is masked"
+    );
+}

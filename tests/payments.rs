@@ -351,3 +351,47 @@ async fn service_disabled_and_masked_keys() {
     assert_eq!(status, 201);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_reconciler_settles_an_approving_payment_whose_job_is_gone() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let id = app.paid(payment_body("loc_1", "B-lost")).await;
+    assert_eq!(app.payment(&id).await["status"], "approving");
+    // The approval job is lost (say, Redis lost it in a failover).
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}:approve_payment}}*", app.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Workers with their reconciler: past the grace it asks KakaoPay, finds the payment still
+    // approvable and enqueues the approval again.
+    let workers = kakaopay_worker::startup::Application::start(settings(
+        &AppOptions::default(),
+        &app.sim.url,
+        &app.namespace,
+    ))
+    .await
+    .unwrap();
+    let payment = app.wait_status(&id, "approved").await;
+    assert!(payment["history"].as_array().unwrap().len() == 3);
+    assert_eq!(approvals_applied(&app, &id).await, 1);
+    workers.stop().await;
+    app.stop().await;
+}

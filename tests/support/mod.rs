@@ -310,6 +310,11 @@ impl TestApp {
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
+        assert!(
+            status < 500 || status == 502 || status == 503,
+            "no 500 anywhere: {method_path}",
+            method_path = path
+        );
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
@@ -368,7 +373,9 @@ impl TestApp {
 
     /// The member's browser follows KakaoPay's redirect to our callback.
     pub async fn follow(&self, url: &str) -> reqwest::Response {
-        self.http.get(url).send().await.unwrap()
+        let r = self.http.get(url).send().await.unwrap();
+        assert!(r.status().as_u16() < 500, "no 500 anywhere: {url}");
+        r
     }
 
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {

@@ -1,0 +1,216 @@
+//! `kakaopay-worker demo`: the simulator and the whole service in one process, walking one
+//! payment through exactly the HTTP calls a booking system and a member's browser make.
+
+use crate::config::RedisArgs;
+use crate::secret::Secret;
+use crate::sim::{SimConfig, SimServer, DEFAULT_SECRET_KEY};
+use crate::startup::{Application, HttpSettings, Settings};
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+fn show(label: &str, value: impl std::fmt::Display) {
+    println!("   {label:<14} {value}");
+}
+
+/// A JSON value as a person reads it: strings without their quotes.
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
+    crate::tls::init();
+    let sim = SimServer::spawn(SimConfig::default())
+        .await
+        .context("cannot start the simulator")?;
+    let client_token = format!("demo-client-{:016x}", rand::random::<u64>());
+    let admin_token = format!("demo-admin-{:016x}", rand::random::<u64>());
+    let namespace = format!(
+        "{}-demo-{:06x}",
+        redis.queue_namespace,
+        rand::random::<u32>() & 0xff_ffff
+    );
+    let mut workers = Settings::worker_defaults(4);
+    workers.reconciler.every = Duration::from_secs(5);
+    let app = Application::start(Settings {
+        redis_url: redis.redis_url.clone(),
+        namespace: namespace.clone(),
+        kakaopay_api_url: Some(sim.url.parse()?),
+        kakaopay_timeouts: crate::kakaopay::Timeouts::default(),
+        ready_window: Duration::from_secs(900),
+        http: Some(HttpSettings {
+            bind: "127.0.0.1:0".parse()?,
+            public_url: None,
+            api_tokens: vec![Secret::new(&client_token)],
+            admin_tokens: vec![Secret::new(&admin_token)],
+            callback_secret: Secret::new(format!("demo-{:032x}", rand::random::<u128>())),
+        }),
+        workers: Some(workers),
+    })
+    .await
+    .context("cannot start the service (is Redis running at REDIS_URL?)")?;
+    let api = format!("http://{}", app.address.expect("the API runs"));
+    let result = walk(&api, &sim, &client_token, &admin_token).await;
+    app.stop().await;
+    println!("\n(Redis keys of this demo are under the namespace {namespace}.)");
+    result
+}
+
+async fn walk(
+    api: &str,
+    sim: &SimServer,
+    client_token: &str,
+    admin_token: &str,
+) -> anyhow::Result<()> {
+    // A browser that shows us each redirect instead of following it.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    step(
+        1,
+        "KakaoPay (the simulator) and kakaopay-worker are running",
+    );
+    show("simulator", &sim.url);
+    show("API", api);
+
+    step(2, "An operator connects location demo-gangnam to KakaoPay (PUT /v1/locations/demo-gangnam/kakaopay)");
+    let integration: Value = http
+        .put(format!("{api}/v1/locations/demo-gangnam/kakaopay"))
+        .bearer_auth(admin_token)
+        .json(&json!({"cid": "TC0ONETIME", "secret_key": DEFAULT_SECRET_KEY}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    show("cid", text(&integration["cid"]));
+    show("secret_key", text(&integration["secret_key"]));
+    show("services", &integration["services"]);
+
+    step(
+        3,
+        "The booking system starts a payment for a meeting room (POST /v1/payments)",
+    );
+    let created: Value = http
+        .post(format!("{api}/v1/payments"))
+        .bearer_auth(client_token)
+        .json(&json!({
+            "location_id": "demo-gangnam", "order_id": format!("DEMO-{:06}", rand::random::<u32>() % 1_000_000),
+            "user_id": "member_42", "service": "bookings", "item_name": "Meeting room A, 2h",
+            "quantity": 1, "total_amount": 22000, "tax_free_amount": 0,
+            "starts_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let payment_id = created["payment_id"]
+        .as_str()
+        .context("no payment_id")?
+        .to_string();
+    show("payment_id", &payment_id);
+    show("status", text(&created["status"]));
+    show("tid", text(&created["tid"]));
+    show("pay page", text(&created["redirect"]["pc"]));
+
+    step(4, "The member opens KakaoPay's page and presses Approve");
+    let page_url = created["redirect"]["pc"]
+        .as_str()
+        .context("no redirect")?
+        .to_string();
+    let page = http.get(&page_url).send().await?.text().await?;
+    if !page.contains("id=\"approve\"") {
+        bail!("the payment page has no Approve button");
+    }
+    let pressed = http
+        .post(page_url.replace("/info", "/action/approve"))
+        .form(&[("method", "CARD")])
+        .send()
+        .await?;
+    let callback = pressed
+        .headers()
+        .get("location")
+        .context("KakaoPay did not redirect")?
+        .to_str()?
+        .to_string();
+    show(
+        "KakaoPay sends the browser to",
+        callback.split('?').next().unwrap_or(""),
+    );
+    let back = http.get(&callback).send().await?;
+    show(
+        "our callback",
+        format!("HTTP {}: the approval is queued", back.status().as_u16()),
+    );
+
+    step(5, "A worker approves at KakaoPay");
+    let started = Instant::now();
+    let payment = loop {
+        let p: Value = http
+            .get(format!("{api}/v1/payments/{payment_id}"))
+            .bearer_auth(client_token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if p["status"] != "approving" && p["status"] != "ready" {
+            break p;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the payment was not approved within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    show("status", text(&payment["status"]));
+    show("aid", text(&payment["aid"]));
+    show(
+        "amount",
+        format!(
+            "{} won (VAT {})",
+            payment["amount"]["total"], payment["amount"]["vat"]
+        ),
+    );
+    show("method", text(&payment["payment_method_type"]));
+    show(
+        "took",
+        format!("{} ms after the callback", started.elapsed().as_millis()),
+    );
+    for h in payment["history"].as_array().into_iter().flatten() {
+        show(
+            "history",
+            format!(
+                "{} → {}: {}",
+                h["at"].as_str().unwrap_or(""),
+                h["to"].as_str().unwrap_or(""),
+                h["cause"].as_str().unwrap_or("")
+            ),
+        );
+    }
+
+    step(6, "KakaoPay's own ledger agrees");
+    let ledger: Value = http
+        .get(format!(
+            "{}/__sim/ledger/{}",
+            sim.url,
+            payment["tid"].as_str().unwrap_or("")
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    show("status", text(&ledger["status"]));
+    show("approved", format!("{} won", ledger["amount"]["total"]));
+    if payment["status"] != "approved" {
+        bail!("the payment ended {}, not approved", payment["status"]);
+    }
+    println!("\nDone: one payment, approved once. (Refunds join the walk with the refunds issue.)");
+    Ok(())
+}
