@@ -1,0 +1,443 @@
+//! The automatic refund rules of REFUNDS.md: a pure function from the payment, the location's
+//! integration, the payment's own policy and the request to an outcome, an amount, its
+//! tax-free part and the rule that decided. No I/O, so every row is a unit test.
+
+use crate::domain::{PolicyRule, RefundPolicy, Service, Tier, Won};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requester {
+    Member,
+    Admin,
+    System,
+}
+
+/// What the payment contributes to the decision.
+#[derive(Debug, Clone)]
+pub struct PaymentFacts<'a> {
+    pub service: Service,
+    pub starts_at: Option<DateTime<FixedOffset>>,
+    /// What KakaoPay approved.
+    pub approved: Won,
+    pub approved_tax_free: Won,
+    /// Refunded so far.
+    pub refunded: Won,
+    pub refunded_tax_free: Won,
+    /// The resource's policy at purchase time, if the booking system gave one.
+    pub policy: Option<&'a RefundPolicy>,
+}
+
+/// The location's integration; `None` when it is disconnected.
+#[derive(Debug, Clone)]
+pub struct IntegrationFacts<'a> {
+    pub automatic_refunds: bool,
+    pub refund_policy: &'a BTreeMap<Service, RefundPolicy>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundAsk<'a> {
+    pub requested_by: Requester,
+    pub reason: &'a str,
+    pub canceled_at: DateTime<FixedOffset>,
+    pub context: &'a serde_json::Map<String, serde_json::Value>,
+    /// An operator's explicit amount (only accepted with an admin token).
+    pub amount: Option<Won>,
+    pub by_admin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Refund,
+    Rejected,
+    ManualReview,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub amount: Won,
+    pub tax_free: Won,
+    pub rule: String,
+}
+
+impl Decision {
+    fn without_money(outcome: Outcome, rule: &str) -> Decision {
+        Decision {
+            outcome,
+            amount: Won::ZERO,
+            tax_free: Won::ZERO,
+            rule: rule.to_string(),
+        }
+    }
+}
+
+fn rejected(rule: &str) -> Decision {
+    Decision::without_money(Outcome::Rejected, rule)
+}
+
+fn review(rule: &str) -> Decision {
+    Decision::without_money(Outcome::ManualReview, rule)
+}
+
+/// What is left to refund.
+pub fn remaining(p: &PaymentFacts) -> Won {
+    p.approved.checked_sub(p.refunded).unwrap_or(Won::ZERO)
+}
+
+/// The tax-free share of refunding `amount`: proportional, rounded down, except that the
+/// refund emptying the payment takes exactly the tax-free part left, so the parts sum to the
+/// original split to the won.
+pub fn tax_free_share(p: &PaymentFacts, amount: Won) -> Won {
+    let left = remaining(p);
+    let tax_free_left = p.approved_tax_free.checked_sub(p.refunded_tax_free).unwrap_or(Won::ZERO);
+    if amount >= left {
+        return tax_free_left;
+    }
+    if p.approved.get() == 0 {
+        return Won::ZERO;
+    }
+    let share = (amount.get() as i128 * p.approved_tax_free.get() as i128) / p.approved.get() as i128;
+    Won::new(share as i64).unwrap_or(Won::ZERO).min(tax_free_left)
+}
+
+fn refund(p: &PaymentFacts, amount: Won, rule: impl Into<String>) -> Decision {
+    let amount = amount.min(remaining(p));
+    if amount == Won::ZERO {
+        return rejected("nothing_left");
+    }
+    Decision {
+        outcome: Outcome::Refund,
+        tax_free: tax_free_share(p, amount),
+        amount,
+        rule: rule.into(),
+    }
+}
+
+/// Where a policy comes from: the payment's own, then the location's for the service, then
+/// REFUNDS.md's defaults (`None` for invoices, which are never automatic).
+pub fn policy_for(p: &PaymentFacts, i: &IntegrationFacts) -> Option<RefundPolicy> {
+    if let Some(own) = p.policy {
+        return Some(own.clone());
+    }
+    if let Some(location) = i.refund_policy.get(&p.service) {
+        return Some(location.clone());
+    }
+    match p.service {
+        Service::Bookings | Service::EventTickets => Some(RefundPolicy::new(PolicyRule::MinNotice { notice_minutes: 1440 })),
+        Service::ShopProducts => Some(RefundPolicy::new(PolicyRule::UntilFulfilled)),
+        Service::CreditPackages => Some(RefundPolicy::new(PolicyRule::NoRefund)),
+        Service::Invoices => None,
+    }
+}
+
+/// Minutes of notice the cancellation gave, or None without a start.
+fn notice_minutes(p: &PaymentFacts, ask: &RefundAsk) -> Option<i64> {
+    p.starts_at.map(|start| (start - ask.canceled_at).num_seconds().div_euclid(60))
+}
+
+fn fulfilled(ask: &RefundAsk) -> Option<bool> {
+    ask.context.get("fulfilled").and_then(serde_json::Value::as_bool)
+}
+
+/// REFUNDS.md's decision order, first match wins.
+pub fn decide(p: &PaymentFacts, integration: Option<&IntegrationFacts>, ask: &RefundAsk) -> Decision {
+    let Some(i) = integration else { return review("integration_disconnected") };
+    if let (true, Some(amount)) = (ask.by_admin, ask.amount) {
+        return refund(p, amount, "admin_amount");
+    }
+    if !i.automatic_refunds {
+        return review("automatic_refunds_off");
+    }
+    let by_admin = ask.requested_by == Requester::Admin;
+    match p.service {
+        Service::Invoices => return review("invoice_credit_note"),
+        Service::CreditPackages if by_admin => return review("credit_package_admin_review"),
+        Service::CreditPackages => return rejected("credit_package_non_refundable"),
+        _ => {}
+    }
+    let Some(policy) = policy_for(p, i) else { return review("invoice_credit_note") };
+    if p.service == Service::EventTickets && ask.reason == "event_canceled" {
+        return if policy.refund_on_event_cancel {
+            refund(p, remaining(p), "event_canceled_by_organizer")
+        } else {
+            review("event_canceled_by_organizer")
+        };
+    }
+    if p.service == Service::ShopProducts {
+        if by_admin {
+            return review("shop_order_admin_cancel");
+        }
+        match (&policy.rule, fulfilled(ask)) {
+            (_, Some(true)) => return rejected("fulfilled"),
+            (PolicyRule::UntilFulfilled, Some(false)) => return refund(p, remaining(p), "not_fulfilled"),
+            (PolicyRule::UntilFulfilled, None) => return review("missing_context"),
+            _ => {}
+        }
+    }
+    if matches!(p.service, Service::Bookings | Service::EventTickets) {
+        match p.starts_at {
+            Some(start) if ask.canceled_at >= start => return rejected("already_started"),
+            Some(_) => {}
+            None => return review("missing_context"),
+        }
+    }
+    match &policy.rule {
+        PolicyRule::NoRefund => rejected("policy_no_refund"),
+        PolicyRule::BeforeStart => match p.starts_at {
+            Some(start) if ask.canceled_at < start => refund(p, remaining(p), "before_start"),
+            Some(_) => rejected("already_started"),
+            None => review("missing_context"),
+        },
+        PolicyRule::MinNotice { notice_minutes: needed } => match notice_minutes(p, ask) {
+            Some(given) if given >= i64::from(*needed) => refund(p, remaining(p), "min_notice_met"),
+            Some(_) => rejected("min_notice_missed"),
+            None => review("missing_context"),
+        },
+        PolicyRule::Tiers(tiers) => match notice_minutes(p, ask) {
+            Some(given) => tier_decision(p, tiers, given),
+            None => review("missing_context"),
+        },
+        // Until-fulfilled outside shop products has nothing to measure.
+        PolicyRule::UntilFulfilled => review("missing_context"),
+    }
+}
+
+fn tier_decision(p: &PaymentFacts, tiers: &[Tier], given: i64) -> Decision {
+    // Tiers are sorted largest notice first: the first met is the largest met.
+    let percent = tiers
+        .iter()
+        .find(|t| given >= i64::from(t.notice_minutes))
+        .map(|t| t.percent)
+        .unwrap_or(0);
+    let rule = format!("tier_{percent}");
+    if percent == 0 {
+        return rejected(&rule);
+    }
+    let left = remaining(p);
+    let amount = Won::new((left.get() as i128 * i128::from(percent) / 100) as i64).unwrap_or(Won::ZERO);
+    refund(p, amount, rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn won(v: i64) -> Won {
+        Won::new(v).unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    const START: &str = "2026-06-10T10:00:00+09:00";
+
+    fn payment(service: Service, policy: Option<&RefundPolicy>) -> PaymentFacts<'_> {
+        PaymentFacts {
+            service,
+            starts_at: Some(t(START)),
+            approved: won(30_000),
+            approved_tax_free: won(0),
+            refunded: won(0),
+            refunded_tax_free: won(0),
+            policy,
+        }
+    }
+
+    fn ask<'a>(at: &str, context: &'a serde_json::Map<String, serde_json::Value>) -> RefundAsk<'a> {
+        RefundAsk {
+            requested_by: Requester::Member,
+            reason: "booking_canceled",
+            canceled_at: t(at),
+            context,
+            amount: None,
+            by_admin: false,
+        }
+    }
+
+    fn policy(json: &str) -> RefundPolicy {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn on() -> BTreeMap<Service, RefundPolicy> {
+        BTreeMap::new()
+    }
+
+    fn auto(map: &BTreeMap<Service, RefundPolicy>) -> IntegrationFacts<'_> {
+        IntegrationFacts { automatic_refunds: true, refund_policy: map }
+    }
+
+    fn check(d: Decision, outcome: Outcome, amount: i64, rule: &str) {
+        assert_eq!((d.outcome, d.amount.get(), d.rule.as_str()), (outcome, amount, rule));
+    }
+
+    #[test]
+    fn vectors_1_to_5_bookings() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let min = policy(r#"{"rule":"min_notice","notice_minutes":1440}"#);
+        // 1: exactly 24 h before is in time.
+        check(decide(&payment(Service::Bookings, Some(&min)), Some(&auto(&map)), &ask("2026-06-09T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "min_notice_met");
+        // 2: a minute late.
+        check(decide(&payment(Service::Bookings, Some(&min)), Some(&auto(&map)), &ask("2026-06-09T10:01:00+09:00", &ctx)), Outcome::Rejected, 0, "min_notice_missed");
+        let before = policy(r#"{"rule":"before_start"}"#);
+        // 3, 4: before start, and at the start.
+        check(decide(&payment(Service::Bookings, Some(&before)), Some(&auto(&map)), &ask("2026-06-10T09:59:00+09:00", &ctx)), Outcome::Refund, 30_000, "before_start");
+        check(decide(&payment(Service::Bookings, Some(&before)), Some(&auto(&map)), &ask(START, &ctx)), Outcome::Rejected, 0, "already_started");
+        // 5: no refund, a week early.
+        let none = policy(r#"{"rule":"no_refund"}"#);
+        check(decide(&payment(Service::Bookings, Some(&none)), Some(&auto(&map)), &ask("2026-06-03T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "policy_no_refund");
+    }
+
+    #[test]
+    fn vector_6_automatic_refunds_off() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let off = IntegrationFacts { automatic_refunds: false, refund_policy: &map };
+        check(decide(&payment(Service::Bookings, None), Some(&off), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::ManualReview, 0, "automatic_refunds_off");
+    }
+
+    #[test]
+    fn vectors_7_and_8_tiers() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let tiers = policy(r#"{"rule":"tiers","tiers":[{"notice_minutes":2880,"percent":100},{"notice_minutes":1440,"percent":50}]}"#);
+        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-09T04:00:00+09:00", &ctx)), Outcome::Refund, 15_000, "tier_50");
+        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-10T08:00:00+09:00", &ctx)), Outcome::Rejected, 0, "tier_0");
+        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-08T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "tier_100");
+    }
+
+    #[test]
+    fn vectors_9_and_10_event_tickets() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let min = policy(r#"{"rule":"min_notice","notice_minutes":1440}"#);
+        check(decide(&payment(Service::EventTickets, Some(&min)), Some(&auto(&map)), &ask("2026-06-08T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "min_notice_met");
+        let mut canceled = ask("2026-06-08T10:00:00+09:00", &ctx);
+        canceled.reason = "event_canceled";
+        check(decide(&payment(Service::EventTickets, None), Some(&auto(&map)), &canceled), Outcome::ManualReview, 0, "event_canceled_by_organizer");
+        let refunding = policy(r#"{"rule":"min_notice","notice_minutes":1440,"refund_on_event_cancel":true}"#);
+        check(decide(&payment(Service::EventTickets, Some(&refunding)), Some(&auto(&map)), &canceled), Outcome::Refund, 30_000, "event_canceled_by_organizer");
+    }
+
+    #[test]
+    fn vectors_11_to_14_shop_credit_invoice() {
+        let map = on();
+        let unfulfilled: serde_json::Map<_, _> = [("fulfilled".to_string(), serde_json::json!(false))].into_iter().collect();
+        let fulfilled_ctx: serde_json::Map<_, _> = [("fulfilled".to_string(), serde_json::json!(true))].into_iter().collect();
+        let empty = serde_json::Map::new();
+        let shop = PaymentFacts { starts_at: None, ..payment(Service::ShopProducts, None) };
+        check(decide(&shop, Some(&auto(&map)), &ask(START, &unfulfilled)), Outcome::Refund, 30_000, "not_fulfilled");
+        check(decide(&shop, Some(&auto(&map)), &ask(START, &fulfilled_ctx)), Outcome::Rejected, 0, "fulfilled");
+        check(decide(&shop, Some(&auto(&map)), &ask(START, &empty)), Outcome::ManualReview, 0, "missing_context");
+        let mut admin = ask(START, &unfulfilled);
+        admin.requested_by = Requester::Admin;
+        check(decide(&shop, Some(&auto(&map)), &admin), Outcome::ManualReview, 0, "shop_order_admin_cancel");
+        check(decide(&payment(Service::CreditPackages, None), Some(&auto(&map)), &ask(START, &empty)), Outcome::Rejected, 0, "credit_package_non_refundable");
+        check(decide(&payment(Service::CreditPackages, None), Some(&auto(&map)), &admin), Outcome::ManualReview, 0, "credit_package_admin_review");
+        check(decide(&payment(Service::Invoices, None), Some(&auto(&map)), &ask(START, &empty)), Outcome::ManualReview, 0, "invoice_credit_note");
+    }
+
+    #[test]
+    fn vector_15_admin_amount_then_the_rest() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let mut first = ask("2026-06-01T10:00:00+09:00", &ctx);
+        first.by_admin = true;
+        first.amount = Some(won(10_000));
+        let p = payment(Service::Bookings, None);
+        check(decide(&p, Some(&auto(&map)), &first), Outcome::Refund, 10_000, "admin_amount");
+        let after = PaymentFacts { refunded: won(10_000), ..p };
+        check(decide(&after, Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Refund, 20_000, "min_notice_met");
+    }
+
+    #[test]
+    fn vector_16_tax_free_parts_sum_exactly() {
+        let p = PaymentFacts { approved: won(11_000), approved_tax_free: won(1_000), ..payment(Service::Bookings, None) };
+        assert_eq!(tax_free_share(&p, won(3_333)), won(303));
+        let after = PaymentFacts { refunded: won(3_333), refunded_tax_free: won(303), ..p };
+        assert_eq!(tax_free_share(&after, won(7_667)), won(697));
+    }
+
+    #[test]
+    fn disconnected_and_nothing_left() {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        check(decide(&payment(Service::Bookings, None), None, &ask(START, &ctx)), Outcome::ManualReview, 0, "integration_disconnected");
+        let spent = PaymentFacts { refunded: won(30_000), ..payment(Service::Bookings, None) };
+        check(decide(&spent, Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "nothing_left");
+    }
+
+    #[test]
+    fn the_location_policy_applies_when_the_payment_has_none() {
+        let ctx = serde_json::Map::new();
+        let mut map = on();
+        map.insert(Service::Bookings, policy(r#"{"rule":"no_refund"}"#));
+        check(decide(&payment(Service::Bookings, None), Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "policy_no_refund");
+        let own = policy(r#"{"rule":"before_start"}"#);
+        check(decide(&payment(Service::Bookings, Some(&own)), Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "before_start");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any sequence of refunds never exceeds what was approved, and emptying the payment
+            /// returns exactly its tax-free part.
+            #[test]
+            fn refunds_never_exceed_and_tax_free_sums_exactly(
+                total in 1i64..10_000_000,
+                tax_free_pct in 0i64..=100,
+                asks in proptest::collection::vec(1i64..10_000_000, 1..20),
+            ) {
+                let tax_free = total * tax_free_pct / 100;
+                let ctx = serde_json::Map::new();
+                let map = on();
+                let mut refunded = 0i64;
+                let mut refunded_tf = 0i64;
+                for a in asks.iter().copied().chain(std::iter::once(i64::MAX / 4)) {
+                    let p = PaymentFacts {
+                        approved: won(total), approved_tax_free: won(tax_free),
+                        refunded: won(refunded), refunded_tax_free: won(refunded_tf),
+                        ..payment(Service::Bookings, None)
+                    };
+                    let mut r = ask("2026-06-01T10:00:00+09:00", &ctx);
+                    r.by_admin = true;
+                    r.amount = Some(won(a));
+                    let d = decide(&p, Some(&auto(&map)), &r);
+                    if d.outcome == Outcome::Refund {
+                        prop_assert!(d.tax_free <= d.amount);
+                        refunded += d.amount.get();
+                        refunded_tf += d.tax_free.get();
+                    }
+                    prop_assert!(refunded <= total);
+                    prop_assert!(refunded_tf <= tax_free);
+                }
+                prop_assert_eq!(refunded, total);
+                prop_assert_eq!(refunded_tf, tax_free);
+            }
+
+            /// On the notice edge is in time; a minute less is not.
+            #[test]
+            fn the_notice_edge_is_in_time(minutes in 0u32..100_000) {
+                let ctx = serde_json::Map::new();
+                let map = on();
+                let min = RefundPolicy::new(PolicyRule::MinNotice { notice_minutes: minutes });
+                let p = payment(Service::Bookings, Some(&min));
+                let start = t(START);
+                let at = |m: i64| (start - chrono::Duration::minutes(m)).to_rfc3339();
+                let edge = at(i64::from(minutes));
+                prop_assert_eq!(decide(&p, Some(&auto(&map)), &ask(&edge, &ctx)).rule, if minutes == 0 { "already_started" } else { "min_notice_met" });
+                if minutes > 1 {
+                    let late = at(i64::from(minutes) - 1);
+                    prop_assert_eq!(decide(&p, Some(&auto(&map)), &ask(&late, &ctx)).rule, "min_notice_missed");
+                }
+            }
+        }
+    }
+}
