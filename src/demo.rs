@@ -211,6 +211,71 @@ async fn walk(
     if payment["status"] != "approved" {
         bail!("the payment ended {}, not approved", payment["status"]);
     }
-    println!("\nDone: one payment, approved once. (Refunds join the walk with the refunds issue.)");
+
+    step(7, "The member cancels two days ahead; the booking system asks for a refund (POST /v1/payments/{id}/refunds)");
+    let requested: Value = http
+        .post(format!("{api}/v1/payments/{payment_id}/refunds"))
+        .bearer_auth(client_token)
+        .header("Idempotency-Key", format!("demo-{payment_id}"))
+        .json(&json!({"reason": "booking_canceled", "requested_by": "member", "context": {}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let refund_id = requested["refund_id"]
+        .as_str()
+        .context("no refund_id")?
+        .to_string();
+    show("refund_id", &refund_id);
+    show("status", text(&requested["status"]));
+
+    step(
+        8,
+        "A worker decides it by the refund rules and cancels at KakaoPay",
+    );
+    let started = Instant::now();
+    let refund = loop {
+        let r: Value = http
+            .get(format!("{api}/v1/refunds/{refund_id}"))
+            .bearer_auth(client_token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if r["status"] != "queued" && r["status"] != "processing" {
+            break r;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the refund was not decided within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    show("status", text(&refund["status"]));
+    show("rule", text(&refund["rule"]));
+    show("amount", format!("{} won", refund["amount"]));
+    let ledger: Value = http
+        .get(format!(
+            "{}/__sim/ledger/{}",
+            sim.url,
+            payment["tid"].as_str().unwrap_or("")
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    show(
+        "KakaoPay says",
+        format!(
+            "{}, {} won canceled",
+            text(&ledger["status"]),
+            ledger["canceled_amount"]["total"]
+        ),
+    );
+    if refund["status"] != "succeeded" {
+        bail!("the refund ended {}, not succeeded", refund["status"]);
+    }
+    println!("\nDone: one payment approved once, refunded once.");
     Ok(())
 }

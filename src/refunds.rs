@@ -93,15 +93,21 @@ pub fn remaining(p: &PaymentFacts) -> Won {
 /// original split to the won.
 pub fn tax_free_share(p: &PaymentFacts, amount: Won) -> Won {
     let left = remaining(p);
-    let tax_free_left = p.approved_tax_free.checked_sub(p.refunded_tax_free).unwrap_or(Won::ZERO);
+    let tax_free_left = p
+        .approved_tax_free
+        .checked_sub(p.refunded_tax_free)
+        .unwrap_or(Won::ZERO);
     if amount >= left {
         return tax_free_left;
     }
     if p.approved.get() == 0 {
         return Won::ZERO;
     }
-    let share = (amount.get() as i128 * p.approved_tax_free.get() as i128) / p.approved.get() as i128;
-    Won::new(share as i64).unwrap_or(Won::ZERO).min(tax_free_left)
+    let share =
+        (amount.get() as i128 * p.approved_tax_free.get() as i128) / p.approved.get() as i128;
+    Won::new(share as i64)
+        .unwrap_or(Won::ZERO)
+        .min(tax_free_left)
 }
 
 fn refund(p: &PaymentFacts, amount: Won, rule: impl Into<String>) -> Decision {
@@ -127,7 +133,11 @@ pub fn policy_for(p: &PaymentFacts, i: &IntegrationFacts) -> Option<RefundPolicy
         return Some(location.clone());
     }
     match p.service {
-        Service::Bookings | Service::EventTickets => Some(RefundPolicy::new(PolicyRule::MinNotice { notice_minutes: 1440 })),
+        Service::Bookings | Service::EventTickets => {
+            Some(RefundPolicy::new(PolicyRule::MinNotice {
+                notice_minutes: 1440,
+            }))
+        }
         Service::ShopProducts => Some(RefundPolicy::new(PolicyRule::UntilFulfilled)),
         Service::CreditPackages => Some(RefundPolicy::new(PolicyRule::NoRefund)),
         Service::Invoices => None,
@@ -136,16 +146,25 @@ pub fn policy_for(p: &PaymentFacts, i: &IntegrationFacts) -> Option<RefundPolicy
 
 /// Minutes of notice the cancellation gave, or None without a start.
 fn notice_minutes(p: &PaymentFacts, ask: &RefundAsk) -> Option<i64> {
-    p.starts_at.map(|start| (start - ask.canceled_at).num_seconds().div_euclid(60))
+    p.starts_at
+        .map(|start| (start - ask.canceled_at).num_seconds().div_euclid(60))
 }
 
 fn fulfilled(ask: &RefundAsk) -> Option<bool> {
-    ask.context.get("fulfilled").and_then(serde_json::Value::as_bool)
+    ask.context
+        .get("fulfilled")
+        .and_then(serde_json::Value::as_bool)
 }
 
 /// REFUNDS.md's decision order, first match wins.
-pub fn decide(p: &PaymentFacts, integration: Option<&IntegrationFacts>, ask: &RefundAsk) -> Decision {
-    let Some(i) = integration else { return review("integration_disconnected") };
+pub fn decide(
+    p: &PaymentFacts,
+    integration: Option<&IntegrationFacts>,
+    ask: &RefundAsk,
+) -> Decision {
+    let Some(i) = integration else {
+        return review("integration_disconnected");
+    };
     if let (true, Some(amount)) = (ask.by_admin, ask.amount) {
         return refund(p, amount, "admin_amount");
     }
@@ -159,7 +178,9 @@ pub fn decide(p: &PaymentFacts, integration: Option<&IntegrationFacts>, ask: &Re
         Service::CreditPackages => return rejected("credit_package_non_refundable"),
         _ => {}
     }
-    let Some(policy) = policy_for(p, i) else { return review("invoice_credit_note") };
+    let Some(policy) = policy_for(p, i) else {
+        return review("invoice_credit_note");
+    };
     if p.service == Service::EventTickets && ask.reason == "event_canceled" {
         return if policy.refund_on_event_cancel {
             refund(p, remaining(p), "event_canceled_by_organizer")
@@ -173,7 +194,9 @@ pub fn decide(p: &PaymentFacts, integration: Option<&IntegrationFacts>, ask: &Re
         }
         match (&policy.rule, fulfilled(ask)) {
             (_, Some(true)) => return rejected("fulfilled"),
-            (PolicyRule::UntilFulfilled, Some(false)) => return refund(p, remaining(p), "not_fulfilled"),
+            (PolicyRule::UntilFulfilled, Some(false)) => {
+                return refund(p, remaining(p), "not_fulfilled")
+            }
             (PolicyRule::UntilFulfilled, None) => return review("missing_context"),
             _ => {}
         }
@@ -192,7 +215,9 @@ pub fn decide(p: &PaymentFacts, integration: Option<&IntegrationFacts>, ask: &Re
             Some(_) => rejected("already_started"),
             None => review("missing_context"),
         },
-        PolicyRule::MinNotice { notice_minutes: needed } => match notice_minutes(p, ask) {
+        PolicyRule::MinNotice {
+            notice_minutes: needed,
+        } => match notice_minutes(p, ask) {
             Some(given) if given >= i64::from(*needed) => refund(p, remaining(p), "min_notice_met"),
             Some(_) => rejected("min_notice_missed"),
             None => review("missing_context"),
@@ -218,7 +243,8 @@ fn tier_decision(p: &PaymentFacts, tiers: &[Tier], given: i64) -> Decision {
         return rejected(&rule);
     }
     let left = remaining(p);
-    let amount = Won::new((left.get() as i128 * i128::from(percent) / 100) as i64).unwrap_or(Won::ZERO);
+    let amount =
+        Won::new((left.get() as i128 * i128::from(percent) / 100) as i64).unwrap_or(Won::ZERO);
     refund(p, amount, rule)
 }
 
@@ -268,11 +294,17 @@ mod tests {
     }
 
     fn auto(map: &BTreeMap<Service, RefundPolicy>) -> IntegrationFacts<'_> {
-        IntegrationFacts { automatic_refunds: true, refund_policy: map }
+        IntegrationFacts {
+            automatic_refunds: true,
+            refund_policy: map,
+        }
     }
 
     fn check(d: Decision, outcome: Outcome, amount: i64, rule: &str) {
-        assert_eq!((d.outcome, d.amount.get(), d.rule.as_str()), (outcome, amount, rule));
+        assert_eq!(
+            (d.outcome, d.amount.get(), d.rule.as_str()),
+            (outcome, amount, rule)
+        );
     }
 
     #[test]
@@ -281,34 +313,120 @@ mod tests {
         let map = on();
         let min = policy(r#"{"rule":"min_notice","notice_minutes":1440}"#);
         // 1: exactly 24 h before is in time.
-        check(decide(&payment(Service::Bookings, Some(&min)), Some(&auto(&map)), &ask("2026-06-09T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "min_notice_met");
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&min)),
+                Some(&auto(&map)),
+                &ask("2026-06-09T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            30_000,
+            "min_notice_met",
+        );
         // 2: a minute late.
-        check(decide(&payment(Service::Bookings, Some(&min)), Some(&auto(&map)), &ask("2026-06-09T10:01:00+09:00", &ctx)), Outcome::Rejected, 0, "min_notice_missed");
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&min)),
+                Some(&auto(&map)),
+                &ask("2026-06-09T10:01:00+09:00", &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "min_notice_missed",
+        );
         let before = policy(r#"{"rule":"before_start"}"#);
         // 3, 4: before start, and at the start.
-        check(decide(&payment(Service::Bookings, Some(&before)), Some(&auto(&map)), &ask("2026-06-10T09:59:00+09:00", &ctx)), Outcome::Refund, 30_000, "before_start");
-        check(decide(&payment(Service::Bookings, Some(&before)), Some(&auto(&map)), &ask(START, &ctx)), Outcome::Rejected, 0, "already_started");
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&before)),
+                Some(&auto(&map)),
+                &ask("2026-06-10T09:59:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            30_000,
+            "before_start",
+        );
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&before)),
+                Some(&auto(&map)),
+                &ask(START, &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "already_started",
+        );
         // 5: no refund, a week early.
         let none = policy(r#"{"rule":"no_refund"}"#);
-        check(decide(&payment(Service::Bookings, Some(&none)), Some(&auto(&map)), &ask("2026-06-03T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "policy_no_refund");
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&none)),
+                Some(&auto(&map)),
+                &ask("2026-06-03T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "policy_no_refund",
+        );
     }
 
     #[test]
     fn vector_6_automatic_refunds_off() {
         let ctx = serde_json::Map::new();
         let map = on();
-        let off = IntegrationFacts { automatic_refunds: false, refund_policy: &map };
-        check(decide(&payment(Service::Bookings, None), Some(&off), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::ManualReview, 0, "automatic_refunds_off");
+        let off = IntegrationFacts {
+            automatic_refunds: false,
+            refund_policy: &map,
+        };
+        check(
+            decide(
+                &payment(Service::Bookings, None),
+                Some(&off),
+                &ask("2026-06-01T10:00:00+09:00", &ctx),
+            ),
+            Outcome::ManualReview,
+            0,
+            "automatic_refunds_off",
+        );
     }
 
     #[test]
     fn vectors_7_and_8_tiers() {
         let ctx = serde_json::Map::new();
         let map = on();
-        let tiers = policy(r#"{"rule":"tiers","tiers":[{"notice_minutes":2880,"percent":100},{"notice_minutes":1440,"percent":50}]}"#);
-        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-09T04:00:00+09:00", &ctx)), Outcome::Refund, 15_000, "tier_50");
-        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-10T08:00:00+09:00", &ctx)), Outcome::Rejected, 0, "tier_0");
-        check(decide(&payment(Service::Bookings, Some(&tiers)), Some(&auto(&map)), &ask("2026-06-08T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "tier_100");
+        let tiers = policy(
+            r#"{"rule":"tiers","tiers":[{"notice_minutes":2880,"percent":100},{"notice_minutes":1440,"percent":50}]}"#,
+        );
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&tiers)),
+                Some(&auto(&map)),
+                &ask("2026-06-09T04:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            15_000,
+            "tier_50",
+        );
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&tiers)),
+                Some(&auto(&map)),
+                &ask("2026-06-10T08:00:00+09:00", &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "tier_0",
+        );
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&tiers)),
+                Some(&auto(&map)),
+                &ask("2026-06-08T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            30_000,
+            "tier_100",
+        );
     }
 
     #[test]
@@ -316,30 +434,114 @@ mod tests {
         let ctx = serde_json::Map::new();
         let map = on();
         let min = policy(r#"{"rule":"min_notice","notice_minutes":1440}"#);
-        check(decide(&payment(Service::EventTickets, Some(&min)), Some(&auto(&map)), &ask("2026-06-08T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "min_notice_met");
+        check(
+            decide(
+                &payment(Service::EventTickets, Some(&min)),
+                Some(&auto(&map)),
+                &ask("2026-06-08T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            30_000,
+            "min_notice_met",
+        );
         let mut canceled = ask("2026-06-08T10:00:00+09:00", &ctx);
         canceled.reason = "event_canceled";
-        check(decide(&payment(Service::EventTickets, None), Some(&auto(&map)), &canceled), Outcome::ManualReview, 0, "event_canceled_by_organizer");
-        let refunding = policy(r#"{"rule":"min_notice","notice_minutes":1440,"refund_on_event_cancel":true}"#);
-        check(decide(&payment(Service::EventTickets, Some(&refunding)), Some(&auto(&map)), &canceled), Outcome::Refund, 30_000, "event_canceled_by_organizer");
+        check(
+            decide(
+                &payment(Service::EventTickets, None),
+                Some(&auto(&map)),
+                &canceled,
+            ),
+            Outcome::ManualReview,
+            0,
+            "event_canceled_by_organizer",
+        );
+        let refunding =
+            policy(r#"{"rule":"min_notice","notice_minutes":1440,"refund_on_event_cancel":true}"#);
+        check(
+            decide(
+                &payment(Service::EventTickets, Some(&refunding)),
+                Some(&auto(&map)),
+                &canceled,
+            ),
+            Outcome::Refund,
+            30_000,
+            "event_canceled_by_organizer",
+        );
     }
 
     #[test]
     fn vectors_11_to_14_shop_credit_invoice() {
         let map = on();
-        let unfulfilled: serde_json::Map<_, _> = [("fulfilled".to_string(), serde_json::json!(false))].into_iter().collect();
-        let fulfilled_ctx: serde_json::Map<_, _> = [("fulfilled".to_string(), serde_json::json!(true))].into_iter().collect();
+        let unfulfilled: serde_json::Map<_, _> =
+            [("fulfilled".to_string(), serde_json::json!(false))]
+                .into_iter()
+                .collect();
+        let fulfilled_ctx: serde_json::Map<_, _> =
+            [("fulfilled".to_string(), serde_json::json!(true))]
+                .into_iter()
+                .collect();
         let empty = serde_json::Map::new();
-        let shop = PaymentFacts { starts_at: None, ..payment(Service::ShopProducts, None) };
-        check(decide(&shop, Some(&auto(&map)), &ask(START, &unfulfilled)), Outcome::Refund, 30_000, "not_fulfilled");
-        check(decide(&shop, Some(&auto(&map)), &ask(START, &fulfilled_ctx)), Outcome::Rejected, 0, "fulfilled");
-        check(decide(&shop, Some(&auto(&map)), &ask(START, &empty)), Outcome::ManualReview, 0, "missing_context");
+        let shop = PaymentFacts {
+            starts_at: None,
+            ..payment(Service::ShopProducts, None)
+        };
+        check(
+            decide(&shop, Some(&auto(&map)), &ask(START, &unfulfilled)),
+            Outcome::Refund,
+            30_000,
+            "not_fulfilled",
+        );
+        check(
+            decide(&shop, Some(&auto(&map)), &ask(START, &fulfilled_ctx)),
+            Outcome::Rejected,
+            0,
+            "fulfilled",
+        );
+        check(
+            decide(&shop, Some(&auto(&map)), &ask(START, &empty)),
+            Outcome::ManualReview,
+            0,
+            "missing_context",
+        );
         let mut admin = ask(START, &unfulfilled);
         admin.requested_by = Requester::Admin;
-        check(decide(&shop, Some(&auto(&map)), &admin), Outcome::ManualReview, 0, "shop_order_admin_cancel");
-        check(decide(&payment(Service::CreditPackages, None), Some(&auto(&map)), &ask(START, &empty)), Outcome::Rejected, 0, "credit_package_non_refundable");
-        check(decide(&payment(Service::CreditPackages, None), Some(&auto(&map)), &admin), Outcome::ManualReview, 0, "credit_package_admin_review");
-        check(decide(&payment(Service::Invoices, None), Some(&auto(&map)), &ask(START, &empty)), Outcome::ManualReview, 0, "invoice_credit_note");
+        check(
+            decide(&shop, Some(&auto(&map)), &admin),
+            Outcome::ManualReview,
+            0,
+            "shop_order_admin_cancel",
+        );
+        check(
+            decide(
+                &payment(Service::CreditPackages, None),
+                Some(&auto(&map)),
+                &ask(START, &empty),
+            ),
+            Outcome::Rejected,
+            0,
+            "credit_package_non_refundable",
+        );
+        check(
+            decide(
+                &payment(Service::CreditPackages, None),
+                Some(&auto(&map)),
+                &admin,
+            ),
+            Outcome::ManualReview,
+            0,
+            "credit_package_admin_review",
+        );
+        check(
+            decide(
+                &payment(Service::Invoices, None),
+                Some(&auto(&map)),
+                &ask(START, &empty),
+            ),
+            Outcome::ManualReview,
+            0,
+            "invoice_credit_note",
+        );
     }
 
     #[test]
@@ -350,16 +552,41 @@ mod tests {
         first.by_admin = true;
         first.amount = Some(won(10_000));
         let p = payment(Service::Bookings, None);
-        check(decide(&p, Some(&auto(&map)), &first), Outcome::Refund, 10_000, "admin_amount");
-        let after = PaymentFacts { refunded: won(10_000), ..p };
-        check(decide(&after, Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Refund, 20_000, "min_notice_met");
+        check(
+            decide(&p, Some(&auto(&map)), &first),
+            Outcome::Refund,
+            10_000,
+            "admin_amount",
+        );
+        let after = PaymentFacts {
+            refunded: won(10_000),
+            ..p
+        };
+        check(
+            decide(
+                &after,
+                Some(&auto(&map)),
+                &ask("2026-06-01T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            20_000,
+            "min_notice_met",
+        );
     }
 
     #[test]
     fn vector_16_tax_free_parts_sum_exactly() {
-        let p = PaymentFacts { approved: won(11_000), approved_tax_free: won(1_000), ..payment(Service::Bookings, None) };
+        let p = PaymentFacts {
+            approved: won(11_000),
+            approved_tax_free: won(1_000),
+            ..payment(Service::Bookings, None)
+        };
         assert_eq!(tax_free_share(&p, won(3_333)), won(303));
-        let after = PaymentFacts { refunded: won(3_333), refunded_tax_free: won(303), ..p };
+        let after = PaymentFacts {
+            refunded: won(3_333),
+            refunded_tax_free: won(303),
+            ..p
+        };
         assert_eq!(tax_free_share(&after, won(7_667)), won(697));
     }
 
@@ -367,9 +594,26 @@ mod tests {
     fn disconnected_and_nothing_left() {
         let ctx = serde_json::Map::new();
         let map = on();
-        check(decide(&payment(Service::Bookings, None), None, &ask(START, &ctx)), Outcome::ManualReview, 0, "integration_disconnected");
-        let spent = PaymentFacts { refunded: won(30_000), ..payment(Service::Bookings, None) };
-        check(decide(&spent, Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "nothing_left");
+        check(
+            decide(&payment(Service::Bookings, None), None, &ask(START, &ctx)),
+            Outcome::ManualReview,
+            0,
+            "integration_disconnected",
+        );
+        let spent = PaymentFacts {
+            refunded: won(30_000),
+            ..payment(Service::Bookings, None)
+        };
+        check(
+            decide(
+                &spent,
+                Some(&auto(&map)),
+                &ask("2026-06-01T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "nothing_left",
+        );
     }
 
     #[test]
@@ -377,9 +621,27 @@ mod tests {
         let ctx = serde_json::Map::new();
         let mut map = on();
         map.insert(Service::Bookings, policy(r#"{"rule":"no_refund"}"#));
-        check(decide(&payment(Service::Bookings, None), Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Rejected, 0, "policy_no_refund");
+        check(
+            decide(
+                &payment(Service::Bookings, None),
+                Some(&auto(&map)),
+                &ask("2026-06-01T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Rejected,
+            0,
+            "policy_no_refund",
+        );
         let own = policy(r#"{"rule":"before_start"}"#);
-        check(decide(&payment(Service::Bookings, Some(&own)), Some(&auto(&map)), &ask("2026-06-01T10:00:00+09:00", &ctx)), Outcome::Refund, 30_000, "before_start");
+        check(
+            decide(
+                &payment(Service::Bookings, Some(&own)),
+                Some(&auto(&map)),
+                &ask("2026-06-01T10:00:00+09:00", &ctx),
+            ),
+            Outcome::Refund,
+            30_000,
+            "before_start",
+        );
     }
 
     mod properties {

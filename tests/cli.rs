@@ -150,6 +150,10 @@ fn demo_walks_a_payment_to_approved() {
     assert!(stdout.contains("status         approved"), "{stdout}");
     assert!(stdout.contains("SUCCESS_PAYMENT"), "{stdout}");
     assert!(
+        stdout.contains("refunded once") && stdout.contains("CANCEL_PAYMENT"),
+        "{stdout}"
+    );
+    assert!(
         !stdout.contains(kakaopay_worker::sim::DEFAULT_SECRET_KEY),
         "the key is masked"
     );

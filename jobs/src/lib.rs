@@ -10,6 +10,7 @@
 //! backend workers fetch from.
 
 pub mod queue;
+pub mod refunds;
 
 use queue::RetrySchedule;
 use serde::{Deserialize, Serialize};
@@ -37,11 +38,42 @@ impl JobKind for ApprovePayment {
 }
 
 /// Decide a refund by the rules and, if money is due, cancel it at KakaoPay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Unlike the other jobs it carries the refund request itself (nothing secret: who asked,
+/// when, why, and an operator's explicit amount), so that a refund enqueued straight into
+/// Redis by another program is complete without an HTTP call: the worker creates the refund
+/// record from it if none exists. Its id and the refund id derive from the payment and the
+/// idempotency key ([`refunds::refund_id`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancelPayment {
     pub payment_id: String,
     pub refund_id: String,
+    pub idempotency_key: String,
+    pub request: RefundRequest,
+}
+
+/// A refund request, as the booking system sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    #[serde(default)]
+    pub reason: String,
+    /// `member`, `admin` or `system`.
+    pub requested_by: String,
+    /// RFC 3339; when absent, the time the request was first received.
+    #[serde(default)]
+    pub canceled_at: Option<String>,
+    #[serde(default)]
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// An explicit amount in won, bypassing the rules (operators only).
+    #[serde(default)]
+    pub amount: Option<i64>,
+    /// Whether an operator asked (an admin token, or a trusted program asking as admin).
+    #[serde(default)]
+    pub by_admin: bool,
+    /// When the request was first received (RFC 3339), stamped by whoever enqueued it.
+    pub received_at: String,
 }
 
 impl JobKind for CancelPayment {
@@ -75,15 +107,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_are_ids_only_and_stable() {
-        let job = CancelPayment {
+    fn payloads_are_stable() {
+        let job = ApprovePayment {
             payment_id: "pay_1".into(),
-            refund_id: "rf_1".into(),
         };
         let json = serde_json::to_string(&job).unwrap();
-        assert_eq!(json, r#"{"payment_id":"pay_1","refund_id":"rf_1"}"#);
+        assert_eq!(json, r#"{"payment_id":"pay_1"}"#);
         assert_eq!(
-            serde_json::from_str::<CancelPayment>(&json).unwrap(),
+            serde_json::from_str::<ApprovePayment>(&json).unwrap(),
             job,
             "round trip"
         );

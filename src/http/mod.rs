@@ -8,6 +8,7 @@ pub mod callbacks;
 mod error;
 mod integrations;
 pub mod payments;
+pub mod refunds;
 
 pub use error::ApiError;
 
@@ -58,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/payments", post(payments::create))
         .route("/v1/payments/{payment_id}", get(payments::get))
+        .route("/v1/payments/{payment_id}/refunds", post(refunds::create))
+        .route("/v1/refunds/{refund_id}", get(refunds::get))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

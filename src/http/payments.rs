@@ -187,8 +187,8 @@ fn created_view(p: &Payment) -> Value {
     })
 }
 
-/// Everything about a payment (`GET`).
-pub fn full_view(p: &Payment) -> Value {
+/// Everything about a payment (`GET`), its refunds included.
+pub fn full_view(p: &Payment, refunds: &[crate::store::Refund]) -> Value {
     let r = &p.request;
     json!({
         "payment_id": p.payment_id,
@@ -211,8 +211,9 @@ pub fn full_view(p: &Payment) -> Value {
         "payment_method_type": p.approval.as_ref().and_then(|a| a.payment_method_type.as_ref()),
         "approved_at": p.approval.as_ref().and_then(|a| a.approved_at.as_ref()),
         "amount": p.approval.as_ref().map(|a| &a.amount),
-        "refunded_amount": 0,
-        "refunds": [],
+        "refunded_amount": p.refunded,
+        "refunded_tax_free_amount": p.refunded_tax_free,
+        "refunds": refunds.iter().map(super::refunds::view).collect::<Vec<_>>(),
         "failure": p.failure,
         "redirect": p.redirect,
         "created_at": p.created_at,
@@ -386,5 +387,6 @@ pub async fn get(
         .payment(checked_payment_id(&payment_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    Ok(Json(full_view(&payment)))
+    let refunds = state.store.refunds_of(&payment.payment_id).await?;
+    Ok(Json(full_view(&payment, &refunds)))
 }

@@ -6,11 +6,13 @@
 
 mod integrations;
 mod payments;
+mod refunds;
 
 pub use integrations::{Integration, IntegrationSettings, KeyKind};
 pub use payments::{
     Approval, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition, TransitionOutcome,
 };
+pub use refunds::{Begin, Created, Locked, Refund};
 
 use redis::aio::ConnectionManager;
 

@@ -93,6 +93,9 @@ pub struct Payment {
     pub failure: Option<Failure>,
     pub updated_at: String,
     pub history: Vec<HistoryEntry>,
+    /// Refunded so far, in won, and its tax-free part.
+    pub refunded: i64,
+    pub refunded_tax_free: i64,
 }
 
 /// A status change: allowed only from `from`, recorded with its cause and extra fields.
@@ -188,11 +191,11 @@ fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
 }
 
 impl Store {
-    fn payment_key(&self, id: &str) -> String {
+    pub(super) fn payment_key(&self, id: &str) -> String {
         self.key(&format!("payment:{id}"))
     }
 
-    fn history_key(&self, id: &str) -> String {
+    pub(super) fn history_key(&self, id: &str) -> String {
         self.key(&format!("payment:{id}:history"))
     }
 
@@ -341,6 +344,14 @@ impl Store {
                 .transpose()
                 .map_err(|e| corrupt(format!("failure: {e}")))?,
             updated_at: fields.get("updated_at").cloned().unwrap_or_default(),
+            refunded: fields
+                .get("refunded")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            refunded_tax_free: fields
+                .get("refunded_tax_free")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             history: history
                 .iter()
                 .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))

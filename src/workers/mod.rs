@@ -2,6 +2,7 @@
 //! one apalis Monitor with graceful shutdown. Handlers are plain functions of their job.
 
 mod approve;
+mod cancel;
 pub mod reconciler;
 
 pub use reconciler::ReconcilerSettings;
@@ -10,7 +11,7 @@ use crate::kakaopay::KakaoPay;
 use crate::store::Store;
 use apalis::prelude::*;
 use kakaopay_jobs::queue::{consumer_name, inspect, Producer, QueueConfig, StreamBackend};
-use kakaopay_jobs::{ApprovePayment, JobKind};
+use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +53,7 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
     let namespace = deps.store.namespace().to_string();
     let conn = deps.store.connection();
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
+    let cancel_name = consumer_name(CancelPayment::NAME, 0);
     let monitor = Monitor::new()
         .should_restart(|ctx, e| {
             tracing::error!(worker = ctx.name(), error = %e, "worker failed; restarting it");
@@ -77,6 +79,27 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
                     .catch_panic()
                     .data(deps.clone())
                     .build(approve::approve_payment)
+            }
+        })
+        .register({
+            let (client, conn, deps, name) = (
+                client.clone(),
+                conn.clone(),
+                deps.clone(),
+                cancel_name.clone(),
+            );
+            let config = queue_config::<CancelPayment>(&namespace, &settings);
+            move |_restarts| {
+                WorkerBuilder::new(name.clone())
+                    .backend(StreamBackend::<CancelPayment>::new(
+                        client.clone(),
+                        conn.clone(),
+                        config.clone(),
+                    ))
+                    .concurrency(settings.concurrency)
+                    .catch_panic()
+                    .data(deps.clone())
+                    .build(cancel::cancel_payment)
             }
         });
     let reconciler = tokio::spawn(reconciler::run(

@@ -1,0 +1,201 @@
+//! `POST /v1/payments/{payment_id}/refunds` and `GET /v1/refunds/{refund_id}`.
+//!
+//! A refund request is stored `queued` and its `cancel_payment` job enqueued; the worker
+//! decides it by the rules. The job, which carries the request, is enqueued first: it is the
+//! one durable step, and a refund whose record is missing is created from it by the worker.
+
+use super::auth::{Client, Role};
+use super::body::ApiJson;
+use super::error::ApiError;
+use super::payments::checked_payment_id;
+use super::AppState;
+use crate::domain::PaymentStatus;
+use crate::store::{Created, Refund};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kakaopay_jobs::queue::EnqueueOptions;
+use kakaopay_jobs::refunds::{job_id, refund_id, same_request, validate, RefundRequestError};
+use kakaopay_jobs::{CancelPayment, RefundRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    requested_by: Option<String>,
+    #[serde(default)]
+    canceled_at: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    amount: Option<i64>,
+}
+
+fn not_refundable(message: impl Into<String>) -> ApiError {
+    ApiError::conflict("not_refundable", message)
+}
+
+pub fn view(r: &Refund) -> Value {
+    json!({
+        "refund_id": r.refund_id,
+        "payment_id": r.payment_id,
+        "status": r.status,
+        "amount": r.amount,
+        "tax_free_amount": r.tax_free_amount,
+        "rule": r.rule,
+        "reason": r.request.reason,
+        "requested_by": r.request.requested_by,
+        "canceled_at": r.request.canceled_at.as_ref().unwrap_or(&r.request.received_at),
+        "context": r.request.context,
+        "explicit_amount": r.request.amount,
+        "aid": r.aid,
+        "failure": r.failure,
+        "source": r.source,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "history": r.history,
+    })
+}
+
+fn accepted(refund: &Refund) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"refund_id": refund.refund_id, "status": refund.status})),
+    )
+        .into_response()
+}
+
+fn same_or_conflict(existing: &Refund, request: &RefundRequest) -> Result<Response, ApiError> {
+    if same_request(&existing.request, request) {
+        Ok(accepted(existing))
+    } else {
+        Err(ApiError::conflict(
+            "idempotency_conflict",
+            "this Idempotency-Key was used for a different refund request",
+        ))
+    }
+}
+
+pub async fn create(
+    Client(role): Client,
+    State(state): State<AppState>,
+    Path(payment_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Result<Response, ApiError> {
+    let payment_id = checked_payment_id(&payment_id)?.to_string();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key", "the Idempotency-Key header is required")
+        })?
+        .to_string();
+    if body.amount.is_some() && role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an operator token may give an amount",
+        ));
+    }
+    let request = RefundRequest {
+        reason: body.reason.unwrap_or_default(),
+        requested_by: body.requested_by.unwrap_or_else(|| "member".into()),
+        canceled_at: body.canceled_at,
+        context: body.context.unwrap_or_default(),
+        amount: body.amount,
+        by_admin: role == Role::Admin,
+        received_at: crate::store::now_rfc3339(),
+    };
+    if request.amount.is_some_and(|a| a <= 0) {
+        return Err(not_refundable("an explicit amount must be at least 1 won"));
+    }
+    validate(&key, &request).map_err(|e| match e {
+        RefundRequestError::Invalid { field, message } => {
+            ApiError::invalid(field, format!("{field} {message}"))
+        }
+        other => ApiError::invalid("body", other.to_string()),
+    })?;
+
+    let payment = state
+        .store
+        .payment(&payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let refund_id = refund_id(&payment_id, &key);
+    if let Some(existing) = state.store.refund(&refund_id).await? {
+        return same_or_conflict(&existing, &request);
+    }
+    if !matches!(
+        payment.status,
+        PaymentStatus::Approved | PaymentStatus::PartiallyRefunded
+    ) {
+        return Err(not_refundable(format!(
+            "a {} payment cannot be refunded",
+            payment.status
+        )));
+    }
+    let approved = payment
+        .approval
+        .as_ref()
+        .map(|a| a.amount.total)
+        .unwrap_or(0);
+    let left = approved - payment.refunded;
+    if left <= 0 {
+        return Err(not_refundable("nothing is left to refund"));
+    }
+    if let Some(amount) = request.amount {
+        if amount > left {
+            return Err(not_refundable(format!("only {left} won is left to refund")));
+        }
+    }
+
+    let job = CancelPayment {
+        payment_id: payment_id.clone(),
+        refund_id: refund_id.clone(),
+        idempotency_key: key.clone(),
+        request: request.clone(),
+    };
+    state
+        .producer
+        .enqueue(&job, EnqueueOptions::with_id(job_id(&refund_id)))
+        .await?;
+    match state
+        .store
+        .create_refund(&refund_id, &payment_id, &key, &request, "http")
+        .await?
+    {
+        Created::Created(refund) => {
+            tracing::info!(refund_id = %refund_id, payment_id = %payment_id, "refund queued");
+            Ok(accepted(&refund))
+        }
+        // The same key at the same moment (or the worker was quicker).
+        Created::Exists(existing) => same_or_conflict(&existing, &request),
+    }
+}
+
+pub async fn get(
+    _: Client,
+    State(state): State<AppState>,
+    Path(refund_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ok = refund_id.len() == 27
+        && refund_id.starts_with("rf_")
+        && refund_id[3..].chars().all(|c| c.is_ascii_hexdigit());
+    if !ok {
+        return Err(ApiError::not_found("refund"));
+    }
+    let refund = state
+        .store
+        .refund(&refund_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("refund"))?;
+    Ok(Json(view(&refund)))
+}
