@@ -241,7 +241,14 @@ async fn fetch_cycle<J: JobKind>(
                 })
                 .await?
                 .clone();
-            let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            // The connection is named after the consumer (in the same round trip), so that
+            // handing the consumer's jobs back can first cut off a read still waiting.
+            let (reply,): (Option<StreamReadReply>,) = redis::pipe()
+                .cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(blocking_client_name(&consumer))
+                .ignore()
+                .cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
                 .arg(&consumer)
@@ -357,6 +364,32 @@ async fn renew_leases(shared: Arc<Shared>, consumer: String) {
     }
 }
 
+fn blocking_client_name(consumer: &str) -> String {
+    format!("kpq-block-{consumer}")
+}
+
+/// Closes, on the server, a blocking read of `consumer` that may still be waiting: otherwise
+/// the jobs handed back could be delivered straight to it again.
+async fn cut_off_blocked_reads(conn: &ConnectionManager, consumer: &str) {
+    let mut conn = conn.clone();
+    let name = format!("name={}", blocking_client_name(consumer));
+    let clients: Result<String, _> = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await;
+    let Ok(clients) = clients else { return };
+    for line in clients.lines().filter(|l| l.split(' ').any(|f| f == name)) {
+        if let Some(id) = line.split(' ').find_map(|f| f.strip_prefix("id=")) {
+            let _: Result<(), _> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+}
+
 /// Hands back everything `consumer` holds to its queue. For a worker stopping, and for a
 /// process whose workers were stopped without finishing (a shutdown timeout).
 pub async fn release(
@@ -364,6 +397,7 @@ pub async fn release(
     keys: &Keys,
     consumer: &str,
 ) -> Result<u64, QueueError> {
+    cut_off_blocked_reads(conn, consumer).await;
     let mut inv = invocation(&scripts::RELEASE, keys);
     inv.arg(&keys.job_prefix).arg(GROUP).arg(consumer);
     Ok(inv.invoke_async(&mut conn.clone()).await?)
