@@ -20,6 +20,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod kakaopay;
+pub mod queues;
 pub mod refunds;
 pub mod secret;
 pub mod shutdown;

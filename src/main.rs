@@ -1,6 +1,6 @@
 use kakaopay_worker::config::{service_settings, Cli, Command};
 use kakaopay_worker::startup::Application;
-use kakaopay_worker::{demo, sim, telemetry};
+use kakaopay_worker::{demo, queues, sim, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -23,34 +23,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    let settings = match &command {
-        Command::Sim(_) | Command::Demo { .. } | Command::Queues { .. } => None,
+    let settings = match command {
+        Command::Sim(args) => return sim::run(args).await,
+        Command::Demo { redis } => return demo::run(redis).await,
+        Command::Queues { redis, action } => return queues::run(redis, action).await,
         Command::Serve {
             redis,
             http,
             kakaopay,
             workers,
-        } => Some(service_settings(redis, kakaopay, Some(http), Some(workers))),
+        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers)),
         Command::Api {
             redis,
             http,
             kakaopay,
-        } => Some(service_settings(redis, kakaopay, Some(http), None)),
+        } => service_settings(&redis, &kakaopay, Some(&http), None),
         Command::Work {
             redis,
             kakaopay,
             workers,
-        } => Some(service_settings(redis, kakaopay, None, Some(workers))),
+        } => service_settings(&redis, &kakaopay, None, Some(&workers)),
     };
-    if let Some(settings) = settings {
-        Application::start(settings).await?.run_until_signal().await;
-        return Ok(());
-    }
-    match command {
-        Command::Sim(args) => sim::run(args).await,
-        Command::Demo { redis } => demo::run(redis).await,
-        _ => anyhow::bail!(
-            "`queues` lands with the operators issue; the other subcommands run today"
-        ),
-    }
+    Application::start(settings).await?.run_until_signal().await;
+    Ok(())
 }

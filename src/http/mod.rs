@@ -8,7 +8,9 @@ pub mod callbacks;
 mod error;
 mod integrations;
 pub mod payments;
+mod queues;
 pub mod refunds;
+mod transactions;
 
 pub use error::ApiError;
 
@@ -61,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/{payment_id}", get(payments::get))
         .route("/v1/payments/{payment_id}/refunds", post(refunds::create))
         .route("/v1/refunds/{refund_id}", get(refunds::get))
+        .route("/v1/transactions", get(transactions::report))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}/jobs", get(queues::jobs))
+        .route("/v1/queues/{name}/jobs/{job_id}/retry", post(queues::retry))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -169,7 +169,14 @@ pub async fn create(
         .await?;
     match state
         .store
-        .create_refund(&refund_id, &payment_id, &key, &request, "http")
+        .create_refund(
+            &refund_id,
+            &payment_id,
+            &payment.request.location_id,
+            &key,
+            &request,
+            "http",
+        )
         .await?
     {
         Created::Created(refund) => {

@@ -130,7 +130,8 @@ pub enum TransitionOutcome {
     Missing,
 }
 
-/// KEYS: payment, history, order key, ready index. ARGV: payment id, doc, now, now_ms, history.
+/// KEYS: payment, history, order key, ready index, location's payments.
+/// ARGV: payment id, doc, now, now_ms, history.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -139,6 +140,7 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'ready', 'updated_at', ARG
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('PERSIST', KEYS[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 return 1
 "#,
     )
@@ -201,6 +203,62 @@ impl Store {
 
     fn order_key(&self, location: &str, order: &str) -> String {
         self.key(&format!("order:{location}:{order}"))
+    }
+
+    /// A location's payments by creation time, for the transactions report.
+    pub(super) fn location_payments_key(&self, location: &str) -> String {
+        self.key(&format!("loc:{location}:payments"))
+    }
+
+    /// A location's refunds by request time, for the transactions report.
+    pub(super) fn location_refunds_key(&self, location: &str) -> String {
+        self.key(&format!("loc:{location}:refunds"))
+    }
+
+    /// Ids in a location index created between `from_ms` and `to_ms`, newest first.
+    pub(super) async fn indexed_between(
+        &self,
+        key: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(redis::cmd("ZREVRANGEBYSCORE")
+            .arg(key)
+            .arg(
+                to_ms
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "+inf".into()),
+            )
+            .arg(
+                from_ms
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "-inf".into()),
+            )
+            .arg("LIMIT")
+            .arg(0)
+            .arg(100_000)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    pub async fn location_payments(
+        &self,
+        location: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.indexed_between(&self.location_payments_key(location), from_ms, to_ms)
+            .await
+    }
+
+    pub async fn location_refunds(
+        &self,
+        location: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.indexed_between(&self.location_refunds_key(location), from_ms, to_ms)
+            .await
     }
 
     pub(crate) fn index_key(&self, status: PaymentStatus) -> String {
@@ -287,6 +345,7 @@ impl Store {
             .key(self.history_key(payment_id))
             .key(self.order_key(&doc.request.location_id, doc.request.order_id.as_str()))
             .key(self.index_key(PaymentStatus::Ready))
+            .key(self.location_payments_key(&doc.request.location_id))
             .arg(payment_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)

@@ -67,7 +67,8 @@ pub enum Begin {
     Missing,
 }
 
-/// KEYS: refund, refund history, payment's refunds list. ARGV: refund id, doc, now, history.
+/// KEYS: refund, refund history, payment's refunds list, location's refunds.
+/// ARGV: refund id, doc, now, history, now_ms.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -75,6 +76,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'queued', 'amount', 0, 'tax_free_amount', 0, 'updated_at', ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 return 1
 "#,
     )
@@ -157,10 +159,12 @@ impl Store {
     }
 
     /// Stores a new refund `queued`, unless one with its id exists.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_refund(
         &self,
         refund_id: &str,
         payment_id: &str,
+        location_id: &str,
         idempotency_key: &str,
         request: &RefundRequest,
         source: &str,
@@ -185,10 +189,12 @@ impl Store {
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
             .key(self.payment_refunds_key(payment_id))
+            .key(self.location_refunds_key(location_id))
             .arg(refund_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
             .arg(history)
+            .arg(chrono::Utc::now().timestamp_millis())
             .invoke_async(&mut self.conn.clone())
             .await?;
         let refund = self

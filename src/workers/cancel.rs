@@ -36,19 +36,28 @@ pub async fn cancel_payment(
     let refund = match store.refund(&job.refund_id).await.map_err(retry)? {
         Some(r) => r,
         // Enqueued straight into Redis: the job is the request.
-        None => match store
-            .create_refund(
-                &job.refund_id,
-                &job.payment_id,
-                &job.idempotency_key,
-                &job.request,
-                "job",
-            )
-            .await
-            .map_err(retry)?
-        {
-            Created::Created(r) | Created::Exists(r) => r,
-        },
+        None => {
+            let Some(payment) = store.payment(&job.payment_id).await.map_err(retry)? else {
+                return Err(permanent(format!(
+                    "no payment {} for refund {}",
+                    job.payment_id, job.refund_id
+                )));
+            };
+            match store
+                .create_refund(
+                    &job.refund_id,
+                    &job.payment_id,
+                    &payment.request.location_id,
+                    &job.idempotency_key,
+                    &job.request,
+                    "job",
+                )
+                .await
+                .map_err(retry)?
+            {
+                Created::Created(r) | Created::Exists(r) => r,
+            }
+        }
     };
     if refund.status.is_final() {
         return Ok(());

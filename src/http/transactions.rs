@@ -1,0 +1,152 @@
+//! `GET /v1/transactions?location_id=…&from=…&to=…`: one row per payment and per refund,
+//! newest first, as JSON or (`Accept: text/csv`) CSV, with the ids operators type into the
+//! KakaoPay dashboard (`id` is the order id, KakaoPay's `partner_order_id`).
+
+use super::auth::Client;
+use super::error::ApiError;
+use super::integrations::location_id;
+use super::AppState;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub time: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub amount: i64,
+    pub status: String,
+    pub tid: String,
+    pub aid: String,
+}
+
+fn instant(field: &str, raw: Option<&String>) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
+    raw.map(|v| {
+        DateTime::parse_from_rfc3339(v).map_err(|_| {
+            ApiError::invalid(field, format!("{field} must be RFC 3339 with an offset"))
+        })
+    })
+    .transpose()
+}
+
+pub async fn report(
+    _: Client,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let location = location_id(
+        query
+            .get("location_id")
+            .ok_or_else(|| ApiError::invalid("location_id", "location_id is required"))?,
+    )?;
+    let from = instant("from", query.get("from"))?;
+    let to = instant("to", query.get("to"))?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::invalid("from", "from must not be after to"));
+        }
+    }
+    let (from_ms, to_ms) = (
+        from.map(|t| t.timestamp_millis()),
+        to.map(|t| t.timestamp_millis()),
+    );
+    let store = &state.store;
+    let mut rows = Vec::new();
+    for id in store.location_payments(&location, from_ms, to_ms).await? {
+        let Some(p) = store.payment(&id).await? else {
+            continue;
+        };
+        rows.push(Row {
+            id: p.request.order_id.to_string(),
+            time: p.created_at.clone(),
+            description: format!("{} ({})", p.request.item_name, p.request.service),
+            kind: "payment",
+            amount: p
+                .approval
+                .as_ref()
+                .map(|a| a.amount.total)
+                .unwrap_or(p.request.total_amount.get()),
+            status: p.status.to_string(),
+            tid: p.tid.clone(),
+            aid: p
+                .approval
+                .as_ref()
+                .map(|a| a.aid.clone())
+                .unwrap_or_default(),
+        });
+    }
+    for id in store.location_refunds(&location, from_ms, to_ms).await? {
+        let Some(r) = store.refund(&id).await? else {
+            continue;
+        };
+        let Some(p) = store.payment(&r.payment_id).await? else {
+            continue;
+        };
+        rows.push(Row {
+            id: p.request.order_id.to_string(),
+            time: r.created_at.clone(),
+            description: format!("refund of {} ({})", p.request.item_name, p.request.service),
+            kind: "refund",
+            amount: r.amount,
+            status: r.status.to_string(),
+            tid: p.tid.clone(),
+            aid: r.aid.clone().unwrap_or_default(),
+        });
+    }
+    // RFC 3339 in UTC with fixed precision sorts as text.
+    rows.sort_by(|a, b| b.time.cmp(&a.time));
+
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv"));
+    if !wants_csv {
+        return Ok(Json(rows).into_response());
+    }
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "id",
+        "time",
+        "description",
+        "type",
+        "amount",
+        "status",
+        "tid",
+        "aid",
+    ])
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    for r in &rows {
+        out.write_record([
+            &r.id,
+            &r.time,
+            &r.description,
+            r.kind,
+            &r.amount.to_string(),
+            &r.status,
+            &r.tid,
+            &r.aid,
+        ])
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}

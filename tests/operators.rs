@@ -1,0 +1,387 @@
+//! What operators see and steer: queues over HTTP and on the command line, the transactions
+//! report as JSON and CSV.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A refund for a payment that does not exist: its job dies at once, leaving a dead job.
+async fn dead_job(app: &TestApp) -> String {
+    let conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
+    let request = kakaopay_jobs::RefundRequest {
+        reason: "test".into(),
+        requested_by: "member".into(),
+        canceled_at: None,
+        context: Default::default(),
+        amount: None,
+        by_admin: false,
+        received_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let requested = kakaopay_jobs::refunds::request_refund(
+        &producer,
+        "pay_nosuchpayment0000000000",
+        "k1",
+        request,
+    )
+    .await
+    .unwrap();
+    let job = kakaopay_jobs::refunds::job_id(&requested.refund_id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = app
+            .send(
+                Method::GET,
+                "/v1/queues/cancel_payment/jobs?status=dead",
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        if answer["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "no dead job: {answer}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn queues_over_http() {
+    let app = spawn_app().await;
+    let (status, _) = app.send(Method::GET, "/v1/queues", None, None).await;
+    assert_eq!(status, 401);
+    let (status, answer) = app
+        .send(Method::GET, "/v1/queues", Some(CLIENT_TOKEN), None)
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    let job = dead_job(&app).await;
+    let (status, answer) = app
+        .send(Method::GET, "/v1/queues", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = answer["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["approve_payment", "cancel_payment", "deliver_event"]
+    );
+    let cancel = &answer["queues"][1];
+    for field in ["pending", "running", "scheduled", "done", "failed", "dead"] {
+        assert!(cancel[field].is_u64(), "{field}: {cancel}");
+    }
+    assert_eq!(cancel["dead"], 1);
+
+    let (_, dead) = app
+        .send(
+            Method::GET,
+            "/v1/queues/cancel_payment/jobs?status=dead&limit=10",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let listed = &dead["jobs"][0];
+    assert_eq!(listed["id"], job.as_str());
+    assert_eq!(listed["attempts"], 1);
+    assert!(
+        listed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no payment"),
+        "{listed}"
+    );
+    assert!(listed["updated_at"].is_string() && listed["enqueued_at"].is_string());
+
+    let (status, answer) = app
+        .send(
+            Method::POST,
+            &format!("/v1/queues/cancel_payment/jobs/{job}/retry"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/queues/cancel_payment/jobs/{job}/retry"),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/v1/queues/cancel_payment/jobs/nope/retry",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    for (path, status, field) in [
+        ("/v1/queues/nope/jobs", 404, None),
+        (
+            "/v1/queues/cancel_payment/jobs?status=weird",
+            400,
+            Some("status"),
+        ),
+        ("/v1/queues/cancel_payment/jobs?limit=0", 400, Some("limit")),
+        (
+            "/v1/queues/cancel_payment/jobs?limit=abc",
+            400,
+            Some("limit"),
+        ),
+        (
+            "/v1/queues/cancel_payment/jobs?status=%ZZ",
+            400,
+            Some("status"),
+        ),
+    ] {
+        let (s, answer) = app.send(Method::GET, path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(s, status, "{path}: {answer}");
+        assert_eq!(answer["error"]["field"].as_str(), field, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn queues_on_the_command_line() {
+    let app = spawn_app().await;
+    let job = dead_job(&app).await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
+            .arg("queues")
+            .args(args)
+            .env("QUEUE_NAMESPACE", &app.namespace)
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, table, _) = cli(&[]);
+    assert_eq!(code, Some(0));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("cancel_payment"))
+        .expect("a cancel_payment row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["cancel_payment", "0", "0", "0", "0", "0", "1"],
+        "{table}"
+    );
+    let (code, shown, _) = cli(&["show", "cancel_payment"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        shown.contains(&job) && shown.contains("no payment"),
+        "{shown}"
+    );
+    let (code, out, _) = cli(&["retry", "cancel_payment", &job]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, err) = cli(&["retry", "cancel_payment", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no job"), "{err}");
+    let (code, _, err) = cli(&["show", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no queue"), "{err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_transactions_report_as_json_and_csv() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let before = chrono::Utc::now();
+    let id = app.paid(payment_body("loc_1", "B-report")).await;
+    app.wait_status(&id, "approved").await;
+    let r = app
+        .http
+        .post(format!("{}/v1/payments/{id}/refunds", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", "report-1")
+        .json(&json!({"requested_by": "admin", "amount": 5000}))
+        .send()
+        .await
+        .unwrap();
+    let refund_id = r.json::<Value>().await.unwrap()["refund_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .send(
+            Method::GET,
+            &format!("/v1/refunds/{refund_id}"),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await
+        .1["status"]
+        != "succeeded"
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let payment = app.payment(&id).await;
+
+    let (status, rows) = app
+        .send(
+            Method::GET,
+            "/v1/transactions?location_id=loc_1",
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows.as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0]["type"].as_str(),
+            rows[0]["amount"].as_i64(),
+            rows[0]["status"].as_str()
+        ),
+        (Some("refund"), Some(5000), Some("succeeded"))
+    );
+    assert_eq!(
+        (
+            rows[1]["type"].as_str(),
+            rows[1]["amount"].as_i64(),
+            rows[1]["status"].as_str()
+        ),
+        (Some("payment"), Some(22000), Some("partially_refunded"))
+    );
+    for row in &rows {
+        assert_eq!(
+            row["id"], "B-report",
+            "the order id operators search KakaoPay's dashboard for"
+        );
+        assert_eq!(row["tid"], payment["tid"]);
+        assert_eq!(row["aid"].as_str().unwrap().len(), 20);
+        assert!(row["description"]
+            .as_str()
+            .unwrap()
+            .contains("Meeting room A"));
+    }
+    assert_eq!(rows[1]["aid"], payment["aid"]);
+
+    let csv_text = app
+        .http
+        .get(format!("{}/v1/transactions?location_id=loc_1", app.address))
+        .bearer_auth(CLIENT_TOKEN)
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "id",
+            "time",
+            "description",
+            "type",
+            "amount",
+            "status",
+            "tid",
+            "aid"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), rows.len());
+    for (record, row) in records.iter().zip(&rows) {
+        for (i, field) in [
+            "id",
+            "time",
+            "description",
+            "type",
+            "amount",
+            "status",
+            "tid",
+            "aid",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let json_value = match &row[*field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(&record[i], json_value, "{field}");
+        }
+    }
+
+    let from = (before - chrono::Duration::seconds(60)).to_rfc3339();
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let (_, within) = app
+        .send(
+            Method::GET,
+            &format!("/v1/transactions?location_id=loc_1&from={}", q(&from)),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(within.as_array().unwrap().len(), 2);
+    let (_, none) = app
+        .send(
+            Method::GET,
+            &format!("/v1/transactions?location_id=loc_1&from={}", q(&future)),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(none, json!([]));
+    let (_, other) = app
+        .send(
+            Method::GET,
+            "/v1/transactions?location_id=elsewhere",
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(other, json!([]));
+    for (path, field) in [
+        ("/v1/transactions", "location_id"),
+        ("/v1/transactions?location_id=loc_1&from=yesterday", "from"),
+        (
+            &format!(
+                "/v1/transactions?location_id=loc_1&from={}&to={}",
+                q(&future),
+                q(&from)
+            ),
+            "from",
+        ),
+    ] {
+        let (status, answer) = app.send(Method::GET, path, Some(CLIENT_TOKEN), None).await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
