@@ -344,6 +344,12 @@ pub fn service_settings(
         ready_window: Duration::from_secs(kakaopay.kakaopay_ready_window_secs),
         http: http.map(HttpArgs::settings),
         workers: workers.map(WorkerArgs::settings),
+        webhook: workers.and_then(|w| {
+            w.webhook_url.clone().map(|url| crate::workers::Webhook {
+                url,
+                secret: w.webhook_secret.clone(),
+            })
+        }),
     }
 }
 

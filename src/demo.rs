@@ -52,6 +52,7 @@ pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
             callback_secret: Secret::new(format!("demo-{:032x}", rand::random::<u128>())),
         }),
         workers: Some(workers),
+        webhook: None,
     })
     .await
     .context("cannot start the service (is Redis running at REDIS_URL?)")?;

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod kakaopay;
 pub mod queues;

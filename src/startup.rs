@@ -35,6 +35,8 @@ pub struct Settings {
     pub ready_window: Duration,
     pub http: Option<HttpSettings>,
     pub workers: Option<WorkerSettings>,
+    /// Where outbound events are POSTed (`WEBHOOK_URL`, `WEBHOOK_SECRET`).
+    pub webhook: Option<crate::workers::Webhook>,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
                 every: Duration::from_secs(30),
                 approving_grace: Duration::from_secs(120),
             },
+            deliver_retry: <kakaopay_jobs::DeliverEvent as kakaopay_jobs::JobKind>::RETRY,
         }
     }
 }
@@ -123,6 +126,12 @@ impl Application {
                     producer,
                     kakaopay,
                     ready_window: settings.ready_window,
+                    webhook: settings.webhook.clone(),
+                    http: reqwest::Client::builder()
+                        .timeout(Duration::from_secs(15))
+                        .connect_timeout(Duration::from_secs(5))
+                        .build()
+                        .expect("an HTTP client builds"),
                 },
                 w,
             )

@@ -144,6 +144,21 @@ pub async fn callback(
         TransitionOutcome::Refused(current) => current,
         TransitionOutcome::Missing => return Err(ApiError::not_found("payment")),
     };
+    if matches!(status, PaymentStatus::Canceled | PaymentStatus::Failed) && action != "approve" {
+        let kind = if status == PaymentStatus::Canceled {
+            "payment.canceled"
+        } else {
+            "payment.failed"
+        };
+        crate::events::emit_logged(
+            &state.store,
+            &state.producer,
+            kind,
+            &payment_id,
+            crate::events::payment_data(&payment, status, None),
+        )
+        .await;
+    }
     if status == PaymentStatus::Approving {
         // The job id is the payment's: a repeated callback enqueues nothing. Should this fail
         // after the transition, the reconciler enqueues it.

@@ -33,8 +33,15 @@ pub async fn approve_payment(
         .map_err(retry)?
         .ok_or_else(|| JobError::permanent(format!("no payment {}", job.payment_id)))?;
     if payment.status != PaymentStatus::Approving {
-        // Settled by an earlier run or the reconciler: nothing to do.
-        return Ok(());
+        // Settled by an earlier run or the reconciler; its event may not have gone out yet
+        // (emitting is idempotent).
+        return announce(
+            &deps,
+            &payment,
+            payment.status,
+            payment.approval.as_ref().map(|a| a.aid.as_str()),
+        )
+        .await;
     }
     let integration = integration_of(&deps, &payment).await?;
     let credentials = integration.credentials();
@@ -179,12 +186,31 @@ pub async fn settled_by_inquiry(
     }
 }
 
+/// Emits the event of a settled payment (approved or failed).
+async fn announce(
+    deps: &Deps,
+    payment: &Payment,
+    status: PaymentStatus,
+    aid: Option<&str>,
+) -> Result<(), JobError> {
+    let kind = match status {
+        PaymentStatus::Approved => "payment.approved",
+        PaymentStatus::Failed => "payment.failed",
+        _ => return Ok(()),
+    };
+    let data = crate::events::payment_data(payment, status, aid);
+    crate::events::emit(&deps.store, &deps.producer, kind, &payment.payment_id, data)
+        .await
+        .map_err(JobError::retry)
+}
+
 async fn record_approval(
     deps: &Deps,
     payment: &Payment,
     approval: Approval,
     cause: &str,
 ) -> Result<(), JobError> {
+    let aid = approval.aid.clone();
     let mut t = Transition::new(&[PaymentStatus::Approving], PaymentStatus::Approved, cause);
     t.approval = Some(approval);
     match deps
@@ -195,7 +221,7 @@ async fn record_approval(
     {
         TransitionOutcome::Applied => {
             tracing::info!(payment_id = %payment.payment_id, "payment approved");
-            Ok(())
+            announce(deps, payment, PaymentStatus::Approved, Some(&aid)).await
         }
         // Another run got there first.
         TransitionOutcome::Refused(_) | TransitionOutcome::Missing => Ok(()),
@@ -210,9 +236,14 @@ async fn record_failure(deps: &Deps, payment: &Payment, failure: Failure) -> Res
         failure.message.clone(),
     );
     t.failure = Some(failure);
-    deps.store
+    if deps
+        .store
         .transition(&payment.payment_id, t)
         .await
-        .map_err(retry)?;
+        .map_err(retry)?
+        == TransitionOutcome::Applied
+    {
+        announce(deps, payment, PaymentStatus::Failed, None).await?;
+    }
     Ok(())
 }

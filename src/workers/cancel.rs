@@ -60,7 +60,15 @@ pub async fn cancel_payment(
         }
     };
     if refund.status.is_final() {
-        return Ok(());
+        // Its event may not have gone out yet (emitting is idempotent).
+        return announce(
+            &deps,
+            &refund,
+            refund.status,
+            refund.amount,
+            refund.rule.as_deref().unwrap_or(""),
+        )
+        .await;
     }
     if let Err(e) = validate(&refund.idempotency_key, &refund.request) {
         return finish(
@@ -251,7 +259,7 @@ pub async fn cancel_payment(
             .await
             .map_err(retry)?;
         if let Some(aid) = found(&order) {
-            return succeeded.record(&deps, &aid).await;
+            return succeeded.record(&deps, &refund, &decision.rule, &aid).await;
         }
     }
     let cancel = CancelRequest {
@@ -264,7 +272,11 @@ pub async fn cancel_payment(
         payload: crate::domain::Payload::parse(refund.refund_id.clone()).ok(),
     };
     match deps.kakaopay.cancel(&credentials, &cancel).await {
-        Ok(answer) => succeeded.record(&deps, &answer.aid).await,
+        Ok(answer) => {
+            succeeded
+                .record(&deps, &refund, &decision.rule, &answer.aid)
+                .await
+        }
         Err(e) => match e.class() {
             ErrorClass::Final => {
                 let failure = Failure {
@@ -285,7 +297,7 @@ pub async fn cancel_payment(
             ErrorClass::OutcomeUnknown => {
                 if let Ok(order) = deps.kakaopay.order(&credentials, &order_request).await {
                     if let Some(aid) = found(&order) {
-                        return succeeded.record(&deps, &aid).await;
+                        return succeeded.record(&deps, &refund, &decision.rule, &aid).await;
                     }
                 }
                 give_up_or_retry(&deps, &refund, &delivery, e.to_string()).await
@@ -307,7 +319,13 @@ struct Succeeded<'a> {
 }
 
 impl Succeeded<'_> {
-    async fn record(&self, deps: &Deps, aid: &str) -> Result<(), BoxDynError> {
+    async fn record(
+        &self,
+        deps: &Deps,
+        refund: &Refund,
+        rule: &str,
+        aid: &str,
+    ) -> Result<(), BoxDynError> {
         deps.store
             .succeed_refund(
                 self.payment_id,
@@ -320,8 +338,29 @@ impl Succeeded<'_> {
             .await
             .map_err(retry)?;
         tracing::info!(refund_id = %self.refund_id, amount = self.amount, "refund succeeded");
-        Ok(())
+        announce(deps, refund, RefundStatus::Succeeded, self.amount, rule).await
     }
+}
+
+/// Emits the event of a refund's outcome.
+async fn announce(
+    deps: &Deps,
+    refund: &Refund,
+    status: RefundStatus,
+    amount: i64,
+    rule: &str,
+) -> Result<(), BoxDynError> {
+    let kind = match status {
+        RefundStatus::Succeeded => "refund.succeeded",
+        RefundStatus::Rejected => "refund.rejected",
+        RefundStatus::ManualReview => "refund.manual_review",
+        RefundStatus::Failed => "refund.failed",
+        _ => return Ok(()),
+    };
+    let data = crate::events::refund_data(refund, status, amount, rule);
+    crate::events::emit(&deps.store, &deps.producer, kind, &refund.refund_id, data)
+        .await
+        .map_err(retry)
 }
 
 /// The credentials to cancel with: the location's current ones for the same merchant, else
@@ -382,7 +421,8 @@ async fn finish(
     failure: Option<&Failure>,
     cause: &str,
 ) -> Result<(), BoxDynError> {
-    deps.store
+    let finished = deps
+        .store
         .finish_refund(
             &refund.payment_id,
             &refund.refund_id,
@@ -394,5 +434,8 @@ async fn finish(
         .await
         .map_err(retry)?;
     tracing::info!(refund_id = %refund.refund_id, status = %status, rule, "refund decided without money moving");
+    if finished {
+        announce(deps, refund, status, 0, rule).await?;
+    }
     Ok(())
 }

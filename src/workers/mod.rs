@@ -3,6 +3,7 @@
 
 mod approve;
 mod cancel;
+mod deliver;
 pub mod reconciler;
 
 pub use reconciler::ReconcilerSettings;
@@ -10,8 +11,9 @@ pub use reconciler::ReconcilerSettings;
 use crate::kakaopay::KakaoPay;
 use crate::store::Store;
 use apalis::prelude::*;
+use kakaopay_jobs::queue::RetrySchedule;
 use kakaopay_jobs::queue::{consumer_name, inspect, Producer, QueueConfig, StreamBackend};
-use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
+use kakaopay_jobs::{ApprovePayment, CancelPayment, DeliverEvent, JobKind};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +26,16 @@ pub struct Deps {
     pub kakaopay: KakaoPay,
     /// KakaoPay's ready → approve window.
     pub ready_window: Duration,
+    /// Where events go; `None` records them without sending.
+    pub webhook: Option<Webhook>,
+    /// For webhook deliveries (15 s timeout).
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub secret: Option<crate::secret::Secret>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +45,8 @@ pub struct WorkerSettings {
     pub lease: Duration,
     pub shutdown_timeout: Duration,
     pub reconciler: ReconcilerSettings,
+    /// The schedule of `deliver_event` (tests shorten it).
+    pub deliver_retry: RetrySchedule,
 }
 
 /// Running workers; [`Workers::stop`] stops them gracefully.
@@ -41,8 +55,12 @@ pub struct Workers {
     task: JoinHandle<()>,
 }
 
-fn queue_config<J: JobKind>(namespace: &str, settings: &WorkerSettings) -> QueueConfig {
-    let mut config = QueueConfig::new(namespace, J::NAME, J::RETRY);
+fn queue_config<J: JobKind>(
+    namespace: &str,
+    settings: &WorkerSettings,
+    retry: RetrySchedule,
+) -> QueueConfig {
+    let mut config = QueueConfig::new(namespace, J::NAME, retry);
     config.lease = settings.lease;
     config.fetch_batch = settings.concurrency;
     config
@@ -54,6 +72,7 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
     let conn = deps.store.connection();
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
     let cancel_name = consumer_name(CancelPayment::NAME, 0);
+    let deliver_name = consumer_name(DeliverEvent::NAME, 0);
     let monitor = Monitor::new()
         .should_restart(|ctx, e| {
             tracing::error!(worker = ctx.name(), error = %e, "worker failed; restarting it");
@@ -67,7 +86,8 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
                 deps.clone(),
                 approve_name.clone(),
             );
-            let config = queue_config::<ApprovePayment>(&namespace, &settings);
+            let config =
+                queue_config::<ApprovePayment>(&namespace, &settings, ApprovePayment::RETRY);
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
                     .backend(StreamBackend::<ApprovePayment>::new(
@@ -88,7 +108,7 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
                 deps.clone(),
                 cancel_name.clone(),
             );
-            let config = queue_config::<CancelPayment>(&namespace, &settings);
+            let config = queue_config::<CancelPayment>(&namespace, &settings, CancelPayment::RETRY);
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
                     .backend(StreamBackend::<CancelPayment>::new(
@@ -100,6 +120,28 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
                     .catch_panic()
                     .data(deps.clone())
                     .build(cancel::cancel_payment)
+            }
+        })
+        .register({
+            let (client, conn, deps, name) = (
+                client.clone(),
+                conn.clone(),
+                deps.clone(),
+                deliver_name.clone(),
+            );
+            let config =
+                queue_config::<DeliverEvent>(&namespace, &settings, settings.deliver_retry);
+            move |_restarts| {
+                WorkerBuilder::new(name.clone())
+                    .backend(StreamBackend::<DeliverEvent>::new(
+                        client.clone(),
+                        conn.clone(),
+                        config.clone(),
+                    ))
+                    .concurrency(settings.concurrency)
+                    .catch_panic()
+                    .data(deps.clone())
+                    .build(deliver::deliver_event)
             }
         });
     let reconciler = tokio::spawn(reconciler::run(

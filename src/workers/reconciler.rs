@@ -157,6 +157,22 @@ async fn expire(deps: &Deps, p: &Payment) {
     match store.transition(&p.payment_id, transition).await {
         Ok(crate::store::TransitionOutcome::Applied) => {
             tracing::info!(payment_id = %p.payment_id, status = %to, "reconciled a ready payment");
+            let kind = match to {
+                PaymentStatus::Expired => Some("payment.expired"),
+                PaymentStatus::Canceled => Some("payment.canceled"),
+                PaymentStatus::Failed => Some("payment.failed"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                crate::events::emit_logged(
+                    &deps.store,
+                    &deps.producer,
+                    kind,
+                    &p.payment_id,
+                    crate::events::payment_data(p, to, None),
+                )
+                .await;
+            }
             if to == PaymentStatus::Approving {
                 enqueue_approval(deps, &p.payment_id).await;
             }

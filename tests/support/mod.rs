@@ -219,6 +219,7 @@ pub struct AppOptions {
     pub ready_window: Duration,
     pub workers: bool,
     pub kakaopay_timeout: Duration,
+    pub webhook: Option<kakaopay_worker::workers::Webhook>,
 }
 
 impl Default for AppOptions {
@@ -229,6 +230,7 @@ impl Default for AppOptions {
             ready_window: Duration::from_secs(900),
             workers: true,
             kakaopay_timeout: Duration::from_millis(1500),
+            webhook: None,
         }
     }
 }
@@ -266,7 +268,13 @@ pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Setting
                 every: Duration::from_millis(200),
                 approving_grace: Duration::from_secs(3),
             },
+            deliver_retry: kakaopay_jobs::queue::RetrySchedule::new(
+                18,
+                Duration::from_millis(50),
+                Duration::from_millis(200),
+            ),
         }),
+        webhook: options.webhook.clone(),
     }
 }
 

@@ -1,0 +1,267 @@
+//! Outbound events: every outcome reaches the booking system's webhook once per event id,
+//! signed per Standard Webhooks (checked with Python's hmac, an independent implementation),
+//! through a receiver that fails before it succeeds.
+
+mod support;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use kakaopay_worker::secret::Secret;
+use kakaopay_worker::workers::Webhook;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[derive(Default)]
+struct Receiver {
+    /// Every request: (webhook-id, webhook-timestamp, webhook-signature, body, answered status).
+    seen: Mutex<Vec<(String, String, String, String, u16)>>,
+    /// Fail the first N requests of each event id.
+    failures: usize,
+}
+
+async fn receiver(failures: usize) -> (String, Arc<Receiver>) {
+    let state = Arc::new(Receiver {
+        failures,
+        ..Default::default()
+    });
+    let app = Router::new().route(
+        "/hooks",
+        post({
+            let state = state.clone();
+            move |headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move {
+                    let h = |k: &str| {
+                        headers
+                            .get(k)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let id = h("webhook-id");
+                    let mut seen = state.seen.lock().unwrap();
+                    let earlier = seen.iter().filter(|s| s.0 == id).count();
+                    let status = if earlier < state.failures { 500 } else { 204 };
+                    seen.push((
+                        id,
+                        h("webhook-timestamp"),
+                        h("webhook-signature"),
+                        String::from_utf8_lossy(&body).into_owned(),
+                        status,
+                    ));
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+/// Python's hmac checks the signature: an implementation that shares no code with ours.
+fn python_verifies(id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let script = r#"
+import base64, hashlib, hmac, sys
+secret, msg_id, ts, sig = sys.argv[1:5]
+body = sys.stdin.read()
+key = base64.b64decode(secret.split('_', 1)[1])
+expected = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+print("ok" if sig == "v1," + expected else "bad")
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, WEBHOOK_SECRET, id, timestamp, signature])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "ok"
+}
+
+#[tokio::test]
+async fn every_outcome_reaches_the_webhook_once_signed() {
+    let (url, hooks) = receiver(3).await;
+    let app = spawn_app_with(AppOptions {
+        webhook: Some(Webhook {
+            url: url.parse().unwrap(),
+            secret: Some(Secret::new(WEBHOOK_SECRET)),
+        }),
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    // An approval and a refund, and a payment the member leaves.
+    let id = app.paid(payment_body("loc_1", "B-ev1")).await;
+    app.wait_status(&id, "approved").await;
+    let r = app
+        .http
+        .post(format!("{}/v1/payments/{id}/refunds", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", "ev-1")
+        .json(&json!({"requested_by": "admin", "amount": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (_, left) = app.create_payment(payment_body("loc_1", "B-ev2")).await;
+    let cancel = app
+        .member_presses(left["tid"].as_str().unwrap(), "cancel")
+        .await;
+    app.follow(&cancel).await;
+
+    let expected = ["payment.approved", "refund.succeeded", "payment.canceled"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let delivered: Vec<(String, String, String, String, u16)> = hooks
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.4 == 204)
+            .cloned()
+            .collect();
+        if delivered.len() >= expected.len() {
+            break delivered;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} delivered",
+            delivered.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = hooks.seen.lock().unwrap().clone();
+    let mut kinds = Vec::new();
+    for (event_id, timestamp, signature, body, _) in &delivered {
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["id"], event_id.as_str(), "webhook-id is the event id");
+        assert!(event_id.starts_with("evt_"));
+        assert!(event["created_at"].is_string() && event["data"].is_object());
+        kinds.push(event["type"].as_str().unwrap().to_string());
+        let attempts: Vec<_> = seen.iter().filter(|s| &s.0 == event_id).collect();
+        assert_eq!(
+            attempts.len(),
+            4,
+            "three failures, then one success, never again: {event_id}"
+        );
+        assert!(
+            attempts.iter().all(|a| a.3 == *body),
+            "the same event each time"
+        );
+        assert!(
+            python_verifies(event_id, timestamp, body, signature),
+            "signature of {event_id}"
+        );
+        assert!(
+            !python_verifies(event_id, timestamp, &body.replace('a', "b"), signature),
+            "a tampered body fails"
+        );
+    }
+    kinds.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(kinds, want);
+    let approved: Value = serde_json::from_str(
+        &delivered
+            .iter()
+            .find(|d| d.3.contains("payment.approved"))
+            .unwrap()
+            .3,
+    )
+    .unwrap();
+    assert_eq!(approved["data"]["payment_id"], id.as_str());
+    assert_eq!(approved["data"]["status"], "approved");
+    let (_, queues) = app
+        .send(Method::GET, "/v1/queues", Some(ADMIN_TOKEN), None)
+        .await;
+    let deliver = &queues["queues"][2];
+    assert_eq!(
+        (
+            deliver["name"].as_str(),
+            deliver["done"].as_u64(),
+            deliver["dead"].as_u64()
+        ),
+        (Some("deliver_event"), Some(3), Some(0))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn undeliverable_events_end_dead_and_can_be_retried() {
+    let (url, hooks) = receiver(usize::MAX).await;
+    let app = spawn_app_with(AppOptions {
+        webhook: Some(Webhook {
+            url: url.parse().unwrap(),
+            secret: Some(Secret::new(WEBHOOK_SECRET)),
+        }),
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (_, left) = app.create_payment(payment_body("loc_1", "B-dead")).await;
+    let cancel = app
+        .member_presses(left["tid"].as_str().unwrap(), "fail")
+        .await;
+    app.follow(&cancel).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let (_, jobs) = app
+            .send(
+                Method::GET,
+                "/v1/queues/deliver_event/jobs?status=dead",
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        if let Some(job) = jobs["jobs"].as_array().and_then(|j| j.first()).cloned() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "never dead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead["attempts"], 18);
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{dead}"
+    );
+    let before = hooks.seen.lock().unwrap().len();
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!(
+                "/v1/queues/deliver_event/jobs/{}/retry",
+                dead["id"].as_str().unwrap()
+            ),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.seen.lock().unwrap().len() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the retry never reached the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.stop().await;
+}
