@@ -19,10 +19,13 @@ use support::*;
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// One request the receiver saw: webhook-id, webhook-timestamp, webhook-signature, body, and
+/// the status it answered.
+type Seen = (String, String, String, String, u16);
+
 #[derive(Default)]
 struct Receiver {
-    /// Every request: (webhook-id, webhook-timestamp, webhook-signature, body, answered status).
-    seen: Mutex<Vec<(String, String, String, String, u16)>>,
+    seen: Mutex<Vec<Seen>>,
     /// Fail the first N requests of each event id.
     failures: usize,
 }
@@ -129,7 +132,7 @@ async fn every_outcome_reaches_the_webhook_once_signed() {
     let expected = ["payment.approved", "refund.succeeded", "payment.canceled"];
     let deadline = Instant::now() + Duration::from_secs(20);
     let delivered = loop {
-        let delivered: Vec<(String, String, String, String, u16)> = hooks
+        let delivered: Vec<Seen> = hooks
             .seen
             .lock()
             .unwrap()
