@@ -21,6 +21,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod kakaopay;
+pub mod metrics;
 pub mod queues;
 pub mod refunds;
 pub mod secret;

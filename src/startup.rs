@@ -64,6 +64,7 @@ pub struct Application {
 impl Application {
     pub async fn start(settings: Settings) -> anyhow::Result<Application> {
         crate::tls::init();
+        crate::metrics::handle();
         let client = redis::Client::open(settings.redis_url.expose())
             .context("REDIS_URL is not a Redis URL")?;
         let conn = client

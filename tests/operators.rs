@@ -385,3 +385,188 @@ async fn the_transactions_report_as_json_and_csv() {
     }
     app.stop().await;
 }
+
+/// The value of the series `name` whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_read_back_exactly_after_a_known_sequence() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let id = app.paid(payment_body("loc_1", "B-metrics")).await;
+    app.wait_status(&id, "approved").await;
+    let r = app
+        .http
+        .post(format!("{}/v1/payments/{id}/refunds", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", "m-1")
+        .json(&json!({"requested_by": "admin", "amount": 2000}))
+        .send()
+        .await
+        .unwrap();
+    let refund_id = r.json::<Value>().await.unwrap()["refund_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .send(
+            Method::GET,
+            &format!("/v1/refunds/{refund_id}"),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await
+        .1["status"]
+        != "succeeded"
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = app
+        .send(
+            Method::GET,
+            "/v1/payments/pay_000000000000000000000000",
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    // The two events (approved, refund succeeded) settle without a webhook.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, q) = app
+            .send(Method::GET, "/v1/queues", Some(ADMIN_TOKEN), None)
+            .await;
+        if q["queues"][2]["done"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{q}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ns = app.namespace.as_str();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![("namespace", ns)];
+        all.extend_from_slice(labels);
+        metric(&text, name, &all).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(
+        value(
+            "queue_jobs",
+            &[("queue", "approve_payment"), ("state", "done")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "queue_jobs",
+            &[("queue", "cancel_payment"), ("state", "done")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "queue_jobs",
+            &[("queue", "deliver_event"), ("state", "done")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "queue_jobs",
+            &[("queue", "approve_payment"), ("state", "dead")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "jobs_total",
+            &[("kind", "approve_payment"), ("outcome", "done")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "jobs_total",
+            &[("kind", "cancel_payment"), ("outcome", "done")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "jobs_total",
+            &[("kind", "deliver_event"), ("outcome", "done")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "http_requests_total",
+            &[
+                ("route", "/v1/payments"),
+                ("method", "POST"),
+                ("status", "201")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "http_requests_total",
+            &[("route", "/v1/payments/{payment_id}"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "http_requests_total",
+            &[
+                ("route", "/v1/payments/{payment_id}/refunds"),
+                ("status", "202")
+            ]
+        ),
+        1.0
+    );
+    assert!(value("job_duration_seconds_count", &[("kind", "approve_payment")]) >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "kakaopay_request_duration_seconds_count",
+            &[("endpoint", "approve")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "kakaopay_request_duration_seconds_count",
+            &[("endpoint", "cancel")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        !text.contains(CLIENT_TOKEN) && !text.contains(kakaopay_worker::sim::DEFAULT_SECRET_KEY)
+    );
+    app.stop().await;
+}

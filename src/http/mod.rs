@@ -79,8 +79,13 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .route("/kakaopay/callback/{payment_id}/{sig}/{action}", get(callbacks::callback))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(axum::middleware::from_fn({
+            let namespace = state.store.namespace().to_string();
+            move |req, next| crate::metrics::track_http(namespace.clone(), req, next)
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -96,6 +101,25 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Prometheus text; queue depths are read from the queue now, so they are exact.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let conn = state.store.connection();
+    for queue in kakaopay_jobs::QUEUES {
+        if let Ok(counts) =
+            kakaopay_jobs::queue::inspect::counts(&conn, state.store.namespace(), queue).await
+        {
+            crate::metrics::queue_depth(state.store.namespace(), queue, &counts);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -185,6 +185,15 @@ impl KakaoPay {
         let generation = creds.generation();
         let started = Instant::now();
         let result = self.send(creds, generation, endpoint, req).await;
+        crate::metrics::kakaopay_call(
+            endpoint.name(),
+            started,
+            result.as_ref().err().map(|e| {
+                e.code()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| format!("{:?}", e.class()).to_lowercase())
+            }),
+        );
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::debug!(

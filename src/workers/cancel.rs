@@ -32,6 +32,20 @@ pub async fn cancel_payment(
     deps: Data<Deps>,
     delivery: Data<Delivery>,
 ) -> Result<(), BoxDynError> {
+    let started = Instant::now();
+    let result = cancel(job, &deps, &delivery).await;
+    let outcome = match &result {
+        Ok(()) => "done",
+        Err(e) if matches!(e.downcast_ref::<JobError>(), Some(JobError::Permanent(_))) => {
+            "permanent"
+        }
+        Err(_) => "retry",
+    };
+    crate::metrics::job_ran(deps.store.namespace(), "cancel_payment", outcome, started);
+    result
+}
+
+async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<(), BoxDynError> {
     let store = &deps.store;
     let refund = match store.refund(&job.refund_id).await.map_err(retry)? {
         Some(r) => r,

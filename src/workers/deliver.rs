@@ -9,6 +9,18 @@ use kakaopay_jobs::queue::JobError;
 use kakaopay_jobs::DeliverEvent;
 
 pub async fn deliver_event(job: DeliverEvent, deps: Data<Deps>) -> Result<(), JobError> {
+    let started = std::time::Instant::now();
+    let result = deliver(job, &deps).await;
+    crate::metrics::job_ran(
+        deps.store.namespace(),
+        "deliver_event",
+        super::outcome(&result),
+        started,
+    );
+    result
+}
+
+async fn deliver(job: DeliverEvent, deps: &Deps) -> Result<(), JobError> {
     let Some(webhook) = &deps.webhook else {
         // No WEBHOOK_URL: events are recorded but not sent.
         return Ok(());

@@ -18,6 +18,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// A run's outcome for the metrics: `done`, `retry` or `permanent`.
+pub(crate) fn outcome<T>(result: &Result<T, kakaopay_jobs::queue::JobError>) -> &'static str {
+    match result {
+        Ok(_) => "done",
+        Err(kakaopay_jobs::queue::JobError::Retry(_)) => "retry",
+        Err(kakaopay_jobs::queue::JobError::Permanent(_)) => "permanent",
+    }
+}
+
 /// What handlers need, shared by all of them.
 #[derive(Clone)]
 pub struct Deps {
