@@ -48,21 +48,21 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
         // Settled by an earlier run or the reconciler; its event may not have gone out yet
         // (emitting is idempotent).
         return announce(
-            &deps,
+            deps,
             &payment,
             payment.status,
             payment.approval.as_ref().map(|a| a.aid.as_str()),
         )
         .await;
     }
-    let integration = integration_of(&deps, &payment).await?;
+    let integration = integration_of(deps, &payment).await?;
     let credentials = integration.credentials();
     let token = payment
         .pg_token
         .as_deref()
         .and_then(|t| PgToken::parse(t).ok());
     let inquire_first = delivery.attempt > 1 || token.is_none();
-    if inquire_first && settled_by_inquiry(&deps, &payment, &integration, &credentials).await? {
+    if inquire_first && settled_by_inquiry(deps, &payment, &integration, &credentials).await? {
         return Ok(());
     }
     let Some(pg_token) = token else {
@@ -88,9 +88,9 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
                 amount: answer.amount,
                 approved_at: answer.approved_at.map(|t| t.0.to_rfc3339()),
             };
-            record_approval(&deps, &payment, approval, "KakaoPay approved the payment").await
+            record_approval(deps, &payment, approval, "KakaoPay approved the payment").await
         }
-        Err(e) => after_failed_approve(&deps, &payment, &integration, &credentials, e).await,
+        Err(e) => after_failed_approve(deps, &payment, &integration, &credentials, e).await,
     }
 }
 

@@ -76,7 +76,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     if refund.status.is_final() {
         // Its event may not have gone out yet (emitting is idempotent).
         return announce(
-            &deps,
+            deps,
             &refund,
             refund.status,
             refund.amount,
@@ -86,7 +86,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     }
     if let Err(e) = validate(&refund.idempotency_key, &refund.request) {
         return finish(
-            &deps,
+            deps,
             &refund,
             RefundStatus::Rejected,
             "invalid_request",
@@ -109,7 +109,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             Begin::Final(_) => return Ok(()),
             Begin::Missing => {
                 return finish(
-                    &deps,
+                    deps,
                     &refund,
                     RefundStatus::Rejected,
                     "unknown_payment",
@@ -131,7 +131,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         .ok_or_else(|| permanent("the payment vanished"))?;
     let Some(approval) = payment.approval.clone() else {
         return finish(
-            &deps,
+            deps,
             &refund,
             RefundStatus::Rejected,
             "not_refundable",
@@ -145,7 +145,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         PaymentStatus::Approved | PaymentStatus::PartiallyRefunded
     ) {
         return finish(
-            &deps,
+            deps,
             &refund,
             RefundStatus::Rejected,
             "not_refundable",
@@ -172,7 +172,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     let left = refunds::remaining(&facts);
     if refund.request.amount.is_some_and(|a| a > left.get()) {
         return finish(
-            &deps,
+            deps,
             &refund,
             RefundStatus::Rejected,
             "amount_over_remaining",
@@ -213,7 +213,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     match decision.outcome {
         Outcome::Rejected => {
             return finish(
-                &deps,
+                deps,
                 &refund,
                 RefundStatus::Rejected,
                 &decision.rule,
@@ -224,7 +224,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         }
         Outcome::ManualReview => {
             return finish(
-                &deps,
+                deps,
                 &refund,
                 RefundStatus::ManualReview,
                 &decision.rule,
@@ -245,7 +245,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         .await
         .map_err(retry)?;
 
-    let integration = credentials_for(&deps, &payment, current).await?;
+    let integration = credentials_for(deps, &payment, current).await?;
     let credentials = integration.credentials();
     let tid = Tid::parse(payment.tid.clone()).map_err(permanent)?;
     let order_request = OrderRequest {
@@ -273,7 +273,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             .await
             .map_err(retry)?;
         if let Some(aid) = found(&order) {
-            return succeeded.record(&deps, &refund, &decision.rule, &aid).await;
+            return succeeded.record(deps, &refund, &decision.rule, &aid).await;
         }
     }
     let cancel = CancelRequest {
@@ -288,7 +288,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     match deps.kakaopay.cancel(&credentials, &cancel).await {
         Ok(answer) => {
             succeeded
-                .record(&deps, &refund, &decision.rule, &answer.aid)
+                .record(deps, &refund, &decision.rule, &answer.aid)
                 .await
         }
         Err(e) => match e.class() {
@@ -299,7 +299,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
                     message: e.to_string(),
                 };
                 finish(
-                    &deps,
+                    deps,
                     &refund,
                     RefundStatus::Failed,
                     &decision.rule,
@@ -311,14 +311,12 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             ErrorClass::OutcomeUnknown => {
                 if let Ok(order) = deps.kakaopay.order(&credentials, &order_request).await {
                     if let Some(aid) = found(&order) {
-                        return succeeded.record(&deps, &refund, &decision.rule, &aid).await;
+                        return succeeded.record(deps, &refund, &decision.rule, &aid).await;
                     }
                 }
-                give_up_or_retry(&deps, &refund, &delivery, e.to_string()).await
+                give_up_or_retry(deps, &refund, delivery, e.to_string()).await
             }
-            ErrorClass::Transient => {
-                give_up_or_retry(&deps, &refund, &delivery, e.to_string()).await
-            }
+            ErrorClass::Transient => give_up_or_retry(deps, &refund, delivery, e.to_string()).await,
         },
     }
 }
