@@ -524,3 +524,83 @@ async fn redis_down_is_503_and_the_service_recovers() {
     app.wait_status(&id, "approved").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_every_listed_route_is_served() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
+    documented.sort();
+    // API.md's routes.
+    let mut contract = vec![
+        "PUT /v1/locations/{location_id}/kakaopay",
+        "PATCH /v1/locations/{location_id}/kakaopay",
+        "GET /v1/locations/{location_id}/kakaopay",
+        "DELETE /v1/locations/{location_id}/kakaopay",
+        "POST /v1/payments",
+        "GET /v1/payments/{payment_id}",
+        "POST /v1/payments/{payment_id}/refunds",
+        "GET /v1/refunds/{refund_id}",
+        "GET /v1/transactions",
+        "GET /v1/queues",
+        "GET /v1/queues/{name}/jobs",
+        "POST /v1/queues/{name}/jobs/{job_id}/retry",
+        "GET /kakaopay/callback/{payment_id}/{sig}/{action}",
+        "GET /metrics",
+        "GET /healthz",
+        "GET /readyz",
+    ];
+    contract.sort();
+    assert_eq!(documented, contract);
+    for route in &documented {
+        let (method, path) = route.split_once(' ').unwrap();
+        let concrete = path
+            .replace("{location_id}", "loc_1")
+            .replace("{payment_id}", "pay_000000000000000000000000")
+            .replace("{refund_id}", "rf_000000000000000000000000")
+            .replace("{name}", "approve_payment")
+            .replace("{job_id}", "nope")
+            .replace("{sig}", "sig")
+            .replace("{action}", "approve");
+        let r = app
+            .http
+            .request(
+                method.parse().unwrap(),
+                format!("{}{concrete}", app.address),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", "k")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 405, "{route} is routed");
+        if r.status() == 404 {
+            let body: Value = r.json().await.unwrap();
+            assert_ne!(
+                body["error"]["message"], "no such route",
+                "{route} is routed"
+            );
+        }
+    }
+    app.stop().await;
+}

@@ -85,6 +85,11 @@ fn back(return_url: Option<&str>, payment_id: &str, status: PaymentStatus) -> Re
     .into_response()
 }
 
+#[utoipa::path(get, path = "/kakaopay/callback/{payment_id}/{sig}/{action}", tag = "callbacks",
+    params(("payment_id" = String, Path), ("sig" = String, Path, description = "HMAC of the payment id under CALLBACK_SECRET"),
+        ("action" = String, Path, description = "approve, cancel or fail"), ("pg_token" = Option<String>, Query, description = "Required for approve")),
+    responses((status = 303, description = "Back to return_url with payment_id and status"), (status = 200, description = "A small page without return_url"),
+        (status = 400, description = "No pg_token"), (status = 403, description = "Bad signature"), (status = 404, description = "Unknown payment")))]
 pub async fn callback(
     State(state): State<AppState>,
     Path((payment_id, sig, action)): Path<(String, String, String)>,

@@ -32,30 +32,35 @@ pub fn location_id(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
+    #[schema(value_type = String)]
     cid: Cid,
     #[serde(default)]
     secret_key: Option<String>,
     #[serde(default)]
     admin_key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     services: Option<Vec<Service>>,
     #[serde(default)]
     automatic_refunds: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     refund_policy: Option<BTreeMap<Service, RefundPolicy>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     services: Option<Vec<Service>>,
     #[serde(default)]
     automatic_refunds: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     refund_policy: Option<BTreeMap<Service, RefundPolicy>>,
 }
 
@@ -98,6 +103,9 @@ pub fn view(i: &Integration) -> Value {
     v
 }
 
+#[utoipa::path(put, path = "/v1/locations/{location_id}/kakaopay", tag = "integrations", request_body = Connect,
+    params(("location_id" = String, Path)), responses((status = 200, description = "Connects or replaces; exactly one of secret_key (open API) and admin_key (legacy); the key masked"),
+        (status = 400, description = "Invalid field"), (status = 403, description = "Not an operator token")), security(("bearer" = [])))]
 pub async fn put(
     _: Admin,
     State(state): State<AppState>,
@@ -139,6 +147,9 @@ pub async fn put(
     Ok(Json(view(&integration)))
 }
 
+#[utoipa::path(patch, path = "/v1/locations/{location_id}/kakaopay", tag = "integrations", request_body = Change,
+    params(("location_id" = String, Path)), responses((status = 200, description = "Changes services, automatic_refunds, refund_policy; the key masked"),
+        (status = 400, description = "Invalid field"), (status = 403, description = "Not an operator token")), security(("bearer" = [])))]
 pub async fn patch(
     _: Admin,
     State(state): State<AppState>,
@@ -165,6 +176,8 @@ pub async fn patch(
     Ok(Json(view(&integration)))
 }
 
+#[utoipa::path(get, path = "/v1/locations/{location_id}/kakaopay", tag = "integrations", params(("location_id" = String, Path)),
+    responses((status = 200, description = "The integration, the key masked"), (status = 404, description = "Not connected")), security(("bearer" = [])))]
 pub async fn get(
     _: Admin,
     State(state): State<AppState>,
@@ -179,6 +192,8 @@ pub async fn get(
     Ok(Json(view(&integration)))
 }
 
+#[utoipa::path(delete, path = "/v1/locations/{location_id}/kakaopay", tag = "integrations", params(("location_id" = String, Path)),
+    responses((status = 204, description = "Disconnected"), (status = 404, description = "Not connected")), security(("bearer" = [])))]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,

@@ -7,6 +7,7 @@ mod body;
 pub mod callbacks;
 mod error;
 mod integrations;
+mod openapi;
 pub mod payments;
 mod queues;
 pub mod refunds;
@@ -78,7 +79,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .route("/kakaopay/callback/{payment_id}/{sig}/{action}", get(callbacks::callback))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi()) }))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
@@ -103,7 +105,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
 /// Prometheus text; queue depths are read from the queue now, so they are exact.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let conn = state.store.connection();
     for queue in kakaopay_jobs::QUEUES {
@@ -122,6 +130,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Redis answers"), (status = 503, description = "Redis is unreachable")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),

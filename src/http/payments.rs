@@ -26,7 +26,7 @@ const MAX_AMOUNT: i64 = i32::MAX as i64;
 const MAX_METADATA: usize = 4 * 1024;
 const MAX_URL: usize = 2048;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     location_id: String,
@@ -44,8 +44,10 @@ pub struct CreatePayment {
     #[serde(default)]
     return_url: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     refund_policy: Option<Value>,
 }
 
@@ -235,6 +237,12 @@ fn repeat_or_conflict(existing: &Payment, fingerprint: &str) -> Result<Response,
     }
 }
 
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = CreatePayment,
+    responses((status = 201, description = "Payment readied at KakaoPay: payment_id, status, tid, redirect URLs"),
+        (status = 200, description = "The same request again: the same payment"),
+        (status = 400, description = "Invalid field (named)"), (status = 409, description = "not_connected, service_disabled, order_conflict"),
+        (status = 502, description = "KakaoPay refused ready"), (status = 503, description = "Redis or KakaoPay unreachable")),
+    security(("bearer" = [])))]
 pub async fn create(
     _: Client,
     State(state): State<AppState>,
@@ -377,6 +385,9 @@ pub fn checked_payment_id(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/payments/{payment_id}", tag = "payments", params(("payment_id" = String, Path)),
+    responses((status = 200, description = "The payment with refunds and history"), (status = 404, description = "Unknown payment")),
+    security(("bearer" = [])))]
 pub async fn get(
     _: Client,
     State(state): State<AppState>,

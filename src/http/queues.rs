@@ -42,6 +42,8 @@ pub fn job_view(j: &JobInfo) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, description = "Exact counts per queue: pending, running, scheduled, done, failed, dead")), security(("bearer" = [])))]
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let conn = state.store.connection();
     let mut queues = Vec::new();
@@ -55,6 +57,10 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>
     Ok(Json(json!({ "queues": queues })))
 }
 
+#[utoipa::path(get, path = "/v1/queues/{name}/jobs", tag = "queues",
+    params(("name" = String, Path), ("status" = Option<String>, Query, description = "failed (default), dead, pending, running, scheduled, done"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
+    responses((status = 200, description = "Jobs with id, attempts, last_error, times"), (status = 404, description = "Unknown queue")), security(("bearer" = [])))]
 pub async fn jobs(
     _: Admin,
     State(state): State<AppState>,
@@ -96,6 +102,9 @@ pub async fn jobs(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/queues/{name}/jobs/{job_id}/retry", tag = "queues", params(("name" = String, Path), ("job_id" = String, Path)),
+    responses((status = 202, description = "Back in the queue"), (status = 404, description = "Unknown queue or job"), (status = 409, description = "Not dead or waiting")),
+    security(("bearer" = [])))]
 pub async fn retry(
     _: Admin,
     State(state): State<AppState>,

@@ -21,7 +21,7 @@ use kakaopay_jobs::{CancelPayment, RefundRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     #[serde(default)]
@@ -31,6 +31,7 @@ pub struct RefundBody {
     #[serde(default)]
     canceled_at: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     context: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     amount: Option<i64>,
@@ -81,6 +82,12 @@ fn same_or_conflict(existing: &Refund, request: &RefundRequest) -> Result<Respon
     }
 }
 
+#[utoipa::path(post, path = "/v1/payments/{payment_id}/refunds", tag = "refunds", request_body = RefundBody,
+    params(("payment_id" = String, Path), ("Idempotency-Key" = String, Header, description = "Required; the same key and body answer the same refund")),
+    responses((status = 202, description = "Refund queued: refund_id, status"), (status = 400, description = "Invalid field or no Idempotency-Key"),
+        (status = 403, description = "amount with a client token"), (status = 404, description = "Unknown payment"),
+        (status = 409, description = "not_refundable, idempotency_conflict")),
+    security(("bearer" = [])))]
 pub async fn create(
     Client(role): Client,
     State(state): State<AppState>,
@@ -188,6 +195,8 @@ pub async fn create(
     }
 }
 
+#[utoipa::path(get, path = "/v1/refunds/{refund_id}", tag = "refunds", params(("refund_id" = String, Path)),
+    responses((status = 200, description = "The refund"), (status = 404, description = "Unknown refund")), security(("bearer" = [])))]
 pub async fn get(
     _: Client,
     State(state): State<AppState>,

@@ -36,6 +36,10 @@ fn instant(field: &str, raw: Option<&String>) -> Result<Option<DateTime<FixedOff
     .transpose()
 }
 
+#[utoipa::path(get, path = "/v1/transactions", tag = "transactions",
+    params(("location_id" = String, Query), ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query, description = "RFC 3339")),
+    responses((status = 200, description = "Rows id, time, description, type, amount, status, tid, aid, newest first; CSV with Accept: text/csv")),
+    security(("bearer" = [])))]
 pub async fn report(
     _: Client,
     State(state): State<AppState>,
