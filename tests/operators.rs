@@ -570,3 +570,99 @@ async fn metrics_read_back_exactly_after_a_known_sequence() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_board_shows_queues_and_retries_dead_jobs_for_operators_only() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let id = app.paid(payment_body("loc_1", "B-board")).await;
+    app.wait_status(&id, "approved").await;
+    let job = dead_job(&app).await;
+    let board = format!("{}/board", app.address);
+
+    // Nobody, a client, a wrong token: the login form, not the board.
+    for token in [None, Some(CLIENT_TOKEN)] {
+        let mut req = app.http.get(&board);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("id=\"token\"") && !html.contains("id=\"queues\""));
+    }
+    let r = app
+        .http
+        .post(format!("{board}/login"))
+        .form(&[("token", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .http
+        .post(format!("{board}/retry/cancel_payment/{job}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no retry without an operator");
+
+    // An operator logs in: a session cookie, never the token itself.
+    let r = app
+        .http
+        .post(format!("{board}/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(ADMIN_TOKEN));
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let html = app
+        .http
+        .get(format!("{board}?location_id=loc_1"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"queue-cancel_payment\""), "{html}");
+    assert!(
+        html.contains(&format!("data-job=\"{job}\"")),
+        "the dead job is listed"
+    );
+    assert!(html.contains("no payment"), "with its last error");
+    assert!(
+        html.contains("B-board") && html.contains("approved"),
+        "the location's payments"
+    );
+    assert!(
+        !html.contains(ADMIN_TOKEN) && !html.contains(kakaopay_worker::sim::DEFAULT_SECRET_KEY)
+    );
+
+    let r = app
+        .http
+        .post(format!("{board}/retry/cancel_payment/{job}"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "retried");
+    let r = app
+        .http
+        .get(&board)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a bearer token works too");
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 //! Nothing slow runs in a handler but the synchronous KakaoPay *ready* call.
 
 mod auth;
+mod board;
 mod body;
 pub mod callbacks;
 mod error;
@@ -79,6 +80,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .route("/kakaopay/callback/{payment_id}/{sig}/{action}", get(callbacks::callback))
+        .route("/board", get(board::show))
+        .route("/board/login", post(board::login))
+        .route("/board/retry/{queue}/{job}", post(board::retry))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(|| async { Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi()) }))
         .route("/metrics", get(metrics))
