@@ -235,10 +235,45 @@ fn webhook_secret(s: &str) -> Result<Secret, String> {
     }
 }
 
+/// Every environment variable the command line reads.
+const VARIABLES: [&str; 24] = [
+    "LOG_FORMAT",
+    "REDIS_URL",
+    "QUEUE_NAMESPACE",
+    "BIND",
+    "PUBLIC_URL",
+    "API_TOKENS",
+    "ADMIN_TOKENS",
+    "CALLBACK_SECRET",
+    "KAKAOPAY_API_URL",
+    "KAKAOPAY_CONNECT_TIMEOUT_MS",
+    "KAKAOPAY_TIMEOUT_MS",
+    "KAKAOPAY_READY_WINDOW_SECS",
+    "WORKER_CONCURRENCY",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "JOB_LEASE_SECS",
+    "RECONCILE_EVERY_SECS",
+    "SIM_BIND",
+    "SIM_PUBLIC_URL",
+    "SIM_SECRET_KEYS",
+    "SIM_ADMIN_KEYS",
+    "SIM_READY_WINDOW_SECS",
+    "SIM_EXPIRED_STATUS",
+    "RUST_LOG",
+];
+
 impl Cli {
     /// Parses the command line and environment, or exits: 0 for `--help`/`--version`,
-    /// 2 with one line naming the setting for anything missing or invalid.
+    /// 2 with one line naming the setting for anything missing or invalid. A variable set to
+    /// the empty string counts as unset (as compose files and process managers pass them).
+    /// Call it before starting threads: it edits the process environment.
     pub fn parse_or_exit() -> Cli {
+        for var in VARIABLES {
+            if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+                std::env::remove_var(var);
+            }
+        }
         match Cli::try_parse() {
             Ok(cli) => cli,
             Err(e) => match e.kind() {

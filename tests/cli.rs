@@ -158,3 +158,68 @@ fn demo_walks_a_payment_to_approved() {
         "the key is masked"
     );
 }
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    // As compose passes `${WEBHOOK_URL:-}`: the optional setting is simply off.
+    let mut child = bin()
+        .arg("sim")
+        .env("WEBHOOK_URL", "")
+        .env("SIM_PUBLIC_URL", "")
+        .env("SIM_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running, not refused"
+    );
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    assert!(child.wait().unwrap().success());
+    // A required one set empty is missing, and said so.
+    let (code, stderr) = run(bin().arg("api").env("CALLBACK_SECRET", ""));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("CALLBACK_SECRET"), "{stderr}");
+}
+
+#[test]
+fn the_compose_file_parses_and_wires_the_service_to_redis_and_the_simulator() {
+    let script = "import json, yaml, sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"),
+        ])
+        .output()
+        .expect("python3 with PyYAML");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compose: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = &compose["services"];
+    assert_eq!(services["service"]["command"][0], "serve");
+    assert_eq!(
+        services["service"]["environment"]["REDIS_URL"],
+        "redis://redis:6379"
+    );
+    assert_eq!(
+        services["service"]["environment"]["KAKAOPAY_API_URL"],
+        "http://sim:8090"
+    );
+    assert_eq!(services["sim"]["command"][0], "sim");
+    assert!(services["redis"]["command"]
+        .to_string()
+        .contains("everysec"));
+    for name in ["redis", "sim", "service"] {
+        assert!(
+            services[name]["healthcheck"]["test"].is_array(),
+            "{name} has a healthcheck"
+        );
+    }
+}
