@@ -126,7 +126,16 @@ pub async fn show(
             .collect();
     let conn = state.store.connection();
     let ns = state.store.namespace();
-    let mut body = String::from(
+    let mut body = String::new();
+    if let (Some(job), Some(outcome)) = (query.get("job"), query.get("outcome")) {
+        let said = match outcome.as_str() {
+            "retried" => "is back in its queue",
+            "not_retryable" => "is neither dead nor waiting for a retry",
+            _ => "was not found",
+        };
+        body.push_str(&format!("<p id=\"flash\">Job {} {said}.</p>", escape(job)));
+    }
+    body.push_str(
         "<h2>Queues</h2><table id=\"queues\"><tr><th>queue</th><th>pending</th><th>running</th>\
         <th>scheduled</th><th>done</th><th>failed</th><th>dead</th></tr>",
     );
@@ -214,5 +223,13 @@ pub async fn retry(
     )
     .await?;
     tracing::info!(queue, job = %job, ?outcome, "operator retried a job from the board");
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/board")]).into_response())
+    let outcome = serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let back = format!(
+        "/board?job={}&outcome={outcome}",
+        url::form_urlencoded::byte_serialize(job.as_bytes()).collect::<String>()
+    );
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response())
 }

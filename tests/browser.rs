@@ -1,0 +1,231 @@
+//! A real browser: headless Chromium (Debian's, driven through chromedriver) opens the board,
+//! logs in, sees a dead job and retries it; and a member walks a payment through the
+//! simulator's page, pressing Approve, through our callback to the return page.
+//! Screenshots go to a temporary directory (printed), for people to look at.
+
+mod support;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (.ci/run installs Debian's chromium-driver)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1200,900", format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn shots() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kakaopay-screenshots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn save(client: &Client, dir: &std::path::Path, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+}
+
+#[tokio::test]
+async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_kakaopays_page() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let driver = chromedriver();
+    let profile =
+        std::env::temp_dir().join(format!("kakaopay-chromium-{:x}", rand::random::<u32>()));
+    let client = browser(&driver, &profile).await;
+    let dir = shots();
+
+    // A member pays on the simulator's page.
+    let mut body = payment_body("loc_1", "B-browser");
+    body["return_url"] = json!(format!("{}/healthz", app.address));
+    let (status, created) = app.create_payment(body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    client
+        .goto(created["redirect"]["pc"].as_str().unwrap())
+        .await
+        .unwrap();
+    let amount = client
+        .find(Locator::Id("amount"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(amount.contains("22000"), "{amount}");
+    save(&client, &dir, "kakaopay-page.png").await;
+    client
+        .find(Locator::Id("approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // KakaoPay's page → our callback → the return page, with the outcome in the URL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let landed = loop {
+        let url = client.current_url().await.unwrap();
+        if url.path() == "/healthz" {
+            break url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser never came back: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let query: std::collections::HashMap<String, String> =
+        landed.query_pairs().into_owned().collect();
+    assert_eq!(query.get("payment_id"), Some(&id));
+    assert_eq!(query.get("status").map(String::as_str), Some("approving"));
+    app.wait_status(&id, "approved").await;
+
+    // An operator finds a dead job on the board and retries it.
+    let conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
+    let request = kakaopay_jobs::RefundRequest {
+        reason: "test".into(),
+        requested_by: "member".into(),
+        canceled_at: None,
+        context: Default::default(),
+        amount: None,
+        by_admin: false,
+        received_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let refund = kakaopay_jobs::refunds::request_refund(
+        &producer,
+        "pay_nosuchpayment0000000000",
+        "k",
+        request,
+    )
+    .await
+    .unwrap();
+    let job = kakaopay_jobs::refunds::job_id(&refund.refund_id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, q) = app
+            .send(reqwest::Method::GET, "/v1/queues", Some(ADMIN_TOKEN), None)
+            .await;
+        if q["queues"][1]["dead"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{q}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    client
+        .goto(&format!("{}/board", app.address))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = client
+        .find(Locator::Css(&format!("tr[data-job=\"{job}\"]")))
+        .await
+        .expect("the dead job is on the board");
+    let text = row.text().await.unwrap();
+    assert!(
+        text.contains("dead") && text.contains("no payment"),
+        "{text}"
+    );
+    let dead_cell = client
+        .find(Locator::Css("#queue-cancel_payment td.dead"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(dead_cell, "1");
+    save(&client, &dir, "board.png").await;
+    row.find(Locator::Css("button.retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let flash = client
+        .find(Locator::Id("flash"))
+        .await
+        .expect("the retry's outcome")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        flash.contains(&job) && flash.contains("back in its queue"),
+        "{flash}"
+    );
+    save(&client, &dir, "board-after-retry.png").await;
+
+    let page: Value = json!(client.source().await.unwrap().len());
+    assert!(page.as_u64().unwrap() > 0);
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    app.stop().await;
+}
