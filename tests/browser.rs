@@ -139,15 +139,7 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
         .await
         .unwrap();
     let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
-    let request = kakaopay_jobs::RefundRequest {
-        reason: "test".into(),
-        requested_by: "member".into(),
-        canceled_at: None,
-        context: Default::default(),
-        amount: None,
-        by_admin: false,
-        received_at: chrono::Utc::now().to_rfc3339(),
-    };
+    let request = kakaopay_jobs::RefundRequest::new("member", "test");
     let refund = kakaopay_jobs::refunds::request_refund(
         &producer,
         "pay_nosuchpayment0000000000",
@@ -186,8 +178,11 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
         .click()
         .await
         .unwrap();
+    // After a click the next page may still be loading: wait for what it should show.
     let row = client
-        .find(Locator::Css(&format!("tr[data-job=\"{job}\"]")))
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(&format!("tr[data-job=\"{job}\"]")))
         .await
         .expect("the dead job is on the board");
     let text = row.text().await.unwrap();
@@ -211,7 +206,9 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
         .await
         .unwrap();
     let flash = client
-        .find(Locator::Id("flash"))
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Id("flash"))
         .await
         .expect("the retry's outcome")
         .text()

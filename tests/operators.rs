@@ -17,15 +17,7 @@ async fn dead_job(app: &TestApp) -> String {
         .await
         .unwrap();
     let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
-    let request = kakaopay_jobs::RefundRequest {
-        reason: "test".into(),
-        requested_by: "member".into(),
-        canceled_at: None,
-        context: Default::default(),
-        amount: None,
-        by_admin: false,
-        received_at: chrono::Utc::now().to_rfc3339(),
-    };
+    let request = kakaopay_jobs::RefundRequest::new("member", "test");
     let requested = kakaopay_jobs::refunds::request_refund(
         &producer,
         "pay_nosuchpayment0000000000",

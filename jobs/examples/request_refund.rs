@@ -24,15 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let producer = Producer::new(conn, namespace);
 
-    let request = RefundRequest {
-        reason: "booking_canceled".into(),
-        requested_by: "member".into(),
-        canceled_at: None,
-        context: Default::default(),
-        amount: None,
-        by_admin: false,
-        received_at: chrono::Utc::now().to_rfc3339(),
-    };
+    let request = RefundRequest::new("member", "booking_canceled");
     let requested = request_refund(&producer, &payment_id, &key, request).await?;
     if requested.duplicate {
         println!(

@@ -53,6 +53,21 @@ pub struct CancelPayment {
     pub request: RefundRequest,
 }
 
+impl RefundRequest {
+    /// A request received now, with no explicit amount: the rules decide.
+    pub fn new(requested_by: &str, reason: &str) -> Self {
+        RefundRequest {
+            reason: reason.to_string(),
+            requested_by: requested_by.to_string(),
+            canceled_at: None,
+            context: Default::default(),
+            amount: None,
+            by_admin: false,
+            received_at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+}
+
 /// A refund request, as the booking system sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -82,77 +82,51 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
     let cancel_name = consumer_name(CancelPayment::NAME, 0);
     let deliver_name = consumer_name(DeliverEvent::NAME, 0);
+    // One worker per queue, each a plain function of its job; the factory runs again if apalis
+    // restarts a worker.
+    macro_rules! worker {
+        ($job:ty, $name:expr, $retry:expr, $handler:path) => {{
+            let (client, conn, deps, name) =
+                (client.clone(), conn.clone(), deps.clone(), $name.clone());
+            let config = queue_config::<$job>(&namespace, &settings, $retry);
+            move |_restarts| {
+                WorkerBuilder::new(name.clone())
+                    .backend(StreamBackend::<$job>::new(
+                        client.clone(),
+                        conn.clone(),
+                        config.clone(),
+                    ))
+                    .concurrency(settings.concurrency)
+                    .catch_panic()
+                    .data(deps.clone())
+                    .build($handler)
+            }
+        }};
+    }
     let monitor = Monitor::new()
         .should_restart(|ctx, e| {
             tracing::error!(worker = ctx.name(), error = %e, "worker failed; restarting it");
             true
         })
         .shutdown_timeout(settings.shutdown_timeout)
-        .register({
-            let (client, conn, deps, name) = (
-                client.clone(),
-                conn.clone(),
-                deps.clone(),
-                approve_name.clone(),
-            );
-            let config =
-                queue_config::<ApprovePayment>(&namespace, &settings, ApprovePayment::RETRY);
-            move |_restarts| {
-                WorkerBuilder::new(name.clone())
-                    .backend(StreamBackend::<ApprovePayment>::new(
-                        client.clone(),
-                        conn.clone(),
-                        config.clone(),
-                    ))
-                    .concurrency(settings.concurrency)
-                    .catch_panic()
-                    .data(deps.clone())
-                    .build(approve::approve_payment)
-            }
-        })
-        .register({
-            let (client, conn, deps, name) = (
-                client.clone(),
-                conn.clone(),
-                deps.clone(),
-                cancel_name.clone(),
-            );
-            let config = queue_config::<CancelPayment>(&namespace, &settings, CancelPayment::RETRY);
-            move |_restarts| {
-                WorkerBuilder::new(name.clone())
-                    .backend(StreamBackend::<CancelPayment>::new(
-                        client.clone(),
-                        conn.clone(),
-                        config.clone(),
-                    ))
-                    .concurrency(settings.concurrency)
-                    .catch_panic()
-                    .data(deps.clone())
-                    .build(cancel::cancel_payment)
-            }
-        })
-        .register({
-            let (client, conn, deps, name) = (
-                client.clone(),
-                conn.clone(),
-                deps.clone(),
-                deliver_name.clone(),
-            );
-            let config =
-                queue_config::<DeliverEvent>(&namespace, &settings, settings.deliver_retry);
-            move |_restarts| {
-                WorkerBuilder::new(name.clone())
-                    .backend(StreamBackend::<DeliverEvent>::new(
-                        client.clone(),
-                        conn.clone(),
-                        config.clone(),
-                    ))
-                    .concurrency(settings.concurrency)
-                    .catch_panic()
-                    .data(deps.clone())
-                    .build(deliver::deliver_event)
-            }
-        });
+        .register(worker!(
+            ApprovePayment,
+            approve_name,
+            ApprovePayment::RETRY,
+            approve::approve_payment
+        ))
+        .register(worker!(
+            CancelPayment,
+            cancel_name,
+            CancelPayment::RETRY,
+            cancel::cancel_payment
+        ))
+        .register(worker!(
+            DeliverEvent,
+            deliver_name,
+            settings.deliver_retry,
+            deliver::deliver_event
+        ));
     let reconciler = tokio::spawn(reconciler::run(
         deps.clone(),
         settings.reconciler,
