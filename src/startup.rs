@@ -49,6 +49,8 @@ impl Settings {
                 every: Duration::from_secs(30),
                 approving_grace: Duration::from_secs(120),
             },
+            approve_retry: <kakaopay_jobs::ApprovePayment as kakaopay_jobs::JobKind>::RETRY,
+            cancel_retry: <kakaopay_jobs::CancelPayment as kakaopay_jobs::JobKind>::RETRY,
             deliver_retry: <kakaopay_jobs::DeliverEvent as kakaopay_jobs::JobKind>::RETRY,
         }
     }

@@ -54,7 +54,9 @@ pub struct WorkerSettings {
     pub lease: Duration,
     pub shutdown_timeout: Duration,
     pub reconciler: ReconcilerSettings,
-    /// The schedule of `deliver_event` (tests shorten it).
+    /// The retry schedule of each job kind (DESIGN.md's by default; tests shorten them).
+    pub approve_retry: RetrySchedule,
+    pub cancel_retry: RetrySchedule,
     pub deliver_retry: RetrySchedule,
 }
 
@@ -112,13 +114,13 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
         .register(worker!(
             ApprovePayment,
             approve_name,
-            ApprovePayment::RETRY,
+            settings.approve_retry,
             approve::approve_payment
         ))
         .register(worker!(
             CancelPayment,
             cancel_name,
-            CancelPayment::RETRY,
+            settings.cancel_retry,
             cancel::cancel_payment
         ))
         .register(worker!(

@@ -268,6 +268,16 @@ pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Setting
                 every: Duration::from_millis(200),
                 approving_grace: Duration::from_secs(3),
             },
+            approve_retry: kakaopay_jobs::queue::RetrySchedule::new(
+                8,
+                Duration::from_millis(50),
+                Duration::from_millis(400),
+            ),
+            cancel_retry: kakaopay_jobs::queue::RetrySchedule::new(
+                12,
+                Duration::from_millis(50),
+                Duration::from_millis(400),
+            ),
             deliver_retry: kakaopay_jobs::queue::RetrySchedule::new(
                 18,
                 Duration::from_millis(50),
