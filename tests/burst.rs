@@ -156,13 +156,19 @@ async fn a_burst_of_refunds_is_accepted_and_drained_in_bounded_memory() {
             if p["status"] == "refunded" {
                 break;
             }
-            assert!(Instant::now() < deadline, "payment {id} never refunded: {p}");
+            assert!(
+                Instant::now() < deadline,
+                "payment {id} never refunded: {p}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let drained_in = started.elapsed();
     sampler.abort();
-    let peak = [peaks[0].load(Ordering::Relaxed), peaks[1].load(Ordering::Relaxed)];
+    let peak = [
+        peaks[0].load(Ordering::Relaxed),
+        peaks[1].load(Ordering::Relaxed),
+    ];
 
     // Exactly once at KakaoPay, and every refund recorded as succeeded.
     for id in &ids {

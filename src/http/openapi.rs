@@ -2,6 +2,7 @@
 
 use super::{callbacks, integrations, payments, queues, refunds, transactions};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -16,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         callbacks::callback,
         super::healthz, super::readyz, super::metrics,
     ),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &Errors)
 )]
 pub struct ApiDoc;
 
@@ -29,5 +30,88 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every `/v1` route can answer the contract's errors, all in one shape: documenting them once
+/// here keeps the handlers' annotations to their own outcomes, and lets schemathesis check
+/// that no status outside this list ever comes back.
+struct Errors;
+
+/// The statuses any `/v1` operation may answer besides its own, with why.
+const COMMON_ERRORS: [(&str, &str); 7] = [
+    (
+        "400",
+        "invalid_request: a field, query or path parameter is malformed",
+    ),
+    ("401", "unauthorized: no valid bearer token"),
+    ("403", "forbidden: the token's role may not do this"),
+    ("404", "not_found"),
+    ("413", "payload_too_large: the body is over the limit"),
+    ("415", "unsupported_media_type: the body is not JSON"),
+    (
+        "503",
+        "unavailable: Redis is unreachable; nothing was changed",
+    ),
+];
+
+impl Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let schema = serde_json::from_value(serde_json::json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"]},
+                },
+            }},
+        }))
+        .expect("a valid schema");
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .insert("Error".into(), RefOr::T(schema));
+        let error = |description: &str| -> Response {
+            serde_json::from_value(serde_json::json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }))
+            .expect("a valid response")
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, description) in COMMON_ERRORS {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::T(error(description)));
+                }
+                // Documented statuses of the handler itself (404, 409, 502) get the body too.
+                for (status, response) in responses.iter_mut() {
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    if let RefOr::T(response) = response {
+                        if is_error && response.content.is_empty() {
+                            let description = response.description.clone();
+                            *response = error(&description);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
