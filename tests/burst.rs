@@ -44,8 +44,8 @@ fn process(app: &TestApp, mode: &str, port: u16, log: &std::path::Path) -> Child
         .env("WORKER_CONCURRENCY", "16")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
         .spawn()
         .unwrap()
 }
@@ -202,6 +202,13 @@ async fn a_burst_of_refunds_is_accepted_and_drained_in_bounded_memory() {
     let _ = api.wait();
     let _ = work.wait();
     let work_log = std::fs::read_to_string(dir.join("work.log")).unwrap();
+    let api_log = std::fs::read_to_string(dir.join("api.log")).unwrap();
+    assert!(
+        !work_log.is_empty() && !api_log.is_empty(),
+        "logs were written"
+    );
+    assert_no_secret_in(&work_log, "the work process's log");
+    assert_no_secret_in(&api_log, "the api process's log");
     let errors: Vec<&str> = work_log
         .lines()
         .filter(|l| {

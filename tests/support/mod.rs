@@ -196,20 +196,28 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// Every secret the test setup hands the service.
+pub const SECRETS: [&str; 5] = [
+    DEFAULT_SECRET_KEY,
+    DEFAULT_ADMIN_KEY,
+    CLIENT_TOKEN,
+    ADMIN_TOKEN,
+    CALLBACK_SECRET,
+];
+
+/// No secret of the test setup in `text` (a response, a log file), named by `what`.
+pub fn assert_no_secret_in(text: &str, what: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "a secret in {what}: {secret}");
+    }
+}
+
 /// No secret of the test setup in any log line so far.
 pub fn assert_no_secrets_logged() {
     let logs = logs();
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(!text.is_empty(), "logs are captured");
-    for secret in [
-        DEFAULT_SECRET_KEY,
-        DEFAULT_ADMIN_KEY,
-        CLIENT_TOKEN,
-        ADMIN_TOKEN,
-        CALLBACK_SECRET,
-    ] {
-        assert!(!text.contains(secret), "a secret was logged: {secret}");
-    }
+    assert_no_secret_in(&text, "the logs");
 }
 
 #[derive(Clone)]
@@ -333,7 +341,9 @@ impl TestApp {
             "no 500 anywhere: {method_path}",
             method_path = path
         );
-        (status, r.json().await.unwrap_or(Value::Null))
+        let text = r.text().await.unwrap_or_default();
+        assert_no_secret_in(&text, path);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn connect_location(&self, location: &str, key: Value) {
@@ -398,6 +408,9 @@ impl TestApp {
             "no 500 anywhere: {url}: {}",
             r.status()
         );
+        for (name, value) in r.headers() {
+            assert_no_secret_in(value.to_str().unwrap_or(""), name.as_str());
+        }
         r
     }
 
