@@ -10,7 +10,7 @@ mod support;
 
 use rand::Rng;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -22,12 +22,12 @@ fn count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn worker(app: &TestApp) -> Child {
+fn worker(namespace: &str, sim_url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("QUEUE_NAMESPACE", &app.namespace)
-        .env("KAKAOPAY_API_URL", &app.sim.url)
+        .env("QUEUE_NAMESPACE", namespace)
+        .env("KAKAOPAY_API_URL", sim_url)
         .env("KAKAOPAY_TIMEOUT_MS", "2000")
         .env("JOB_LEASE_SECS", "1")
         .env("RECONCILE_EVERY_SECS", "1")
@@ -48,7 +48,9 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     })
     .await;
     app.connect_open_api("loc_1").await;
-    let mut workers: Vec<Child> = (0..3).map(|_| worker(&app)).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| worker(&app.namespace, &app.sim.url))
+        .collect();
 
     // KakaoPay answers approve and cancel after 100 ms, so kills land in the middle of calls.
     add_fault(
@@ -77,19 +79,7 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
                     .status();
                 let _ = workers[victim].wait();
                 kills += 1;
-                workers[victim] = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
-                    .arg("work")
-                    .env("REDIS_URL", "redis://127.0.0.1:6379")
-                    .env("QUEUE_NAMESPACE", &namespace)
-                    .env("KAKAOPAY_API_URL", &sim_url)
-                    .env("KAKAOPAY_TIMEOUT_MS", "2000")
-                    .env("JOB_LEASE_SECS", "1")
-                    .env("RECONCILE_EVERY_SECS", "1")
-                    .env("WORKER_CONCURRENCY", "8")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
+                workers[victim] = worker(&namespace, &sim_url);
             }
             (workers, kills)
         })
@@ -121,21 +111,9 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     }
     let mut refund_ids = Vec::new();
     for id in ids.iter().take(refunds) {
-        let r = app
-            .http
-            .post(format!("{}/v1/payments/{id}/refunds", app.address))
-            .bearer_auth(CLIENT_TOKEN)
-            .header("Idempotency-Key", format!("storm-{id}"))
-            .json(&json!({"requested_by": "member", "canceled_at": "2027-06-01T10:00:00+09:00"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
         refund_ids.push(
-            r.json::<Value>().await.unwrap()["refund_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            app.request_refund(id, &format!("storm-{id}"), "2027-06-01T10:00:00+09:00")
+                .await,
         );
     }
     for refund in &refund_ids {

@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -75,21 +75,9 @@ async fn every_payment_and_refund_reaches_its_right_end_despite_kakaopay_faults(
 
     let mut refunds = Vec::new();
     for id in &ids {
-        let r = app
-            .http
-            .post(format!("{}/v1/payments/{id}/refunds", app.address))
-            .bearer_auth(CLIENT_TOKEN)
-            .header("Idempotency-Key", format!("refund-{id}"))
-            .json(&json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": "2027-06-01T10:00:00+09:00"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
         refunds.push(
-            r.json::<Value>().await.unwrap()["refund_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            app.request_refund(id, &format!("refund-{id}"), "2027-06-01T10:00:00+09:00")
+                .await,
         );
     }
     for refund in &refunds {

@@ -442,6 +442,25 @@ impl TestApp {
         id
     }
 
+    /// A member's refund request of payment `id` under `key`; answers the refund id, queued.
+    pub async fn request_refund(&self, id: &str, key: &str, canceled_at: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/v1/payments/{id}/refunds", self.address))
+            .bearer_auth(CLIENT_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": canceled_at}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert_no_secret_in(&text, "a refund answer");
+        assert_eq!(status, 202, "{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        answer["refund_id"].as_str().unwrap().to_string()
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;
