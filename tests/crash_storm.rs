@@ -9,7 +9,6 @@
 mod support;
 
 use rand::Rng;
-use reqwest::Method;
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,24 +116,8 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
         );
     }
     for refund in &refund_ids {
-        loop {
-            let (_, r) = app
-                .send(
-                    Method::GET,
-                    &format!("/v1/refunds/{refund}"),
-                    Some(CLIENT_TOKEN),
-                    None,
-                )
-                .await;
-            if r["status"] == "succeeded" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "refund {refund} never succeeded: {r}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        app.wait_refund(refund, "succeeded", left).await;
     }
     let elapsed = started.elapsed();
     let _ = stop.send(true);

@@ -4,7 +4,6 @@
 
 mod support;
 
-use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
@@ -81,18 +80,8 @@ async fn every_payment_and_refund_reaches_its_right_end_despite_kakaopay_faults(
         );
     }
     for refund in &refunds {
-        until("refund succeeded", Duration::from_secs(60), || async {
-            app.send(
-                Method::GET,
-                &format!("/v1/refunds/{refund}"),
-                Some(CLIENT_TOKEN),
-                None,
-            )
-            .await
-            .1["status"]
-                == "succeeded"
-        })
-        .await;
+        app.wait_refund(refund, "succeeded", Duration::from_secs(60))
+            .await;
     }
 
     let stats = stats(&app.sim).await;

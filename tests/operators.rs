@@ -219,21 +219,8 @@ async fn the_transactions_report_as_json_and_csv() {
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .send(
-            Method::GET,
-            &format!("/v1/refunds/{refund_id}"),
-            Some(CLIENT_TOKEN),
-            None,
-        )
-        .await
-        .1["status"]
-        != "succeeded"
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_refund(&refund_id, "succeeded", Duration::from_secs(10))
+        .await;
     let payment = app.payment(&id).await;
 
     let (status, rows) = app
@@ -410,21 +397,8 @@ async fn metrics_read_back_exactly_after_a_known_sequence() {
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .send(
-            Method::GET,
-            &format!("/v1/refunds/{refund_id}"),
-            Some(CLIENT_TOKEN),
-            None,
-        )
-        .await
-        .1["status"]
-        != "succeeded"
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_refund(&refund_id, "succeeded", Duration::from_secs(10))
+        .await;
     let _ = app
         .send(
             Method::GET,

@@ -442,6 +442,29 @@ impl TestApp {
         id
     }
 
+    /// Polls refund `id` until it has `status`, failing after `within`; answers the refund.
+    pub async fn wait_refund(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (_, refund) = self
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/refunds/{id}"),
+                    Some(CLIENT_TOKEN),
+                    None,
+                )
+                .await;
+            if refund["status"] == status {
+                return refund;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "refund {id} never reached {status}: {refund}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// A member's refund request of payment `id` under `key`; answers the refund id, queued.
     pub async fn request_refund(&self, id: &str, key: &str, canceled_at: &str) -> String {
         let r = self
