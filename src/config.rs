@@ -76,6 +76,52 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<QueuesAction>,
     },
+    /// Measures the whole service on this machine (BENCHMARKS.md): starts its own
+    /// redis-server, simulator and service processes and prints a Markdown report.
+    Bench(BenchArgs),
+}
+
+impl Command {
+    /// The subcommand as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } => "serve",
+            Command::Api { .. } => "api",
+            Command::Work { .. } => "work",
+            Command::Sim(_) => "sim",
+            Command::Demo { .. } => "demo",
+            Command::Queues { .. } => "queues",
+            Command::Bench(_) => "bench",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Runs of each measurement; the report gives their medians.
+    #[arg(long, default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Requests in each run of the enqueue path.
+    #[arg(long, default_value = "8000", value_parser = clap::value_parser!(u64).range(100..))]
+    pub requests: u64,
+    /// Seconds of each lifecycle run's measured window (after a one-second warm-up).
+    #[arg(long, default_value = "5", value_parser = clap::value_parser!(u64).range(1..))]
+    pub seconds: u64,
+    /// Parts to run: `enqueue`, `lifecycle` (with the Redis and memory figures), or both.
+    #[arg(long, value_delimiter = ',', default_value = "enqueue,lifecycle", value_parser = ["enqueue", "lifecycle"])]
+    pub only: Vec<String>,
+    /// Also write the report to this file.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Keep the processes' logs (otherwise removed after a successful run).
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+impl BenchArgs {
+    pub fn wants(&self, part: &str) -> bool {
+        self.only.iter().any(|p| p == part)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,9 +12,11 @@
 //! - [`secret`] a string that cannot be printed by accident.
 //! - [`kakaopay`] the client for both API generations and its error classification.
 //! - [`sim`] the KakaoPay simulator every test and the demo run against.
+//! - [`bench`] `kakaopay-worker bench`: the whole service measured (BENCHMARKS.md).
 //! - The job argument types and the Redis queue under apalis live in the `kakaopay-jobs`
 //!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -1,12 +1,18 @@
 use kakaopay_worker::config::{service_settings, Cli, Command};
 use kakaopay_worker::startup::Application;
-use kakaopay_worker::{demo, queues, sim, telemetry};
+use kakaopay_worker::{bench, demo, queues, sim, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Threads named after the subcommand, so that `top -H` and profilers tell the service,
+    // the simulator and the load generator apart.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("kp-{}", cli.command.name()))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -25,6 +31,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     let settings = match command {
         Command::Sim(args) => return sim::run(args).await,
+        Command::Bench(args) => return bench::run(args).await,
         Command::Demo { redis } => return demo::run(redis).await,
         Command::Queues { redis, action } => return queues::run(redis, action).await,
         Command::Serve {
