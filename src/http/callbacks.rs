@@ -108,7 +108,7 @@ pub async fn callback(
     }
     let payment = state
         .store
-        .payment(&payment_id)
+        .payment_state(&payment_id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
     let transition = match action.as_str() {

@@ -131,13 +131,13 @@ pub async fn create(
         other => ApiError::invalid("body", other.to_string()),
     })?;
 
-    let payment = state
-        .store
-        .payment(&payment_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment"))?;
     let refund_id = refund_id(&payment_id, &key);
-    if let Some(existing) = state.store.refund(&refund_id).await? {
+    let (payment, existing) = state
+        .store
+        .payment_and_refund(&payment_id, &refund_id)
+        .await?;
+    let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
+    if let Some(existing) = existing {
         return same_or_conflict(&existing, &request);
     }
     if !matches!(

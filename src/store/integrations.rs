@@ -99,18 +99,33 @@ impl Store {
             .await
     }
 
+    /// The location's integration now and as it was at `version`, in one round trip.
+    pub async fn integration_now_and_at(
+        &self,
+        location: &str,
+        version: u64,
+    ) -> Result<(Option<Integration>, Option<Integration>), StoreError> {
+        let (now_key, then_key) = (
+            self.integration_key(location),
+            self.integration_version_key(location, version),
+        );
+        let (now, then): (Option<String>, Option<String>) = redis::pipe()
+            .get(&now_key)
+            .get(&then_key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((
+            parse_integration(&now_key, now)?,
+            parse_integration(&then_key, then)?,
+        ))
+    }
+
     async fn read_integration(&self, key: &str) -> Result<Option<Integration>, StoreError> {
         let raw: Option<String> = redis::cmd("GET")
             .arg(key)
             .query_async(&mut self.conn.clone())
             .await?;
-        raw.map(|r| {
-            serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        parse_integration(key, raw)
     }
 
     /// Connects or replaces (a new version each time; `connected_at` kept on replacement).
@@ -176,4 +191,14 @@ impl Store {
             .await?;
         Ok(removed > 0)
     }
+}
+
+fn parse_integration(key: &str, raw: Option<String>) -> Result<Option<Integration>, StoreError> {
+    raw.map(|r| {
+        serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
 }

@@ -356,33 +356,53 @@ impl Store {
         Ok(created == 1)
     }
 
+    /// The payment with its history, as the API shows it.
     pub async fn payment(&self, id: &str) -> Result<Option<Payment>, StoreError> {
-        let key = self.payment_key(id);
         let (fields, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(&key)
+            .hgetall(self.payment_key(id))
             .lrange(self.history_key(id), 0, -1)
             .query_async(&mut self.conn.clone())
             .await?;
+        self.parse_payment(id, fields, &history)
+    }
+
+    /// The payment without its history (left empty): what callbacks, refund requests and
+    /// workers decide on, read in one command.
+    pub async fn payment_state(&self, id: &str) -> Result<Option<Payment>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.payment_key(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.parse_payment(id, fields, &[])
+    }
+
+    pub(super) fn parse_payment(
+        &self,
+        id: &str,
+        fields: HashMap<String, String>,
+        history: &[String],
+    ) -> Result<Option<Payment>, StoreError> {
         if fields.is_empty() {
             return Ok(None);
         }
+        let key = self.payment_key(id);
         let corrupt = |reason: String| StoreError::Corrupt {
             key: key.clone(),
             reason,
         };
-        let json = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            fields: &HashMap<String, String>,
+            name: &str,
+        ) -> Result<Option<T>, String> {
             fields
                 .get(name)
                 .filter(|v| !v.is_empty())
-                .map(|v| serde_json::from_str(v).map_err(|e| corrupt(format!("{name}: {e}"))))
+                .map(|v| serde_json::from_str(v).map_err(|e| format!("{name}: {e}")))
                 .transpose()
-        };
-        let doc: Doc = json("doc")?
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| corrupt(format!("doc: {e}")))?
+        }
+        let doc: Doc = typed(&fields, "doc")
+            .map_err(corrupt)?
             .ok_or_else(|| corrupt("no doc".into()))?;
-        let typed = |name: &str| -> Result<Option<serde_json::Value>, StoreError> { json(name) };
         Ok(Some(Payment {
             payment_id: doc.payment_id,
             request: doc.request,
@@ -394,14 +414,8 @@ impl Store {
             fingerprint: doc.fingerprint,
             status: parse_status(&key, fields.get("status").map(String::as_str).unwrap_or(""))?,
             pg_token: fields.get("pg_token").filter(|t| !t.is_empty()).cloned(),
-            approval: typed("approval")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| corrupt(format!("approval: {e}")))?,
-            failure: typed("failure")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| corrupt(format!("failure: {e}")))?,
+            approval: typed(&fields, "approval").map_err(corrupt)?,
+            failure: typed(&fields, "failure").map_err(corrupt)?,
             updated_at: fields.get("updated_at").cloned().unwrap_or_default(),
             refunded: fields
                 .get("refunded")

@@ -5,7 +5,7 @@
 //! under the lock from the amounts the lock protects, so two concurrent full refunds cannot
 //! both pass. Every change is one script with its history entries.
 
-use super::{now_rfc3339, Failure, HistoryEntry, Store, StoreError};
+use super::{now_rfc3339, Failure, HistoryEntry, Payment, Store, StoreError};
 use crate::domain::{PaymentStatus, RefundStatus};
 use kakaopay_jobs::RefundRequest;
 use redis::Script;
@@ -198,7 +198,7 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await?;
         let refund = self
-            .refund(refund_id)
+            .refund_state(refund_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
                 key: self.refund_key(refund_id),
@@ -211,16 +211,53 @@ impl Store {
         })
     }
 
+    /// The refund with its history, as the API shows it.
     pub async fn refund(&self, id: &str) -> Result<Option<Refund>, StoreError> {
-        let key = self.refund_key(id);
         let (fields, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(&key)
+            .hgetall(self.refund_key(id))
             .lrange(self.refund_history_key(id), 0, -1)
             .query_async(&mut self.conn.clone())
             .await?;
+        self.parse_refund(id, fields, &history)
+    }
+
+    /// The refund without its history (left empty), read in one command.
+    pub async fn refund_state(&self, id: &str) -> Result<Option<Refund>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.refund_key(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.parse_refund(id, fields, &[])
+    }
+
+    /// A payment and one of its refunds (neither with its history) in one round trip: what a
+    /// refund request needs to answer.
+    pub async fn payment_and_refund(
+        &self,
+        payment_id: &str,
+        refund_id: &str,
+    ) -> Result<(Option<Payment>, Option<Refund>), StoreError> {
+        let (payment, refund): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(self.payment_key(payment_id))
+            .hgetall(self.refund_key(refund_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((
+            self.parse_payment(payment_id, payment, &[])?,
+            self.parse_refund(refund_id, refund, &[])?,
+        ))
+    }
+
+    fn parse_refund(
+        &self,
+        id: &str,
+        fields: HashMap<String, String>,
+        history: &[String],
+    ) -> Result<Option<Refund>, StoreError> {
         if fields.is_empty() {
             return Ok(None);
         }
+        let key = self.refund_key(id);
         let json = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
             fields
                 .get(name)

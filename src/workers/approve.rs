@@ -40,7 +40,7 @@ pub async fn approve_payment(
 async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {
     let payment = deps
         .store
-        .payment(&job.payment_id)
+        .payment_state(&job.payment_id)
         .await
         .map_err(retry)?
         .ok_or_else(|| JobError::permanent(format!("no payment {}", job.payment_id)))?;

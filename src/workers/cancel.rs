@@ -9,7 +9,7 @@ use super::Deps;
 use crate::domain::{PaymentStatus, RefundStatus, Tid, Won};
 use crate::kakaopay::{CancelRequest, ErrorClass, OrderRequest};
 use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
-use crate::store::{Begin, Created, Failure, Integration, Payment, Refund};
+use crate::store::{Begin, Created, Failure, Integration, Refund};
 use apalis::prelude::{BoxDynError, Data};
 use kakaopay_jobs::queue::{Delivery, JobError};
 use kakaopay_jobs::refunds::validate;
@@ -47,11 +47,11 @@ pub async fn cancel_payment(
 
 async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<(), BoxDynError> {
     let store = &deps.store;
-    let refund = match store.refund(&job.refund_id).await.map_err(retry)? {
+    let refund = match store.refund_state(&job.refund_id).await.map_err(retry)? {
         Some(r) => r,
         // Enqueued straight into Redis: the job is the request.
         None => {
-            let Some(payment) = store.payment(&job.payment_id).await.map_err(retry)? else {
+            let Some(payment) = store.payment_state(&job.payment_id).await.map_err(retry)? else {
                 return Err(permanent(format!(
                     "no payment {} for refund {}",
                     job.payment_id, job.refund_id
@@ -125,7 +125,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         }
     };
     let payment = store
-        .payment(&refund.payment_id)
+        .payment_state(&refund.payment_id)
         .await
         .map_err(retry)?
         .ok_or_else(|| permanent("the payment vanished"))?;
@@ -155,8 +155,8 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         .await;
     }
 
-    let current = store
-        .integration(&payment.request.location_id)
+    let (current, original) = store
+        .integration_now_and_at(&payment.request.location_id, payment.integration_version)
         .await
         .map_err(retry)?;
     let won = |v: i64| Won::new(v.max(0)).unwrap_or(Won::ZERO);
@@ -245,7 +245,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         .await
         .map_err(retry)?;
 
-    let integration = credentials_for(deps, &payment, current).await?;
+    let integration = credentials_for(current, original)?;
     let credentials = integration.credentials();
     let tid = Tid::parse(payment.tid.clone()).map_err(permanent)?;
     let order_request = OrderRequest {
@@ -377,16 +377,10 @@ async fn announce(
 
 /// The credentials to cancel with: the location's current ones for the same merchant, else
 /// those the payment was made with.
-async fn credentials_for(
-    deps: &Deps,
-    payment: &Payment,
+fn credentials_for(
     current: Option<Integration>,
+    original: Option<Integration>,
 ) -> Result<Integration, BoxDynError> {
-    let original = deps
-        .store
-        .integration_version(&payment.request.location_id, payment.integration_version)
-        .await
-        .map_err(retry)?;
     match (current, original) {
         (Some(c), Some(o)) if c.cid != o.cid => Ok(o),
         (Some(c), _) => Ok(c),
