@@ -107,12 +107,23 @@ pub struct BenchArgs {
     /// Seconds of each lifecycle run's measured window (after a one-second warm-up).
     #[arg(long, default_value = "5", value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
+    /// Lifecycles in flight at once, one level after the other; the highest is also the
+    /// service's WORKER_CONCURRENCY.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: Vec<u32>,
+    /// KakaoPay latencies (ms) of the lifecycle runs, set on the simulator.
+    #[arg(long, value_delimiter = ',', default_value = "0,100")]
+    pub latencies: Vec<u64>,
     /// Parts to run: `enqueue`, `lifecycle` (with the Redis and memory figures), or both.
     #[arg(long, value_delimiter = ',', default_value = "enqueue,lifecycle", value_parser = ["enqueue", "lifecycle"])]
     pub only: Vec<String>,
     /// Also write the report to this file.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Measure the `api`, `serve` and `work` of another build (the same simulator, load and
+    /// Redis): how a change is compared with the build before it.
+    #[arg(long)]
+    pub service_binary: Option<std::path::PathBuf>,
     /// Keep the processes' logs (otherwise removed after a successful run).
     #[arg(long)]
     pub keep_logs: bool,

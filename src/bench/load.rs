@@ -98,6 +98,11 @@ impl Conn {
         }
     }
 
+    /// Opens the connection now rather than on the first request.
+    pub async fn connect(&mut self) -> anyhow::Result<()> {
+        self.sender().await.map(|_| ())
+    }
+
     async fn sender(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let tcp = tokio::net::TcpStream::connect(self.addr).await?;
@@ -186,15 +191,23 @@ pub fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
 }
 
 /// Sends every request over `connections` connections, each taking the next unsent request
-/// as soon as its previous one is answered.
+/// as soon as its previous one is answered. The connections are opened before the clock
+/// starts, as `wrk` does, so that the figures are of requests, not of TCP handshakes.
 pub async fn closed_loop(addr: SocketAddr, connections: usize, requests: Arc<Vec<Req>>) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
+    let mut conns = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
+        let mut conn = Conn::new(addr);
+        // A connection that cannot open now is retried by its first request, and counted.
+        let _ = conn.connect().await;
+        conns.push(conn);
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..connections.max(1))
-        .map(|_| {
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
             let (next, requests) = (next.clone(), requests.clone());
             tokio::spawn(async move {
-                let mut conn = Conn::new(addr);
                 let mut done = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

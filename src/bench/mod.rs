@@ -21,7 +21,7 @@ use crate::config::BenchArgs;
 use anyhow::{bail, Context};
 use lifecycle::{Hooks, Target};
 use load::{closed_loop, Conn, Req};
-use processes::{free_addr, spawn_self, wait_ready, PrivateRedis, Process};
+use processes::{free_addr, spawn, wait_ready, PrivateRedis, Process};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -32,14 +32,22 @@ const LOCATION: &str = "bench-location";
 /// KakaoPay calls in one lifecycle: ready, approve, cancel.
 const KAKAOPAY_CALLS: u32 = 3;
 
-/// The Markdown report, also echoed to stderr as it grows so a long run shows progress.
+/// The Markdown report, also echoed to stderr as it grows so a long run shows progress,
+/// and what went wrong: a benchmark whose requests failed measured something else.
 #[derive(Default)]
-struct Report(String);
+struct Report {
+    text: String,
+    problems: Vec<String>,
+}
 
 impl Report {
     fn line(&mut self, text: impl AsRef<str>) {
         eprintln!("{}", text.as_ref());
-        let _ = writeln!(self.0, "{}", text.as_ref());
+        let _ = writeln!(self.text, "{}", text.as_ref());
+    }
+
+    fn problem(&mut self, what: String) {
+        self.problems.push(what);
     }
 }
 
@@ -67,6 +75,8 @@ struct Env {
     client_token: String,
     admin_token: String,
     callback_secret: String,
+    /// The binary whose `api`, `serve` and `work` are measured.
+    service_exe: std::path::PathBuf,
 }
 
 impl Env {
@@ -96,7 +106,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = processes::scratch_dir()?;
     let redis = PrivateRedis::start(&dir).await?;
     let sim_addr = free_addr()?;
-    let mut sim = spawn_self(
+    let this = std::env::current_exe().context("cannot find this binary")?;
+    let mut sim = spawn(
+        &this,
         "sim",
         &["sim"],
         &[("SIM_BIND", sim_addr.to_string())],
@@ -109,6 +121,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         client_token: format!("bench-client-{:016x}", rand::random::<u64>()),
         admin_token: format!("bench-admin-{:016x}", rand::random::<u64>()),
         callback_secret: format!("bench-{:032x}", rand::random::<u128>()),
+        service_exe: args.service_binary.clone().unwrap_or(this),
     };
     let mut report = Report::default();
     report.line(format!(
@@ -126,6 +139,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.runs,
         dir.display()
     ));
+    if let Some(other) = &args.service_binary {
+        report.line(format!("Service processes run `{}`.\n", other.display()));
+    }
     if args.wants("enqueue") {
         enqueue(&args, &env, &redis, sim_addr, &dir, &mut report).await?;
     }
@@ -133,12 +149,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         lifecycles(&args, &env, &redis, (&sim, sim_addr), &dir, &mut report).await?;
     }
     if let Some(path) = &args.out {
-        std::fs::write(path, &report.0)
+        std::fs::write(path, &report.text)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!("{}", report.0);
+    println!("{}", report.text);
     drop(sim);
     drop(redis);
+    if !report.problems.is_empty() {
+        bail!(
+            "the run had failures, so its figures do not count (logs kept in {}): {}",
+            dir.display(),
+            report.problems.join("; ")
+        );
+    }
     if !args.keep_logs {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -165,7 +188,8 @@ async fn start_service(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Process, SocketAddr)> {
     let addr = free_addr()?;
-    let mut process = spawn_self(
+    let mut process = spawn(
+        &env.service_exe,
         mode,
         &[mode],
         &env.service(namespace, addr, extra),
@@ -382,6 +406,16 @@ async fn enqueue(
 
     report.line("| request | connections | requests/s | p50 ms | p99 ms | max ms | not 2xx | ÷ SET rate | CPU µs per request: api / redis / load | 2 cores ÷ that CPU |");
     report.line("|---|---|---|---|---|---|---|---|---|---|");
+    for runs in [&health_runs, &callback_runs, &refund_runs] {
+        for (c, s) in runs {
+            if s.bad > 0 {
+                report.problem(format!(
+                    "{} enqueue-path answers at {c} connections were not 2xx",
+                    s.bad
+                ));
+            }
+        }
+    }
     for (name, runs) in [
         ("`GET /healthz` (no Redis)", &health_runs),
         (
@@ -485,10 +519,10 @@ async fn lifecycles(
     dir: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    const LEVELS: [usize; 3] = [16, 64, 256];
+    let levels: Vec<usize> = args.concurrency.iter().map(|&c| c as usize).collect();
     let hooks = Hooks::default();
     let hooks_addr = hooks.serve().await?;
-    let concurrency = LEVELS[LEVELS.len() - 1];
+    let concurrency = levels.iter().copied().max().unwrap_or(16);
     let (serve, api) = start_service(
         "serve",
         env,
@@ -522,13 +556,15 @@ async fn lifecycles(
         window.as_secs(),
         warmup.as_secs()
     ));
-    report.line("| KakaoPay latency | concurrency | lifecycles/s | p50 ms | p99 ms | failed | ÷ (concurrency ÷ 3 calls × latency) | ÷ (concurrency ÷ latency) | CPU ms per lifecycle: serve / sim / redis / load |");
-    report.line("|---|---|---|---|---|---|---|---|---|");
+    report.line("| KakaoPay latency | concurrency | lifecycles/s | p50 ms | p99 ms | failed | ÷ (concurrency ÷ 3 calls × latency) | ÷ (concurrency ÷ latency) | CPU ms per lifecycle: serve / sim / redis / load | `serve` peak RSS MiB |");
+    report.line("|---|---|---|---|---|---|---|---|---|---|");
     let mut finished = 0u64;
     let mut run_no = 0;
-    for latency in [0u64, 100] {
+    for &latency in &args.latencies {
         set_latency(sim_addr, latency).await?;
-        for &c in &LEVELS {
+        for &c in &levels {
+            serve.reset_peak_rss();
+            let mut peak_rss = 0u64;
             let mut rates = Vec::new();
             let mut p50s = Vec::new();
             let mut p99s = Vec::new();
@@ -544,6 +580,7 @@ async fn lifecycles(
                     processes::own_cpu(),
                 ];
                 let out = lifecycle::run(&target, c, warmup, window, &format!("LC{run_no}")).await;
+                peak_rss = peak_rss.max(serve.peak_rss_kib());
                 let cpu_after = [
                     serve.cpu(),
                     sim.cpu(),
@@ -552,6 +589,11 @@ async fn lifecycles(
                 ];
                 finished += out.finished;
                 failed += out.failed;
+                if let Some(f) = &out.first_failure {
+                    report.problem(format!(
+                        "lifecycles failed at {latency} ms, concurrency {c}: {f}"
+                    ));
+                }
                 if first_failure.is_none() {
                     first_failure = out.first_failure.clone();
                 }
@@ -575,10 +617,11 @@ async fn lifecycles(
                 )
             };
             report.line(format!(
-                "| {latency} ms | {c} | {rate:.0} | {:.1} | {:.1} | {failed} | {ideal_lifecycle} | {ideal_call} | {:.2} / {:.2} / {:.2} / {:.2} |",
+                "| {latency} ms | {c} | {rate:.0} | {:.1} | {:.1} | {failed} | {ideal_lifecycle} | {ideal_call} | {:.2} / {:.2} / {:.2} / {:.2} | {:.1} |",
                 median(p50s),
                 median(p99s),
-                cpu[0], cpu[1], cpu[2], cpu[3]
+                cpu[0], cpu[1], cpu[2], cpu[3],
+                mib(peak_rss)
             ));
             if let Some(f) = first_failure {
                 report.line(format!("\nFirst failure: {f}\n"));
@@ -591,7 +634,15 @@ async fn lifecycles(
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let monitor = tokio::spawn(footprint::monitor(redis.port, stopped));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let out = lifecycle::run(&target, 16, Duration::ZERO, Duration::from_secs(2), "MON").await;
+    let smallest = levels.iter().copied().min().unwrap_or(16);
+    let out = lifecycle::run(
+        &target,
+        smallest,
+        Duration::ZERO,
+        Duration::from_secs(2),
+        "MON",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = stop.send(());
     let commands = monitor.await??;
@@ -599,7 +650,7 @@ async fn lifecycles(
     let n = out.finished.max(1) as f64;
     report.line("\n## 4. Redis per lifecycle\n");
     report.line(format!(
-        "Commands counted with `MONITOR` over {} lifecycles at concurrency 16 (background work of the idle loops included): **{:.1} commands sent per lifecycle** (each a round trip unless pipelined), and {:.1} more run inside our Lua scripts.\n",
+        "Commands counted with `MONITOR` over {} lifecycles at concurrency {smallest} (background work of the idle loops included): **{:.1} commands sent per lifecycle** (each a round trip unless pipelined), and {:.1} more run inside our Lua scripts.\n",
         out.finished,
         commands.sent_total() as f64 / n,
         commands.in_scripts_total() as f64 / n,
@@ -661,6 +712,9 @@ async fn lifecycles(
         .lines()
         .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
         .count();
+    if troubles > 0 {
+        report.problem(format!("the serve log has {troubles} warnings or errors"));
+    }
     report.line(format!(
         "The `serve` log has {troubles} warnings or errors; webhooks received: {}.\n",
         target

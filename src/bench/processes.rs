@@ -29,6 +29,12 @@ impl Process {
         proc_status_kib(self.pid(), "VmHWM:")
     }
 
+    /// Starts the peak (VmHWM) over from the current RSS, so that each load level reports its
+    /// own peak.
+    pub fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
     pub fn rss_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmRSS:")
     }
@@ -82,14 +88,15 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts this binary with a subcommand and environment, its stderr (the log) in `log`.
-pub fn spawn_self(
+/// Starts a kakaopay-worker binary with a subcommand and environment, its stderr (the log)
+/// in `log`.
+pub fn spawn(
+    exe: &Path,
     name: &str,
     args: &[&str],
     env: &[(&str, String)],
     log: &Path,
 ) -> anyhow::Result<Process> {
-    let exe = std::env::current_exe().context("cannot find this binary")?;
     let mut command = Command::new(exe);
     command
         .args(args)
