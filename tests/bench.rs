@@ -56,7 +56,7 @@ fn a_small_bench_runs_every_part_and_reports_each_figure() {
         let rate: f64 = row[3].parse().unwrap();
         assert!(rate > 0.0, "{row:?}");
         assert_eq!(row[6], "0", "no lifecycle failed: {row:?}");
-        let peak_mib: f64 = row[10].parse().unwrap();
+        let peak_mib: f64 = row[11].parse().unwrap();
         assert!(
             peak_mib > 1.0,
             "the serve process's peak RSS is read: {row:?}"

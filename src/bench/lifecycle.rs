@@ -87,6 +87,9 @@ pub struct Outcome {
     pub first_failure: Option<String>,
     /// Sorted durations of the lifecycles finished in the window.
     pub latencies: Vec<Duration>,
+    /// Sorted durations of each step of those lifecycles: payment created (KakaoPay ready),
+    /// approved (page, callback, worker, webhook), refunded (request, worker, webhook).
+    pub steps: [Vec<Duration>; 3],
 }
 
 impl Outcome {
@@ -120,12 +123,15 @@ pub async fn run(
                     n += 1;
                     let began = Instant::now();
                     match one(&target, &mut api, &mut sim, &format!("{tag}-{n}")).await {
-                        Ok(()) => {
+                        Ok(steps) => {
                             out.finished += 1;
                             let ended = Instant::now();
                             if ended >= from && ended < until {
                                 out.in_window += 1;
                                 out.latencies.push(ended - began);
+                                for (all, step) in out.steps.iter_mut().zip(steps) {
+                                    all.push(step);
+                                }
                             }
                         }
                         Err(e) => {
@@ -148,11 +154,17 @@ pub async fn run(
         total.finished += out.finished;
         total.failed += out.failed;
         total.latencies.extend(out.latencies);
+        for (all, step) in total.steps.iter_mut().zip(out.steps) {
+            all.extend(step);
+        }
         if total.first_failure.is_none() {
             total.first_failure = out.first_failure;
         }
     }
     total.latencies.sort_unstable();
+    for step in &mut total.steps {
+        step.sort_unstable();
+    }
     total
 }
 
@@ -195,7 +207,14 @@ fn path_of(url: &str) -> anyhow::Result<String> {
     })
 }
 
-async fn one(target: &Target, api: &mut Conn, sim: &mut Conn, order: &str) -> anyhow::Result<()> {
+/// One lifecycle; answers how long its three steps took.
+async fn one(
+    target: &Target,
+    api: &mut Conn,
+    sim: &mut Conn,
+    order: &str,
+) -> anyhow::Result<[Duration; 3]> {
+    let began = Instant::now();
     let created = api
         .send(
             &Req::post_json("/v1/payments", &payment_body(&target.location, order))
@@ -211,6 +230,7 @@ async fn one(target: &Target, api: &mut Conn, sim: &mut Conn, order: &str) -> an
     let page = created["redirect"]["pc"].as_str().unwrap_or_default();
     let press = path_of(page)?.replace("/info", "/action/approve");
     let mut events = target.hooks.watch(&payment_id);
+    let created_at = Instant::now();
     let result = async {
         let pressed = sim.send(&Req::post_form(press, "method=CARD")).await;
         let callback = pressed
@@ -222,6 +242,7 @@ async fn one(target: &Target, api: &mut Conn, sim: &mut Conn, order: &str) -> an
             "callback",
         )?;
         wait_for(&mut events, "payment.approved").await?;
+        let approved_at = Instant::now();
         let refund = Req::post_json(
             format!("/v1/payments/{payment_id}/refunds"),
             &json!({"requested_by": "admin", "reason": "bench", "amount": TOTAL}),
@@ -229,7 +250,12 @@ async fn one(target: &Target, api: &mut Conn, sim: &mut Conn, order: &str) -> an
         .bearer(&target.admin_token)
         .header("idempotency-key", order);
         expect(&api.send(&refund).await, 202, "refund")?;
-        wait_for(&mut events, "refund.succeeded").await
+        wait_for(&mut events, "refund.succeeded").await?;
+        Ok([
+            created_at - began,
+            approved_at - created_at,
+            approved_at.elapsed(),
+        ])
     }
     .await;
     target.hooks.unwatch(&payment_id);

@@ -556,8 +556,8 @@ async fn lifecycles(
         window.as_secs(),
         warmup.as_secs()
     ));
-    report.line("| KakaoPay latency | concurrency | lifecycles/s | p50 ms | p99 ms | failed | ÷ (concurrency ÷ 3 calls × latency) | ÷ (concurrency ÷ latency) | CPU ms per lifecycle: serve / sim / redis / load | `serve` peak RSS MiB |");
-    report.line("|---|---|---|---|---|---|---|---|---|---|");
+    report.line("| KakaoPay latency | concurrency | lifecycles/s | p50 ms | p99 ms | failed | ÷ (concurrency ÷ 3 calls × latency) | ÷ (concurrency ÷ latency) | p50 ms per step: created / approved / refunded | CPU ms per lifecycle: serve / sim / redis / load | `serve` peak RSS MiB |");
+    report.line("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut finished = 0u64;
     let mut run_no = 0;
     for &latency in &args.latencies {
@@ -568,6 +568,7 @@ async fn lifecycles(
             let mut rates = Vec::new();
             let mut p50s = Vec::new();
             let mut p99s = Vec::new();
+            let mut steps: [Vec<f64>; 3] = Default::default();
             let mut cpus = Vec::new();
             let mut failed = 0;
             let mut first_failure = None;
@@ -600,6 +601,9 @@ async fn lifecycles(
                 rates.push(out.per_second());
                 p50s.push(ms(load::quantile(&out.latencies, 0.5)));
                 p99s.push(ms(load::quantile(&out.latencies, 0.99)));
+                for (medians, step) in steps.iter_mut().zip(&out.steps) {
+                    medians.push(ms(load::quantile(step, 0.5)));
+                }
                 let per = |i: usize| ms(cpu_after[i] - cpu_before[i]) / out.finished.max(1) as f64;
                 cpus.push([per(0), per(1), per(2), per(3)]);
             }
@@ -617,9 +621,12 @@ async fn lifecycles(
                 )
             };
             report.line(format!(
-                "| {latency} ms | {c} | {rate:.0} | {:.1} | {:.1} | {failed} | {ideal_lifecycle} | {ideal_call} | {:.2} / {:.2} / {:.2} / {:.2} | {:.1} |",
+                "| {latency} ms | {c} | {rate:.0} | {:.1} | {:.1} | {failed} | {ideal_lifecycle} | {ideal_call} | {:.1} / {:.1} / {:.1} | {:.2} / {:.2} / {:.2} / {:.2} | {:.1} |",
                 median(p50s),
                 median(p99s),
+                median(steps[0].clone()),
+                median(steps[1].clone()),
+                median(steps[2].clone()),
                 cpu[0], cpu[1], cpu[2], cpu[3],
                 mib(peak_rss)
             ));
