@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LOCATION: &str = "bench-location";
+const LIFECYCLE_NAMESPACE: &str = "bench-lifecycle";
 /// KakaoPay calls in one lifecycle: ready, approve, cancel.
 const KAKAOPAY_CALLS: u32 = 3;
 
@@ -526,7 +527,7 @@ async fn lifecycles(
     let (serve, api) = start_service(
         "serve",
         env,
-        "bench-lifecycle",
+        LIFECYCLE_NAMESPACE,
         &[
             ("WORKER_CONCURRENCY", concurrency.to_string()),
             ("WEBHOOK_URL", format!("http://{hooks_addr}/hooks")),
@@ -689,7 +690,11 @@ async fn lifecycles(
     report.line("| key kind | keys | expiring | bytes (MEMORY USAGE) | bytes per payment |");
     report.line("|---|---|---|---|---|");
     let mut kept = 0u64;
-    for (kind, usage) in &kinds {
+    // Only this part's keys: the enqueue part's payments share the Redis.
+    for (kind, usage) in kinds
+        .iter()
+        .filter(|(k, _)| k.contains(LIFECYCLE_NAMESPACE))
+    {
         let per = usage.bytes as f64 / finished.max(1) as f64;
         if per < 1.0 {
             continue;
@@ -714,7 +719,8 @@ async fn lifecycles(
         mib(serve.peak_rss_kib()),
         mib(serve.rss_kib())
     ));
-    let log = std::fs::read_to_string(dir.join("bench-lifecycle-serve.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(dir.join(format!("{LIFECYCLE_NAMESPACE}-serve.log")))
+        .unwrap_or_default();
     let troubles = log
         .lines()
         .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
