@@ -23,6 +23,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod kakaopay;
+pub mod listener;
 pub mod metrics;
 pub mod queues;
 pub mod refunds;

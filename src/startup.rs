@@ -11,7 +11,6 @@ use kakaopay_jobs::queue::{connection_config, Producer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -84,8 +83,7 @@ impl Application {
         let http = match &settings.http {
             None => None,
             Some(h) => {
-                let listener = TcpListener::bind(h.bind)
-                    .await
+                let listener = crate::listener::bind(h.bind)
                     .with_context(|| format!("cannot listen on BIND {}", h.bind))?;
                 let local = listener.local_addr()?;
                 address = Some(local);

@@ -29,7 +29,7 @@ pub struct Hooks {
 impl Hooks {
     /// Serves the webhook endpoint; answers its address.
     pub async fn serve(&self) -> anyhow::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::listener::bind(([127, 0, 0, 1], 0).into())?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/hooks", post(receive))

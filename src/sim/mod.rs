@@ -134,7 +134,7 @@ impl SimServer {
 
     /// On a free port of 127.0.0.1, for tests and the demo.
     pub async fn spawn(config: SimConfig) -> std::io::Result<SimServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::listener::bind(([127, 0, 0, 1], 0).into())?;
         SimServer::start(listener, config)
     }
 
@@ -202,8 +202,7 @@ pub async fn run(args: crate::config::SimArgs) -> anyhow::Result<()> {
                 .map(crate::kakaopay::OrderStatus::from),
         },
     };
-    let listener = TcpListener::bind(args.sim_bind)
-        .await
+    let listener = crate::listener::bind(args.sim_bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on SIM_BIND {}: {e}", args.sim_bind))?;
     let server = SimServer::start(listener, config)?;
     tracing::info!(url = %server.url, "KakaoPay simulator listening");
