@@ -13,6 +13,7 @@
 //! - [`kakaopay`] the client for both API generations and its error classification.
 //! - [`sim`] the KakaoPay simulator every test and the demo run against.
 //! - [`bench`] `kakaopay-worker bench`: the whole service measured (BENCHMARKS.md).
+//! - [`listener`] TCP listeners with a backlog for bursts of new connections.
 //! - The job argument types and the Redis queue under apalis live in the `kakaopay-jobs`
 //!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
 
