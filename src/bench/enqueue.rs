@@ -1,0 +1,284 @@
+//! Part 1: the HTTP enqueue path of an `api` process (callbacks and refund requests at 50
+//! and 200 connections, `GET /healthz` as the ceiling), next to `redis-benchmark -t set` on
+//! the same Redis, with the CPU each process spent per request.
+
+use super::load::{self, closed_loop, Conn, Req};
+use super::processes::{self, PrivateRedis, Process};
+use super::{connect_location, lifecycle, median, mib, ms, start_service, Env, Report, LOCATION};
+use crate::config::BenchArgs;
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Waits until a queue has nothing pending, running or scheduled; fails on a failed or dead job.
+async fn wait_drained(api: SocketAddr, admin_token: &str, queue: &str) -> anyhow::Result<()> {
+    let mut conn = Conn::new(api);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let answer = conn
+            .send(&Req::get("/v1/queues").bearer(admin_token))
+            .await
+            .json();
+        let q = answer["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == queue))
+            .cloned()
+            .unwrap_or_default();
+        if q["failed"].as_u64().unwrap_or(0) + q["dead"].as_u64().unwrap_or(0) > 0 {
+            bail!("jobs of {queue} failed: {q}");
+        }
+        let busy = ["pending", "running", "scheduled"]
+            .iter()
+            .map(|f| q[*f].as_u64().unwrap_or(u64::MAX))
+            .sum::<u64>();
+        if busy == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{queue} did not drain: {q}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Part 1: the HTTP enqueue path of an `api` process, next to Redis's own SET rate.
+pub(super) async fn measure(
+    args: &BenchArgs,
+    env: &Env,
+    redis: &PrivateRedis,
+    sim_addr: SocketAddr,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    const LEVELS: [usize; 2] = [50, 200];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (api_process, api) = start_service("api", env, "bench-enqueue", &[], dir).await?;
+    connect_location(api, &env.admin_token).await?;
+    let per_run = args.requests as usize;
+    let needed = per_run * LEVELS.len() * args.runs as usize;
+
+    // Payments to call back about: created through the API (KakaoPay ready at the
+    // simulator), then approved by the member on the simulator's page.
+    let creates: Vec<Req> = (0..needed)
+        .map(|n| {
+            Req::post_json(
+                "/v1/payments",
+                &lifecycle::payment_body(LOCATION, &format!("EQ-{n}")),
+            )
+            .bearer(&env.client_token)
+        })
+        .collect();
+    let created = closed_loop(api, 64, Arc::new(creates)).await;
+    if created.unexpected(201) > 0 {
+        bail!(
+            "{} payments were not created; the first: {}",
+            created.unexpected(201),
+            created.first_unexpected(201).unwrap_or_default()
+        );
+    }
+    let created_rate = created.per_second();
+    let payments: Vec<String> = created
+        .answers
+        .iter()
+        .map(|a| {
+            a.json()["payment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let presses: Vec<Req> = created
+        .answers
+        .iter()
+        .map(|a| {
+            let page = a.json()["redirect"]["pc"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let path = url::Url::parse(&page)
+                .map(|u| u.path().to_string())
+                .unwrap_or_default();
+            Req::post_form(path.replace("/info", "/action/approve"), "method=CARD")
+        })
+        .collect();
+    let pressed = closed_loop(sim_addr, 64, Arc::new(presses)).await;
+    let mut callbacks = Vec::with_capacity(needed);
+    for answer in &pressed.answers {
+        let url = answer
+            .location
+            .as_deref()
+            .context("the simulator did not redirect")?;
+        let url = url::Url::parse(url)?;
+        callbacks.push(Req::get(format!(
+            "{}?{}",
+            url.path(),
+            url.query().unwrap_or("")
+        )));
+    }
+
+    report.line("## 1. Enqueue path (one `api` process, HTTP/1.1 keep-alive, closed loop)\n");
+    report.line(format!(
+        "Setup: {needed} payments created through `POST /v1/payments` (synchronous KakaoPay ready at the simulator, 0 ms) at {created_rate:.0}/s with 64 connections.\n"
+    ));
+
+    let mut set_rates = Vec::new();
+    for &c in &LEVELS {
+        let mut rates = Vec::new();
+        let mut p50s = Vec::new();
+        for _ in 0..args.runs {
+            let (rate, p50) = redis.benchmark_set(c, 200_000)?;
+            rates.push(rate);
+            p50s.push(p50);
+        }
+        set_rates.push((c, median(rates), median(p50s)));
+    }
+    let set_rate = |c: usize| {
+        set_rates
+            .iter()
+            .find(|s| s.0 == c)
+            .map(|s| s.1)
+            .unwrap_or(f64::NAN)
+    };
+
+    // The ceiling of HTTP through our stack on this machine: a route that touches nothing.
+    let mut health_runs = Vec::new();
+    for &c in &LEVELS {
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            let batch = vec![Req::get("/healthz"); per_run];
+            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
+        }
+        health_runs.push((c, summarize(&runs, 200)));
+    }
+
+    let mut callbacks = callbacks.into_iter();
+    let mut callback_runs = Vec::new();
+    for &c in &LEVELS {
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            let batch: Vec<Req> = callbacks.by_ref().take(per_run).collect();
+            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
+        }
+        callback_runs.push((c, summarize(&runs, 200)));
+    }
+
+    // Approve them all (a `work` process), so that refunds can be asked for.
+    let (work, _) = start_service(
+        "work",
+        env,
+        "bench-enqueue",
+        &[("WORKER_CONCURRENCY", "64".into())],
+        dir,
+    )
+    .await?;
+    wait_drained(api, &env.admin_token, "approve_payment").await?;
+    drop(work);
+
+    let mut refund_runs = Vec::new();
+    let mut k = 0usize;
+    for &c in &LEVELS {
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            let batch: Vec<Req> = (0..per_run)
+                .map(|_| {
+                    k += 1;
+                    Req::post_json(
+                        format!("/v1/payments/{}/refunds", payments[k % payments.len()]),
+                        &json!({"requested_by": "admin", "reason": "bench", "amount": 1}),
+                    )
+                    .bearer(&env.admin_token)
+                    .header("idempotency-key", &format!("bench-{k}"))
+                })
+                .collect();
+            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
+        }
+        refund_runs.push((c, summarize(&runs, 202)));
+    }
+
+    report.line("| request | connections | requests/s | p50 ms | p99 ms | max ms | not 2xx | ÷ SET rate | CPU µs per request: api / redis / load | 2 cores ÷ that CPU |");
+    report.line("|---|---|---|---|---|---|---|---|---|---|");
+    for runs in [&health_runs, &callback_runs, &refund_runs] {
+        for (c, s) in runs {
+            if s.bad > 0 {
+                report.problem(format!(
+                    "{} enqueue-path answers at {c} connections were not 2xx",
+                    s.bad
+                ));
+            }
+        }
+    }
+    for (name, runs) in [
+        ("`GET /healthz` (no Redis)", &health_runs),
+        (
+            "callback `GET /kakaopay/callback/…/approve`",
+            &callback_runs,
+        ),
+        ("refund `POST /v1/payments/{id}/refunds`", &refund_runs),
+    ] {
+        for (c, s) in runs {
+            report.line(format!(
+                "| {name} | {c} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0}/s |",
+                s.rate,
+                s.p50,
+                s.p99,
+                s.max,
+                s.bad,
+                s.rate / set_rate(*c),
+                s.cpu_us[0],
+                s.cpu_us[1],
+                s.cpu_us[2],
+                cores as f64 * 1e6 / s.cpu_us.iter().sum::<f64>()
+            ));
+        }
+    }
+    for (c, rate, p50) in &set_rates {
+        report.line(format!(
+            "| `redis-benchmark -t set -n 200000` | {c} | {rate:.0} | {p50:.2} | | | | 1.00 | | |"
+        ));
+    }
+    report.line(format!(
+        "\n{per_run} requests a run. Peak RSS of the `api` process: {:.1} MiB; its CPU time: {:.1} s.\n",
+        mib(api_process.peak_rss_kib()),
+        api_process.cpu().as_secs_f64()
+    ));
+    drop(api_process);
+    Ok(())
+}
+
+/// A closed-loop run with the CPU time the api process, Redis and this process spent on it.
+async fn measured(
+    api: SocketAddr,
+    connections: usize,
+    batch: Vec<Req>,
+    [service, redis]: [&Process; 2],
+) -> (load::Run, [f64; 3]) {
+    let before = [service.cpu(), redis.cpu(), processes::own_cpu()];
+    let run = closed_loop(api, connections, Arc::new(batch)).await;
+    let after = [service.cpu(), redis.cpu(), processes::own_cpu()];
+    let n = run.answers.len().max(1) as f64;
+    let cpu = [0, 1, 2].map(|i| (after[i] - before[i]).as_secs_f64() * 1e6 / n);
+    (run, cpu)
+}
+
+struct Summary {
+    cpu_us: [f64; 3],
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    bad: usize,
+}
+
+fn summarize(measured: &[(load::Run, [f64; 3])], expected: u16) -> Summary {
+    let runs: Vec<&load::Run> = measured.iter().map(|(r, _)| r).collect();
+    Summary {
+        cpu_us: [0, 1, 2].map(|i| median(measured.iter().map(|(_, c)| c[i]).collect())),
+        rate: median(runs.iter().map(|r| r.per_second()).collect()),
+        p50: median(runs.iter().map(|r| ms(r.quantile(0.5))).collect()),
+        p99: median(runs.iter().map(|r| ms(r.quantile(0.99))).collect()),
+        max: median(runs.iter().map(|r| ms(r.quantile(1.0))).collect()),
+        bad: runs.iter().map(|r| r.unexpected(expected)).sum(),
+    }
+}
