@@ -395,3 +395,43 @@ async fn the_reconciler_settles_an_approving_payment_whose_job_is_gone() {
     workers.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_callback_after_redis_forgot_its_scripts_approves_once() {
+    // The callback sends its read and the transition script in one pipeline, so it must load
+    // the script itself when Redis has forgotten it (a restart, SCRIPT FLUSH).
+    let redis = PrivateRedis::start();
+    let app = spawn_app_with(AppOptions {
+        redis_url: redis.url(),
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(payment_body("loc_1", "NS-1")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let callback = app
+        .member_presses(created["tid"].as_str().unwrap(), "approve")
+        .await;
+    assert_eq!(app.follow(&callback).await.status(), 303);
+    let payment = app.wait_status(&id, "approved").await;
+    let theirs = ledger(&app.sim, payment["tid"].as_str().unwrap()).await;
+    let approvals = theirs["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["payment_action_type"] == "PAYMENT")
+        .count();
+    assert_eq!(approvals, 1, "{theirs}");
+    app.stop().await;
+}

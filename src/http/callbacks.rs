@@ -106,11 +106,6 @@ pub async fn callback(
     if !["approve", "cancel", "fail"].contains(&action.as_str()) {
         return Err(ApiError::not_found("callback"));
     }
-    let payment = state
-        .store
-        .payment_state(&payment_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment"))?;
     let transition = match action.as_str() {
         "approve" => {
             let token = query
@@ -139,7 +134,12 @@ pub async fn callback(
             "KakaoPay reported the payment failed",
         ),
     };
-    let status = match state.store.transition(&payment_id, transition).await? {
+    let (payment, outcome) = state
+        .store
+        .payment_and_transition(&payment_id, transition)
+        .await?;
+    let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
+    let status = match outcome {
         TransitionOutcome::Applied => match action.as_str() {
             "approve" => PaymentStatus::Approving,
             "cancel" => PaymentStatus::Canceled,

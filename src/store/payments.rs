@@ -450,35 +450,95 @@ impl Store {
         id: &str,
         t: Transition,
     ) -> Result<TransitionOutcome, StoreError> {
-        debug_assert!(t.from.iter().all(|f| f.can_move_to(t.to)), "{t:?}");
-        let key = self.payment_key(id);
-        let from: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+        let (keys, args) = self.transition_call(id, &t);
         let mut inv = TRANSITION.prepare_invoke();
-        inv.key(&key)
-            .key(self.history_key(id))
-            .key(self.index_key(PaymentStatus::Ready))
-            .key(self.index_key(PaymentStatus::Approving))
-            .arg(id)
-            .arg(from.join(" "))
-            .arg(t.to.as_str())
-            .arg(now_rfc3339())
-            .arg(chrono::Utc::now().timestamp_millis())
-            .arg(&t.cause);
+        for key in &keys {
+            inv.key(key);
+        }
+        for arg in &args {
+            inv.arg(arg);
+        }
+        let answer: (String, String) = inv.invoke_async(&mut self.conn.clone()).await?;
+        self.transition_outcome(id, answer)
+    }
+
+    /// The payment as it was (without its history) and a transition of it, in one round trip:
+    /// what a callback needs.
+    pub async fn payment_and_transition(
+        &self,
+        id: &str,
+        t: Transition,
+    ) -> Result<(Option<Payment>, TransitionOutcome), StoreError> {
+        let (keys, args) = self.transition_call(id, &t);
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.payment_key(id));
+        pipe.cmd("EVALSHA")
+            .arg(TRANSITION.get_hash())
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&args);
+        let mut conn = self.conn.clone();
+        type Answer = (HashMap<String, String>, (String, String));
+        let sent: redis::RedisResult<Answer> = pipe.query_async(&mut conn).await;
+        let (fields, answer) = match sent {
+            // Redis does not know the script yet (a restart, a flush): nothing ran, so load
+            // it and send the pair again.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                TRANSITION.prepare_invoke().load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        Ok((
+            self.parse_payment(id, fields, &[])?,
+            self.transition_outcome(id, answer)?,
+        ))
+    }
+
+    /// The keys and arguments of the transition script.
+    fn transition_call(&self, id: &str, t: &Transition) -> (Vec<String>, Vec<String>) {
+        debug_assert!(t.from.iter().all(|f| f.can_move_to(t.to)), "{t:?}");
+        let from: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+        let keys = vec![
+            self.payment_key(id),
+            self.history_key(id),
+            self.index_key(PaymentStatus::Ready),
+            self.index_key(PaymentStatus::Approving),
+        ];
+        let mut args = vec![
+            id.to_string(),
+            from.join(" "),
+            t.to.as_str().to_string(),
+            now_rfc3339(),
+            chrono::Utc::now().timestamp_millis().to_string(),
+            t.cause.clone(),
+        ];
         if let Some(token) = &t.pg_token {
-            inv.arg("pg_token").arg(token);
+            args.extend(["pg_token".to_string(), token.clone()]);
         }
         if let Some(a) = &t.approval {
-            inv.arg("approval")
-                .arg(serde_json::to_string(a).expect("approvals serialize"));
+            args.extend([
+                "approval".to_string(),
+                serde_json::to_string(a).expect("approvals serialize"),
+            ]);
         }
         if let Some(f) = &t.failure {
-            inv.arg("failure")
-                .arg(serde_json::to_string(f).expect("failures serialize"));
+            args.extend([
+                "failure".to_string(),
+                serde_json::to_string(f).expect("failures serialize"),
+            ]);
         }
-        let (outcome, status): (String, String) = inv.invoke_async(&mut self.conn.clone()).await?;
+        (keys, args)
+    }
+
+    fn transition_outcome(
+        &self,
+        id: &str,
+        (outcome, status): (String, String),
+    ) -> Result<TransitionOutcome, StoreError> {
         Ok(match outcome.as_str() {
             "ok" => TransitionOutcome::Applied,
-            "refused" => TransitionOutcome::Refused(parse_status(&key, &status)?),
+            "refused" => TransitionOutcome::Refused(parse_status(&self.payment_key(id), &status)?),
             _ => TransitionOutcome::Missing,
         })
     }
