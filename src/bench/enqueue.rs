@@ -79,30 +79,21 @@ pub(super) async fn measure(
         );
     }
     let created_rate = created.per_second();
-    let payments: Vec<String> = created
+    let (payments, presses): (Vec<String>, Vec<Req>) = created
         .answers
         .iter()
         .map(|a| {
-            a.json()["payment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    let presses: Vec<Req> = created
-        .answers
-        .iter()
-        .map(|a| {
-            let page = a.json()["redirect"]["pc"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let path = url::Url::parse(&page)
+            let created = a.json();
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let path = url::Url::parse(&text(&created["redirect"]["pc"]))
                 .map(|u| u.path().to_string())
                 .unwrap_or_default();
-            Req::post_form(path.replace("/info", "/action/approve"), "method=CARD")
+            (
+                text(&created["payment_id"]),
+                Req::post_form(path.replace("/info", "/action/approve"), "method=CARD"),
+            )
         })
-        .collect();
+        .unzip();
     let pressed = closed_loop(sim_addr, 64, Arc::new(presses)).await;
     let mut callbacks = Vec::with_capacity(needed);
     for answer in &pressed.answers {

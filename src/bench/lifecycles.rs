@@ -16,9 +16,8 @@ use std::time::Duration;
 
 async fn set_latency(sim: SocketAddr, latency_ms: u64) -> anyhow::Result<()> {
     let mut conn = Conn::new(sim);
-    let mut clear = Req::get("/__sim/faults");
-    clear.method = http::Method::DELETE;
-    conn.send(&clear).await;
+    conn.send(&Req::new(http::Method::DELETE, "/__sim/faults"))
+        .await;
     if latency_ms > 0 {
         let answer = conn
             .send(&Req::post_json(

@@ -23,18 +23,26 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn get(path: impl Into<String>) -> Req {
+    pub fn new(method: Method, path: impl Into<String>) -> Req {
         Req {
-            method: Method::GET,
+            method,
             path: path.into(),
             headers: Vec::new(),
             body: Bytes::new(),
         }
     }
 
+    pub fn get(path: impl Into<String>) -> Req {
+        Req::new(Method::GET, path)
+    }
+
     pub fn post_json(path: impl Into<String>, body: &serde_json::Value) -> Req {
+        Req::json(Method::POST, path, body)
+    }
+
+    pub fn json(method: Method, path: impl Into<String>, body: &serde_json::Value) -> Req {
         Req {
-            method: Method::POST,
+            method,
             path: path.into(),
             headers: vec![(
                 http::header::CONTENT_TYPE,

@@ -205,12 +205,12 @@ async fn start_service(
 }
 
 async fn connect_location(api: SocketAddr, admin_token: &str) -> anyhow::Result<()> {
-    let mut req = Req::post_json(
+    let req = Req::json(
+        http::Method::PUT,
         format!("/v1/locations/{LOCATION}/kakaopay"),
         &json!({"cid": "TC0ONETIME", "secret_key": crate::sim::DEFAULT_SECRET_KEY}),
     )
     .bearer(admin_token);
-    req.method = http::Method::PUT;
     let answer = Conn::new(api).send(&req).await;
     if answer.status != 200 {
         bail!(
