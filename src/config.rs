@@ -223,6 +223,10 @@ pub struct SimArgs {
     /// Status an expired, never-approved payment turns into (e.g. QUIT_PAYMENT); unset keeps it pending.
     #[arg(long, env = "SIM_EXPIRED_STATUS", value_parser = ["QUIT_PAYMENT", "FAIL_PAYMENT", "FAIL_AUTH_PASSWORD"])]
     pub sim_expired_status: Option<String>,
+    /// `false`: the order inquiry leaves out each action's `payload`, as one real test-mode
+    /// answer did (KAKAOPAY.md §2), so that refunds must be matched by amounts.
+    #[arg(long, env = "SIM_INQUIRY_PAYLOAD", default_value = "true", action = clap::ArgAction::Set)]
+    pub sim_inquiry_payload: bool,
 }
 
 /// A comma-separated list of secrets; empty items are ignored.
@@ -293,7 +297,7 @@ fn webhook_secret(s: &str) -> Result<Secret, String> {
 }
 
 /// Every environment variable the command line reads.
-const VARIABLES: [&str; 24] = [
+const VARIABLES: [&str; 25] = [
     "LOG_FORMAT",
     "REDIS_URL",
     "QUEUE_NAMESPACE",
@@ -317,6 +321,7 @@ const VARIABLES: [&str; 24] = [
     "SIM_ADMIN_KEYS",
     "SIM_READY_WINDOW_SECS",
     "SIM_EXPIRED_STATUS",
+    "SIM_INQUIRY_PAYLOAD",
     "RUST_LOG",
 ];
 

@@ -81,3 +81,15 @@ pub fn queue_depth(namespace: &str, queue: &str, counts: &kakaopay_jobs::queue::
             .set(value as f64);
     }
 }
+
+/// Counts a payment or refund the reconciler could not settle in a round, by why: what an
+/// operator watches for (`no_credentials` wants a location reconnected).
+pub fn unsettled(namespace: &str, subject: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "reconciler_unsettled_total",
+        "namespace" => namespace.to_string(),
+        "subject" => subject,
+        "reason" => reason
+    )
+    .increment(1);
+}

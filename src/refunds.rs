@@ -23,9 +23,13 @@ pub struct PaymentFacts<'a> {
     /// What KakaoPay approved.
     pub approved: Won,
     pub approved_tax_free: Won,
-    /// Refunded so far.
+    /// The VAT KakaoPay approved, when the booking system gave an explicit `vat_amount`: then
+    /// every refund states its share of it (`cancel_vat_amount`).
+    pub approved_vat: Option<Won>,
+    /// Refunded so far, and its tax-free and VAT parts.
     pub refunded: Won,
     pub refunded_tax_free: Won,
+    pub refunded_vat: Won,
     /// The resource's policy at purchase time, if the booking system gave one.
     pub policy: Option<&'a RefundPolicy>,
 }
@@ -61,6 +65,8 @@ pub struct Decision {
     pub outcome: Outcome,
     pub amount: Won,
     pub tax_free: Won,
+    /// Sent as `cancel_vat_amount` when the payment had an explicit VAT.
+    pub vat: Option<Won>,
     pub rule: String,
 }
 
@@ -70,6 +76,7 @@ impl Decision {
             outcome,
             amount: Won::ZERO,
             tax_free: Won::ZERO,
+            vat: None,
             rule: rule.to_string(),
         }
     }
@@ -88,26 +95,56 @@ pub fn remaining(p: &PaymentFacts) -> Won {
     p.approved.checked_sub(p.refunded).unwrap_or(Won::ZERO)
 }
 
-/// The tax-free share of refunding `amount`: proportional, rounded down, except that the
-/// refund emptying the payment takes exactly the tax-free part left, so the parts sum to the
-/// original split to the won.
-pub fn tax_free_share(p: &PaymentFacts, amount: Won) -> Won {
-    let left = remaining(p);
-    let tax_free_left = p
-        .approved_tax_free
-        .checked_sub(p.refunded_tax_free)
-        .unwrap_or(Won::ZERO);
-    if amount >= left {
-        return tax_free_left;
+/// `a − b`, never below zero.
+fn less(a: Won, b: Won) -> Won {
+    a.checked_sub(b).unwrap_or(Won::ZERO)
+}
+
+/// A part's proportional share of `amount`: `floor(amount × part ÷ whole)`, clamped so that
+/// neither the part nor the rest of the whole gives more than it has left, and all of what is
+/// left of the part when `amount` empties the whole. Exact sums to the won, whatever the
+/// sequence of refunds (REFUNDS.md, "Amounts").
+fn share(amount: Won, part: Won, whole: Won, part_left: Won, whole_left: Won) -> Won {
+    if amount >= whole_left {
+        return part_left;
     }
-    if p.approved.get() == 0 {
+    if whole == Won::ZERO {
         return Won::ZERO;
     }
-    let share =
-        (amount.get() as i128 * p.approved_tax_free.get() as i128) / p.approved.get() as i128;
-    Won::new(share as i64)
+    let rest_left = less(whole_left, part_left);
+    let floor = less(amount, rest_left);
+    let ceiling = amount.min(part_left);
+    let proportional = (amount.get() as i128 * part.get() as i128) / whole.get() as i128;
+    Won::new(proportional as i64)
         .unwrap_or(Won::ZERO)
-        .min(tax_free_left)
+        .max(floor)
+        .min(ceiling)
+}
+
+/// The tax-free share of refunding `amount`.
+pub fn tax_free_share(p: &PaymentFacts, amount: Won) -> Won {
+    share(
+        amount,
+        p.approved_tax_free,
+        p.approved,
+        less(p.approved_tax_free, p.refunded_tax_free),
+        remaining(p),
+    )
+}
+
+/// The VAT share of refunding `amount` with `tax_free` of it tax-free: a share of the taxable
+/// part, `None` when the payment had no explicit VAT (KakaoPay then computes it).
+pub fn vat_share(p: &PaymentFacts, amount: Won, tax_free: Won) -> Option<Won> {
+    let vat = p.approved_vat?;
+    let taxable = less(p.approved, p.approved_tax_free);
+    let taxable_left = less(remaining(p), less(p.approved_tax_free, p.refunded_tax_free));
+    Some(share(
+        less(amount, tax_free),
+        vat,
+        taxable,
+        less(vat, p.refunded_vat),
+        taxable_left,
+    ))
 }
 
 fn refund(p: &PaymentFacts, amount: Won, rule: impl Into<String>) -> Decision {
@@ -115,9 +152,11 @@ fn refund(p: &PaymentFacts, amount: Won, rule: impl Into<String>) -> Decision {
     if amount == Won::ZERO {
         return rejected("nothing_left");
     }
+    let tax_free = tax_free_share(p, amount);
     Decision {
         outcome: Outcome::Refund,
-        tax_free: tax_free_share(p, amount),
+        vat: vat_share(p, amount, tax_free),
+        tax_free,
         amount,
         rule: rule.into(),
     }
@@ -268,8 +307,10 @@ mod tests {
             starts_at: Some(t(START)),
             approved: won(30_000),
             approved_tax_free: won(0),
+            approved_vat: None,
             refunded: won(0),
             refunded_tax_free: won(0),
+            refunded_vat: won(0),
             policy,
         }
     }
@@ -590,6 +631,71 @@ mod tests {
         assert_eq!(tax_free_share(&after, won(7_667)), won(697));
     }
 
+    /// Admin refunds of `amounts` in turn; answers each refund's tax-free part.
+    fn tax_free_parts(total: i64, tax_free: i64, amounts: &[i64]) -> Vec<i64> {
+        let ctx = serde_json::Map::new();
+        let map = on();
+        let (mut refunded, mut refunded_tf) = (0, 0);
+        let mut parts = Vec::new();
+        for &a in amounts {
+            let p = PaymentFacts {
+                approved: won(total),
+                approved_tax_free: won(tax_free),
+                refunded: won(refunded),
+                refunded_tax_free: won(refunded_tf),
+                ..payment(Service::Bookings, None)
+            };
+            let mut r = ask("2026-06-01T10:00:00+09:00", &ctx);
+            r.by_admin = true;
+            r.amount = Some(won(a));
+            let d = decide(&p, Some(&auto(&map)), &r);
+            assert_eq!(d.amount, won(a), "refund {a} of {total}");
+            refunded += a;
+            refunded_tf += d.tax_free.get();
+            parts.push(d.tax_free.get());
+        }
+        parts
+    }
+
+    #[test]
+    fn vector_19_no_taxable_won_left_for_the_second() {
+        assert_eq!(tax_free_parts(3, 2, &[1, 1, 1]), vec![0, 1, 1]);
+    }
+
+    #[test]
+    fn vector_20_small_refunds_on_a_mostly_tax_free_payment() {
+        let mut amounts = vec![9; 11];
+        amounts.push(9_901);
+        let parts = tax_free_parts(10_000, 9_990, &amounts);
+        let mut expected = vec![8; 10];
+        expected.extend([9, 9_901]);
+        assert_eq!(parts, expected);
+        assert_eq!(parts.iter().sum::<i64>(), 9_990);
+    }
+
+    #[test]
+    fn an_explicit_vat_is_shared_out_and_sums_exactly() {
+        // 22,000 with 2,000 VAT: a third, then the rest.
+        let p = PaymentFacts {
+            approved: won(22_000),
+            approved_vat: Some(won(2_000)),
+            ..payment(Service::Bookings, None)
+        };
+        assert_eq!(vat_share(&p, won(5_500), Won::ZERO), Some(won(500)));
+        let after = PaymentFacts {
+            refunded: won(5_500),
+            refunded_vat: won(500),
+            ..p.clone()
+        };
+        assert_eq!(vat_share(&after, won(16_500), Won::ZERO), Some(won(1_500)));
+        // Without an explicit VAT, KakaoPay computes it.
+        let implicit = PaymentFacts {
+            approved_vat: None,
+            ..p
+        };
+        assert_eq!(vat_share(&implicit, won(5_500), Won::ZERO), None);
+    }
+
     #[test]
     fn disconnected_and_nothing_left() {
         let ctx = serde_json::Map::new();
@@ -648,40 +754,86 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Admin refunds of `asks` in turn, then one for the rest, with the invariants of
+        /// REFUNDS.md's "Amounts" checked after each.
+        fn check_sequence(
+            total: i64,
+            tax_free: i64,
+            vat_pct: i64,
+            asks: &[i64],
+        ) -> Result<(), TestCaseError> {
+            let vat = (total - tax_free) * vat_pct / 100 / 2;
+            let ctx = serde_json::Map::new();
+            let map = on();
+            let (mut refunded, mut refunded_tf, mut refunded_vat) = (0i64, 0i64, 0i64);
+            for a in asks.iter().copied().chain(std::iter::once(i64::MAX / 4)) {
+                let p = PaymentFacts {
+                    approved: won(total),
+                    approved_tax_free: won(tax_free),
+                    approved_vat: Some(won(vat)),
+                    refunded: won(refunded),
+                    refunded_tax_free: won(refunded_tf),
+                    refunded_vat: won(refunded_vat),
+                    ..payment(Service::Bookings, None)
+                };
+                let mut r = ask("2026-06-01T10:00:00+09:00", &ctx);
+                r.by_admin = true;
+                r.amount = Some(won(a));
+                let d = decide(&p, Some(&auto(&map)), &r);
+                if d.outcome == Outcome::Refund {
+                    let d_vat = d.vat.expect("an explicit VAT is shared").get();
+                    let taxable = d.amount.get() - d.tax_free.get();
+                    prop_assert!(d.tax_free <= d.amount);
+                    prop_assert!(d_vat <= taxable);
+                    refunded += d.amount.get();
+                    refunded_tf += d.tax_free.get();
+                    refunded_vat += d_vat;
+                }
+                prop_assert!(refunded <= total);
+                prop_assert!(refunded_tf <= tax_free);
+                prop_assert!(
+                    refunded - refunded_tf <= total - tax_free,
+                    "taxable part overdrawn"
+                );
+                prop_assert!(refunded_vat <= vat);
+                prop_assert!(
+                    (refunded - refunded_tf) - refunded_vat <= (total - tax_free) - vat,
+                    "supply part overdrawn"
+                );
+            }
+            prop_assert_eq!(refunded, total);
+            prop_assert_eq!(refunded_tf, tax_free);
+            prop_assert_eq!(refunded_vat, vat);
+            Ok(())
+        }
+
         proptest! {
-            /// Any sequence of refunds never exceeds what was approved, and emptying the payment
-            /// returns exactly its tax-free part.
+            /// Any sequence of refunds never exceeds what was approved, no refund cancels more
+            /// of the tax-free, taxable or VAT part than is left, and emptying the payment
+            /// returns exactly its tax-free part and its VAT.
             #[test]
-            fn refunds_never_exceed_and_tax_free_sums_exactly(
+            fn refunds_never_exceed_and_parts_sum_exactly(
                 total in 1i64..10_000_000,
                 tax_free_pct in 0i64..=100,
+                vat_pct in 0i64..=100,
                 asks in proptest::collection::vec(1i64..10_000_000, 1..20),
             ) {
-                let tax_free = total * tax_free_pct / 100;
-                let ctx = serde_json::Map::new();
-                let map = on();
-                let mut refunded = 0i64;
-                let mut refunded_tf = 0i64;
-                for a in asks.iter().copied().chain(std::iter::once(i64::MAX / 4)) {
-                    let p = PaymentFacts {
-                        approved: won(total), approved_tax_free: won(tax_free),
-                        refunded: won(refunded), refunded_tax_free: won(refunded_tf),
-                        ..payment(Service::Bookings, None)
-                    };
-                    let mut r = ask("2026-06-01T10:00:00+09:00", &ctx);
-                    r.by_admin = true;
-                    r.amount = Some(won(a));
-                    let d = decide(&p, Some(&auto(&map)), &r);
-                    if d.outcome == Outcome::Refund {
-                        prop_assert!(d.tax_free <= d.amount);
-                        refunded += d.amount.get();
-                        refunded_tf += d.tax_free.get();
-                    }
-                    prop_assert!(refunded <= total);
-                    prop_assert!(refunded_tf <= tax_free);
-                }
-                prop_assert_eq!(refunded, total);
-                prop_assert_eq!(refunded_tf, tax_free);
+                check_sequence(total, total * tax_free_pct / 100, vat_pct, &asks)?;
+            }
+
+            /// The edges of REFUNDS.md's vectors 19 and 20: many small refunds of a payment
+            /// that is almost all tax-free (or almost all taxable).
+            #[test]
+            fn small_refunds_on_lopsided_payments(
+                total in 1i64..20_000,
+                taxable in 0i64..20,
+                flip in any::<bool>(),
+                vat_pct in 0i64..=100,
+                asks in proptest::collection::vec(1i64..12, 1..40),
+            ) {
+                let taxable = taxable.min(total);
+                let tax_free = if flip { taxable } else { total - taxable };
+                check_sequence(total, tax_free, vat_pct, &asks)?;
             }
 
             /// On the notice edge is in time; a minute less is not.

@@ -4,6 +4,7 @@
 
 mod support;
 
+use kakaopay_worker::sim::{Rules, SimConfig};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
@@ -46,7 +47,29 @@ where
 
 #[tokio::test]
 async fn every_payment_and_refund_reaches_its_right_end_despite_kakaopay_faults() {
-    let app = spawn_app().await;
+    storm(SimConfig::default()).await;
+}
+
+/// The same, with an order inquiry that leaves out every action's `payload` (as one real
+/// test-mode answer did): refunds are then told apart by their amounts.
+#[tokio::test]
+async fn the_same_storm_when_the_order_inquiry_shows_no_payloads() {
+    storm(SimConfig {
+        rules: Rules {
+            inquiry_payload: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+}
+
+async fn storm(sim: SimConfig) {
+    let app = spawn_app_with(AppOptions {
+        sim,
+        ..Default::default()
+    })
+    .await;
     app.connect_open_api("loc_1").await;
     // Ready is synchronous: it is not faulted here (the booking system would just retry).
     let mut ids = Vec::new();

@@ -420,6 +420,7 @@ async fn the_ready_window_expires() {
         rules: kakaopay_worker::sim::Rules {
             ready_window: Duration::from_millis(300),
             expired_status: Some(OrderStatus::QuitPayment),
+            ..Default::default()
         },
         ..Default::default()
     })

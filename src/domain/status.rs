@@ -48,6 +48,9 @@ impl PaymentStatus {
             (self, next),
             (Ready, Approving | Canceled | Failed | Expired)
                 | (Approving, Approved | Failed)
+                // A correction: KakaoPay proves approved a payment recorded failed (an answer
+                // that came after the failure was recorded, from a run whose lease lapsed).
+                | (Failed, Approved)
                 | (Approved, PartiallyRefunded | Refunded)
                 | (PartiallyRefunded, PartiallyRefunded | Refunded)
         )
@@ -116,6 +119,8 @@ impl RefundStatus {
             (self, next),
             (Queued, Processing | Rejected | ManualReview)
                 | (Processing, Succeeded | Failed | Rejected | ManualReview)
+                // A correction: KakaoPay proves paid a refund recorded failed.
+                | (Failed, Succeeded)
         )
     }
 
@@ -147,6 +152,7 @@ mod tests {
             (Approved, PartiallyRefunded),
             (Approved, Refunded),
             (PartiallyRefunded, Refunded),
+            (Failed, Approved),
         ] {
             assert!(from.can_move_to(to), "{from} -> {to}");
         }
@@ -161,15 +167,18 @@ mod tests {
                 allowed += from.can_move_to(to) as u32;
             }
         }
-        // The nine moves above plus partially_refunded -> partially_refunded (a second partial refund).
-        assert_eq!(allowed, 10);
+        // The ten moves above plus partially_refunded -> partially_refunded (a second partial refund).
+        assert_eq!(allowed, 11);
         assert!(!Approved.can_move_to(Ready));
         assert!(!Refunded.can_move_to(PartiallyRefunded));
         assert!(!Approving.can_move_to(Expired));
-        assert!(!Failed.can_move_to(Approved));
+        assert!(!Failed.can_move_to(Refunded));
         for s in PaymentStatus::ALL.into_iter().filter(|s| s.is_final()) {
+            // Only KakaoPay's proof of an approval reopens a failed payment.
             assert!(
-                PaymentStatus::ALL.iter().all(|&t| !s.can_move_to(t)),
+                PaymentStatus::ALL
+                    .iter()
+                    .all(|&t| !s.can_move_to(t) || (s, t) == (Failed, Approved)),
                 "{s} is final"
             );
         }
@@ -178,7 +187,14 @@ mod tests {
     #[test]
     fn refund_finals_go_nowhere() {
         for s in RefundStatus::ALL.into_iter().filter(|s| s.is_final()) {
-            assert!(RefundStatus::ALL.iter().all(|&t| !s.can_move_to(t)), "{s}");
+            let reopened =
+                |t: RefundStatus| (s, t) == (RefundStatus::Failed, RefundStatus::Succeeded);
+            assert!(
+                RefundStatus::ALL
+                    .iter()
+                    .all(|&t| !s.can_move_to(t) || reopened(t)),
+                "{s}"
+            );
         }
         assert!(RefundStatus::Queued.can_move_to(RefundStatus::Processing));
         assert!(!RefundStatus::Queued.can_move_to(RefundStatus::Succeeded));

@@ -1,15 +1,17 @@
 //! `POST /v1/payments/{payment_id}/refunds` and `GET /v1/refunds/{refund_id}`.
 //!
 //! A refund request is stored `queued` and its `cancel_payment` job enqueued; the worker
-//! decides it by the rules. The job, which carries the request, is enqueued first: it is the
-//! one durable step, and a refund whose record is missing is created from it by the worker.
+//! decides it by the rules. Storing the refund is the commit point: an answer other than 2xx
+//! means it was not stored, and so no job runs for it. The job is enqueued second (its id
+//! derives from the refund's, so enqueuing again is harmless); if that fails the refund is
+//! still accepted, and the reconciler enqueues the job of a `queued` refund that has none.
 
 use super::auth::{Client, Role};
 use super::body::ApiJson;
 use super::error::ApiError;
 use super::payments::checked_payment_id;
 use super::AppState;
-use crate::domain::PaymentStatus;
+use crate::domain::{PaymentStatus, RefundStatus};
 use crate::store::{Created, Refund};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -138,7 +140,12 @@ pub async fn create(
         .await?;
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     if let Some(existing) = existing {
-        return same_or_conflict(&existing, &request);
+        let answer = same_or_conflict(&existing, &request)?;
+        if existing.status == RefundStatus::Queued {
+            // A repeat of a request whose job may not have been enqueued: make sure it is.
+            enqueue(&state, &existing).await;
+        }
+        return Ok(answer);
     }
     if !matches!(
         payment.status,
@@ -164,17 +171,7 @@ pub async fn create(
         }
     }
 
-    let job = CancelPayment {
-        payment_id: payment_id.clone(),
-        refund_id: refund_id.clone(),
-        idempotency_key: key.clone(),
-        request: request.clone(),
-    };
-    state
-        .producer
-        .enqueue(&job, EnqueueOptions::with_id(job_id(&refund_id)))
-        .await?;
-    match state
+    let created = state
         .store
         .create_refund(
             &refund_id,
@@ -184,14 +181,38 @@ pub async fn create(
             &request,
             "http",
         )
-        .await?
+        .await?;
+    let refund = match created {
+        Created::Created(refund) => refund,
+        // The same key at the same moment.
+        Created::Exists(existing) => return same_or_conflict(&existing, &request),
+    };
+    enqueue(&state, &refund).await;
+    Ok(accepted(&refund))
+}
+
+/// Enqueues a stored refund's job (idempotent by its id). A failure is logged, not answered:
+/// the refund is stored, and the reconciler enqueues the job of a `queued` refund that has
+/// none.
+async fn enqueue(state: &AppState, refund: &Refund) {
+    let job = CancelPayment {
+        payment_id: refund.payment_id.clone(),
+        refund_id: refund.refund_id.clone(),
+        idempotency_key: refund.idempotency_key.clone(),
+        request: refund.request.clone(),
+    };
+    match state
+        .producer
+        .enqueue(&job, EnqueueOptions::with_id(job_id(&refund.refund_id)))
+        .await
     {
-        Created::Created(refund) => {
-            tracing::info!(refund_id = %refund_id, payment_id = %payment_id, "refund queued");
-            Ok(accepted(&refund))
+        Ok(e) if !e.duplicate => {
+            tracing::info!(refund_id = %refund.refund_id, payment_id = %refund.payment_id, "refund queued")
         }
-        // The same key at the same moment (or the worker was quicker).
-        Created::Exists(existing) => same_or_conflict(&existing, &request),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(refund_id = %refund.refund_id, error = %e, "refund stored but its job not enqueued; the reconciler will")
+        }
     }
 }
 

@@ -119,9 +119,16 @@ pub struct KakaoPay {
     http: reqwest::Client,
     /// Replaces both real hosts when set (the simulator serves both path families).
     base_override: Option<Url>,
+    timeouts: Timeouts,
 }
 
 impl KakaoPay {
+    /// The longest a call can take from our side: after that, a call we started has ended,
+    /// whatever KakaoPay did with it.
+    pub fn longest_call(&self) -> Duration {
+        self.timeouts.connect + self.timeouts.total
+    }
+
     pub fn new(base_override: Option<Url>, timeouts: Timeouts) -> anyhow::Result<Self> {
         crate::tls::init();
         let http = reqwest::Client::builder()
@@ -132,6 +139,7 @@ impl KakaoPay {
         Ok(KakaoPay {
             http,
             base_override,
+            timeouts,
         })
     }
 

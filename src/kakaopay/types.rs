@@ -325,10 +325,82 @@ impl OrderResponse {
 
     /// The cancel action carrying `payload`: proof that a refund already happened.
     pub fn cancel_with_payload(&self, payload: &str) -> Option<&PaymentAction> {
-        self.payment_action_details.iter().find(|a| {
-            a.payment_action_type == ActionType::Cancel && a.payload.as_deref() == Some(payload)
-        })
+        self.cancels()
+            .find(|a| a.payload.as_deref() == Some(payload))
     }
+
+    fn cancels(&self) -> impl DoubleEndedIterator<Item = &PaymentAction> {
+        self.payment_action_details
+            .iter()
+            .filter(|a| a.payment_action_type == ActionType::Cancel)
+    }
+
+    /// Everything canceled so far, from `canceled_amount` or else from what is left.
+    pub fn canceled_total(&self) -> Option<i64> {
+        match (
+            &self.canceled_amount,
+            &self.amount,
+            &self.cancel_available_amount,
+        ) {
+            (Some(c), _, _) => Some(c.total),
+            (None, Some(a), Some(left)) => Some(a.total - left.total),
+            _ => None,
+        }
+    }
+
+    /// Whether the cancel of `amount` sent with `payload` happened, when `canceled_before` had
+    /// been canceled before it. A CANCEL action carrying the payload proves it. Otherwise the
+    /// canceled amounts tell (KAKAOPAY.md §2: a real test-mode inquiry showed no payloads), and
+    /// where the cancels do carry payloads, none of them ours, amounts that say "yes" are a
+    /// contradiction left unclear, never read as "no".
+    pub fn find_cancel(&self, payload: &str, amount: i64, canceled_before: i64) -> CancelFound {
+        if let Some(a) = self.cancel_with_payload(payload) {
+            return CancelFound::Applied {
+                aid: a.aid.clone(),
+                amount: a.amount,
+            };
+        }
+        let payloads_shown = self.cancels().any(|a| a.payload.is_some());
+        match self.canceled_total() {
+            Some(c) if c == canceled_before + amount && !payloads_shown => {
+                let action = self
+                    .cancels()
+                    .rev()
+                    .find(|a| a.amount == Some(amount))
+                    .or_else(|| self.cancels().next_back());
+                match action {
+                    Some(a) => CancelFound::Applied {
+                        aid: a.aid.clone(),
+                        amount: Some(amount),
+                    },
+                    None => CancelFound::Unclear(format!(
+                        "KakaoPay shows {c} won canceled but lists no cancel"
+                    )),
+                }
+            }
+            Some(c) if c == canceled_before => CancelFound::NotApplied,
+            Some(c) => CancelFound::Unclear(format!(
+                "KakaoPay shows {c} won canceled; {canceled_before} had been before this refund of {amount}, and no cancel carries its payload"
+            )),
+            None if payloads_shown => CancelFound::NotApplied,
+            None => CancelFound::Unclear(
+                "the order inquiry shows neither payloads nor canceled amounts".into(),
+            ),
+        }
+    }
+}
+
+/// What the order inquiry says of one cancel we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelFound {
+    /// It happened: its action's `aid`, and its amount where KakaoPay gives it.
+    Applied {
+        aid: String,
+        amount: Option<i64>,
+    },
+    NotApplied,
+    /// Neither proven nor disproven (amounts that fit no story): never resend on this.
+    Unclear(String),
 }
 
 /// Deserializers that accept what captured answers disagree on: numbers as strings and the
@@ -368,5 +440,80 @@ mod lenient {
 
     pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
         Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inquiry after one approval of 22,000 (payload `pay_1`) and the cancels given as
+    /// (aid, amount, payload), with `canceled` in all.
+    fn order(cancels: &[(&str, i64, Option<&str>)], canceled: Option<i64>) -> OrderResponse {
+        let mut actions = vec![
+            serde_json::json!({"aid": "A_pay", "payment_action_type": "PAYMENT", "amount": 22000, "payload": "pay_1"}),
+        ];
+        for (aid, amount, payload) in cancels {
+            actions.push(serde_json::json!({"aid": aid, "payment_action_type": "CANCEL", "amount": amount, "payload": payload}));
+        }
+        let mut o = serde_json::json!({
+            "tid": "T1234567890123456789", "status": "PART_CANCEL_PAYMENT",
+            "amount": {"total": 22000}, "payment_action_details": actions,
+        });
+        if let Some(c) = canceled {
+            o["canceled_amount"] = serde_json::json!({"total": c});
+        }
+        serde_json::from_value(o).unwrap()
+    }
+
+    fn applied(aid: &str, amount: i64) -> CancelFound {
+        CancelFound::Applied {
+            aid: aid.into(),
+            amount: Some(amount),
+        }
+    }
+
+    #[test]
+    fn a_cancel_with_our_payload_is_ours() {
+        let o = order(&[("A_1", 5000, Some("rf_1"))], Some(5000));
+        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000));
+        assert_eq!(o.find_cancel("rf_2", 3000, 5000), CancelFound::NotApplied);
+    }
+
+    #[test]
+    fn without_payloads_the_amounts_tell() {
+        let o = order(&[("A_1", 5000, None), ("A_2", 3000, None)], Some(8000));
+        assert_eq!(o.find_cancel("rf_2", 3000, 5000), applied("A_2", 3000));
+        assert_eq!(o.find_cancel("rf_3", 1000, 8000), CancelFound::NotApplied);
+        assert!(matches!(
+            o.find_cancel("rf_3", 1000, 6000),
+            CancelFound::Unclear(_)
+        ));
+        // Nothing to go by at all.
+        let bare = order(&[("A_1", 5000, None)], None);
+        assert!(matches!(
+            bare.find_cancel("rf_1", 5000, 0),
+            CancelFound::Unclear(_)
+        ));
+    }
+
+    #[test]
+    fn a_payload_on_the_approval_alone_does_not_make_an_unmarked_cancel_someone_elses() {
+        // The approval shows its payload, the cancels none: the amounts still decide.
+        let o = order(&[("A_1", 5000, None)], Some(5000));
+        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000));
+    }
+
+    #[test]
+    fn amounts_that_contradict_the_payloads_are_unclear() {
+        // Someone else's cancel of the same amount carries its own payload.
+        let o = order(&[("A_1", 5000, Some("dashboard"))], Some(5000));
+        assert!(matches!(
+            o.find_cancel("rf_1", 5000, 0),
+            CancelFound::Unclear(_)
+        ));
+        // Without amounts, payloads on the cancels are trusted.
+        let o = order(&[("A_1", 5000, Some("rf_other"))], None);
+        assert_eq!(o.find_cancel("rf_1", 5000, 0), CancelFound::NotApplied);
     }
 }

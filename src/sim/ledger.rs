@@ -174,6 +174,9 @@ pub struct Rules {
     /// What an un-approved payment turns into once its window has passed; `None` keeps its
     /// pending status (KakaoPay's real behaviour is unverified, and that is the harder case).
     pub expired_status: Option<OrderStatus>,
+    /// Whether the order inquiry shows each action's `payload` (KAKAOPAY.md §2: one real
+    /// test-mode answer had none).
+    pub inquiry_payload: bool,
 }
 
 impl Default for Rules {
@@ -181,6 +184,7 @@ impl Default for Rules {
         Rules {
             ready_window: Duration::from_secs(15 * 60),
             expired_status: None,
+            inquiry_payload: true,
         }
     }
 }
@@ -580,6 +584,7 @@ impl Ledger {
     pub fn order(&mut self, f: &Fields) -> Result<Value, SimError> {
         let cid = f.cid()?;
         let tid = f.required_str("tid", 20)?;
+        let with_payload = self.rules.inquiry_payload;
         let p = self.find_mut(&cid, &tid)?;
         let mut answer = json!({
             "tid": p.tid, "cid": p.cid, "status": p.status.as_str(),
@@ -589,6 +594,15 @@ impl Ledger {
             "cancel_available_amount": p.remaining().to_json(), "created_at": p.created_at,
             "payment_action_details": p.actions.iter().map(|a| action_json(a, p.payment_method_type.as_deref())).collect::<Vec<_>>(),
         });
+        if !with_payload {
+            for action in answer["payment_action_details"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                action.as_object_mut().map(|a| a.remove("payload"));
+            }
+        }
         // Fields KakaoPay leaves out until they mean something.
         if let Some(m) = &p.payment_method_type {
             answer["payment_method_type"] = json!(m);

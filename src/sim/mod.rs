@@ -200,6 +200,7 @@ pub async fn run(args: crate::config::SimArgs) -> anyhow::Result<()> {
             expired_status: args
                 .sim_expired_status
                 .map(crate::kakaopay::OrderStatus::from),
+            inquiry_payload: args.sim_inquiry_payload,
         },
     };
     let listener = crate::listener::bind(args.sim_bind)

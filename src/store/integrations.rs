@@ -1,6 +1,9 @@
 //! A location's KakaoPay integration. Each change is stored as a new version and the payment
 //! remembers the version it was made with, so an approval in flight finishes with the
 //! credentials it started with even after the location disconnects or changes its key.
+//!
+//! Versions never expire: a payment can be approved, reconciled or refunded months after the
+//! location was last configured, and a version is a few hundred bytes per configuration change.
 
 use super::{now_rfc3339, Store, StoreError};
 use crate::domain::{Cid, RefundPolicy, Service};
@@ -8,9 +11,6 @@ use crate::kakaopay::Credentials;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Old versions outlive a disconnect long enough for any approval or refund in flight.
-const VERSION_TTL_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +65,34 @@ impl Integration {
     }
 }
 
+/// A payment's location as it is now (`None`: disconnected) and as it was when the payment was
+/// made (`None`: that version is gone, as it could be under earlier releases).
+#[derive(Debug, Clone)]
+pub struct Integrations {
+    pub current: Option<Integration>,
+    pub original: Option<Integration>,
+}
+
+impl Integrations {
+    /// What to cancel with: the location's current credentials while
+    /// they are for the same merchant (a rotated key), else those the payment was made with,
+    /// else the current ones as the last resort. `None`: no credentials at all, an operator
+    /// has to reconnect the location.
+    pub fn for_refunds(&self) -> Option<&Integration> {
+        match (&self.current, &self.original) {
+            (Some(c), Some(o)) if c.cid != o.cid => Some(o),
+            (Some(c), _) => Some(c),
+            (None, o) => o.as_ref(),
+        }
+    }
+
+    /// What to approve and inquire with: the credentials the payment started with (API.md:
+    /// approvals in flight finish with them), else the location's current ones.
+    pub fn for_approval(&self) -> Option<&Integration> {
+        self.original.as_ref().or(self.current.as_ref())
+    }
+}
+
 /// The part of an integration an operator sets.
 #[derive(Debug, Clone)]
 pub struct IntegrationSettings {
@@ -89,22 +117,14 @@ impl Store {
         self.read_integration(&self.integration_key(location)).await
     }
 
-    /// The integration as it was at `version` (kept after a disconnect).
-    pub async fn integration_version(
+    /// The location's integration now and as it was at `version`, in one round trip. The
+    /// version is made persistent as it is read: versions written by earlier releases carried a
+    /// 30-day expiry, and a payment still being worked on must not lose its credentials.
+    pub async fn integrations_of(
         &self,
         location: &str,
         version: u64,
-    ) -> Result<Option<Integration>, StoreError> {
-        self.read_integration(&self.integration_version_key(location, version))
-            .await
-    }
-
-    /// The location's integration now and as it was at `version`, in one round trip.
-    pub async fn integration_now_and_at(
-        &self,
-        location: &str,
-        version: u64,
-    ) -> Result<(Option<Integration>, Option<Integration>), StoreError> {
+    ) -> Result<Integrations, StoreError> {
         let (now_key, then_key) = (
             self.integration_key(location),
             self.integration_version_key(location, version),
@@ -112,12 +132,14 @@ impl Store {
         let (now, then): (Option<String>, Option<String>) = redis::pipe()
             .get(&now_key)
             .get(&then_key)
+            .persist(&then_key)
+            .ignore()
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok((
-            parse_integration(&now_key, now)?,
-            parse_integration(&then_key, then)?,
-        ))
+        Ok(Integrations {
+            current: parse_integration(&now_key, now)?,
+            original: parse_integration(&then_key, then)?,
+        })
     }
 
     async fn read_integration(&self, key: &str) -> Result<Option<Integration>, StoreError> {
@@ -174,8 +196,6 @@ impl Store {
             .cmd("SET")
             .arg(self.integration_version_key(&location, integration.version))
             .arg(&json)
-            .arg("EX")
-            .arg(VERSION_TTL_SECS)
             .ignore()
             .exec_async(&mut conn)
             .await?;

@@ -5,14 +5,16 @@
 //! cannot both win, and no change is ever recorded without its history.
 
 mod integrations;
+mod migrations;
 mod payments;
 mod refunds;
 
-pub use integrations::{Integration, IntegrationSettings, KeyKind};
+pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use payments::{
-    Approval, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition, TransitionOutcome,
+    Approval, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
+    TransitionOutcome,
 };
-pub use refunds::{Begin, Created, Locked, Refund};
+pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
 
 use redis::aio::ConnectionManager;
 

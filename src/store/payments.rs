@@ -93,9 +93,24 @@ pub struct Payment {
     pub failure: Option<Failure>,
     pub updated_at: String,
     pub history: Vec<HistoryEntry>,
-    /// Refunded so far, in won, and its tax-free part.
+    /// Refunded so far, in won, and its tax-free and VAT parts.
     pub refunded: i64,
     pub refunded_tax_free: i64,
+    pub refunded_vat: i64,
+    /// How many runs of its approval job began before this read (see
+    /// [`Store::payment_for_approval`]).
+    pub approval_runs: u32,
+}
+
+/// The time indexes the reconciler walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Payments `ready`, by creation.
+    Ready,
+    /// Payments `approving`, since they entered it.
+    Approving,
+    /// Refunds `queued` or `processing`, by request.
+    OpenRefunds,
 }
 
 /// A status change: allowed only from `from`, recorded with its cause and extra fields.
@@ -166,6 +181,19 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 if ARGV[3] == 'ready' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
 if ARGV[3] == 'approving' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
 return {'ok', status}
+"#,
+    )
+});
+
+/// Reads a payment and counts a run of its approval job (the count read is the runs before
+/// this one). KEYS: payment.
+static APPROVAL_RUN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('HINCRBY', KEYS[1], 'approval_runs', 1)
+return fields
 "#,
     )
 });
@@ -425,11 +453,30 @@ impl Store {
                 .get("refunded_tax_free")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            refunded_vat: fields
+                .get("refunded_vat")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            approval_runs: fields
+                .get("approval_runs")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             history: history
                 .iter()
                 .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))
                 .collect::<Result<_, _>>()?,
         }))
+    }
+
+    /// The payment as an approval run reads it, counting the run in the same step: a run that
+    /// sees an earlier one began asks the order inquiry before approving, whatever the queue's
+    /// attempt counter says (an operator's retry or a shutdown's hand-back reset it).
+    pub async fn payment_for_approval(&self, id: &str) -> Result<Option<Payment>, StoreError> {
+        let fields: HashMap<String, String> = APPROVAL_RUN
+            .key(self.payment_key(id))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        self.parse_payment(id, fields, &[])
     }
 
     /// The payment holding an order, if any.
@@ -543,21 +590,55 @@ impl Store {
         })
     }
 
-    /// Payments that entered `status` (ready or approving) before `before_ms`, oldest first.
-    pub async fn payments_in(
+    fn due_key(&self, index: Due) -> String {
+        match index {
+            Due::Ready => self.index_key(PaymentStatus::Ready),
+            Due::Approving => self.index_key(PaymentStatus::Approving),
+            Due::OpenRefunds => self.open_refunds_key(),
+        }
+    }
+
+    /// A page of `index`: the ids that entered it before `before_ms`, oldest first, from the
+    /// `offset`-th on.
+    pub async fn due(
         &self,
-        status: PaymentStatus,
+        index: Due,
         before_ms: i64,
+        offset: usize,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         Ok(redis::cmd("ZRANGEBYSCORE")
-            .arg(self.index_key(status))
+            .arg(self.due_key(index))
             .arg("-inf")
             .arg(before_ms)
             .arg("LIMIT")
-            .arg(0)
+            .arg(offset)
             .arg(limit)
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// How many of `ids` are still in `index` (those settled meanwhile have left it).
+    pub async fn still_due(&self, index: Due, ids: &[String]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.due_key(index))
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(scores.iter().filter(|s| s.is_some()).count())
+    }
+
+    /// Drops an entry of `index` whose record is gone or final (a repair: it needs nothing
+    /// more).
+    pub async fn forget_due(&self, index: Due, id: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(self.due_key(index))
+            .arg(id)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 }

@@ -4,6 +4,11 @@
 //! decided and keeps it until it has succeeded, failed or moved no money. The decision is made
 //! under the lock from the amounts the lock protects, so two concurrent full refunds cannot
 //! both pass. Every change is one script with its history entries.
+//!
+//! Each run of a refund's job takes the lock with a token of its own (`run`): a run whose lease
+//! lapsed while another took over can still record a success KakaoPay proves, but nothing
+//! else. The decision is recorded once, before the first cancel is sent, and every later run
+//! reuses it: settings changed between two attempts cannot change what was asked of KakaoPay.
 
 use super::{now_rfc3339, Failure, HistoryEntry, Payment, Store, StoreError};
 use crate::domain::{PaymentStatus, RefundStatus};
@@ -12,6 +17,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RefundDoc {
@@ -22,6 +28,23 @@ struct RefundDoc {
     /// `http` or `job` (enqueued straight into Redis).
     source: String,
     created_at: String,
+}
+
+/// What the rules decided, recorded before the first cancel is sent, with the payment's
+/// refunded amounts it was decided on (what tells, from the order inquiry's amounts, whether
+/// this refund happened).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    pub amount: i64,
+    pub tax_free: i64,
+    /// `cancel_vat_amount`, when the payment had an explicit VAT.
+    #[serde(default)]
+    pub vat: Option<i64>,
+    pub rule: String,
+    /// What was left to refund before this refund (`cancel_available_amount`).
+    pub available: i64,
+    /// Refunded before this refund, as we had recorded it.
+    pub refunded_before: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +63,10 @@ pub struct Refund {
     pub failure: Option<Failure>,
     pub updated_at: String,
     pub history: Vec<HistoryEntry>,
+    /// The decision, once recorded: a cancel may have been sent from then on.
+    pub decided: Option<Decided>,
+    /// The token of the run that holds the refund (empty before any run).
+    pub run: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,15 +76,23 @@ pub enum Created {
     Exists(Refund),
 }
 
-/// The payment's refund state, read under the refund lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The payment's refund state, read as this run took the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
+    /// This run's token: what every later change of the refund by this run names.
+    pub run: String,
     pub payment_status: PaymentStatus,
     pub refunded: i64,
     pub refunded_tax_free: i64,
+    pub refunded_vat: i64,
+    /// The decision of an earlier run, if one was recorded.
+    pub decided: Option<Decided>,
+    /// How long an earlier run's cancel may still be under way (Redis's clock; zero when
+    /// none can be).
+    pub in_flight_for: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     Locked(Locked),
     /// Another refund of the payment holds the lock.
@@ -67,73 +102,145 @@ pub enum Begin {
     Missing,
 }
 
-/// KEYS: refund, refund history, payment's refunds list, location's refunds.
-/// ARGV: refund id, doc, now, history, now_ms.
+/// What recording a change answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Applied,
+    /// Already so (a success recorded twice), or a change this run may no longer make: another
+    /// run took the refund over, or it is final.
+    Unchanged,
+}
+
+/// What recording a success KakaoPay proved answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    Recorded,
+    AlreadyRecorded,
+    /// The refund was closed without money (rejected, manual review, dismissed) although
+    /// KakaoPay shows it paid: left for an operator, never overwritten silently.
+    Contradicted(RefundStatus),
+}
+
+/// Milliseconds on Redis's clock, inside a script.
+const NOW_MS: &str =
+    "local t = redis.call('TIME')\nlocal now_ms = t[1] * 1000 + math.floor(t[2] / 1000)\n";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{NOW_MS}{body}"))
+}
+
+/// KEYS: refund, refund history, payment's refunds list, location's refunds, open refunds.
+/// ARGV: refund id, doc, now, history. Every key's type is checked before the first write: a
+/// script that fails midway keeps what it wrote, and a refund half stored is worse than none.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local kinds = {'hash', 'list', 'list', 'zset', 'zset'}
+for i, kind in ipairs(kinds) do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= kind then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t) end
+end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'queued', 'amount', 0, 'tax_free_amount', 0, 'updated_at', ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
+redis.call('ZADD', KEYS[5], now_ms, ARGV[1])
 return 1
 "#,
     )
 });
 
-/// KEYS: payment, refund, refund history. ARGV: refund id, now.
+/// KEYS: payment, refund, refund history, open refunds. ARGV: refund id, now, run token.
+/// (Indexing the refund as open here too covers refunds stored by an earlier release.)
 static BEGIN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local status = redis.call('HGET', KEYS[2], 'status')
 if not status then return {'missing'} end
 if status ~= 'queued' and status ~= 'processing' then return {'final', status} end
-local pay = redis.call('HMGET', KEYS[1], 'status', 'refund_lock', 'refunded', 'refunded_tax_free')
+local pay = redis.call('HMGET', KEYS[1], 'status', 'refund_lock', 'refunded', 'refunded_tax_free', 'refunded_vat')
 if not pay[1] then return {'missing'} end
 if pay[2] and pay[2] ~= '' and pay[2] ~= ARGV[1] then return {'busy'} end
 redis.call('HSET', KEYS[1], 'refund_lock', ARGV[1])
+redis.call('HSET', KEYS[2], 'run', ARGV[3])
+redis.call('ZADD', KEYS[4], 'NX', now_ms, ARGV[1])
 if status == 'queued' then
   redis.call('HSET', KEYS[2], 'status', 'processing', 'updated_at', ARGV[2])
   redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[2], from = 'queued', to = 'processing', cause = 'a worker took the refund'}))
 end
-return {'ok', pay[1], pay[3] or '0', pay[4] or '0'}
+local r = redis.call('HMGET', KEYS[2], 'decided', 'send_deadline_ms')
+local wait = 0
+if r[2] then wait = math.max(0, tonumber(r[2]) - now_ms) end
+return {'ok', pay[1], pay[3] or '0', pay[4] or '0', pay[5] or '0', r[1] or '', tostring(wait)}
 "#,
     )
 });
 
-/// Ends a refund that moves no (more) money. KEYS: payment, refund, refund history.
-/// ARGV: refund id, status, rule, failure json, now, cause.
-static FINISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Records the decision (once, with its history entry) and until when the cancel about to be
+/// sent may be under way. KEYS: refund, refund history. ARGV: run token, decision json, now,
+/// cause, amount, tax free, rule, the call's longest time in ms. Answers the decision in
+/// force (an earlier run's, if one was recorded).
+static SENDING: LazyLock<Script> = LazyLock::new(|| {
+    script(
         r#"
-local status = redis.call('HGET', KEYS[2], 'status')
+local r = redis.call('HMGET', KEYS[1], 'status', 'run', 'decided')
+if r[1] ~= 'processing' or r[2] ~= ARGV[1] then return {'stale'} end
+local decided = r[3]
+if not decided then
+  decided = ARGV[2]
+  redis.call('HSET', KEYS[1], 'decided', decided, 'amount', ARGV[5], 'tax_free_amount', ARGV[6], 'rule', ARGV[7], 'updated_at', ARGV[3])
+  redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[3], from = 'processing', to = 'processing', cause = ARGV[4]}))
+end
+redis.call('HSET', KEYS[1], 'send_deadline_ms', now_ms + tonumber(ARGV[8]))
+return {'ok', decided}
+"#,
+    )
+});
+
+/// Ends a refund that moves no (more) money, if `run` still holds it (and, with `settled` =
+/// 1, no cancel of it can still be under way). KEYS: payment, refund, refund history, open
+/// refunds. ARGV: refund id, status, rule, failure json, now, cause, run, settled.
+static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local r = redis.call('HMGET', KEYS[2], 'status', 'run', 'send_deadline_ms')
+local status = r[1]
 if status ~= 'queued' and status ~= 'processing' then return 0 end
+if (r[2] or '') ~= ARGV[7] then return 0 end
+if ARGV[8] == '1' and r[3] and now_ms < tonumber(r[3]) then return 0 end
 redis.call('HSET', KEYS[2], 'status', ARGV[2], 'rule', ARGV[3], 'failure', ARGV[4], 'updated_at', ARGV[5])
 redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[5], from = status, to = ARGV[2], cause = ARGV[6]}))
 if redis.call('HGET', KEYS[1], 'refund_lock') == ARGV[1] then redis.call('HSET', KEYS[1], 'refund_lock', '') end
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 "#,
     )
 });
 
-/// Records a refund KakaoPay made. KEYS: payment, payment history, refund, refund history.
-/// ARGV: refund id, amount, tax free, aid, approved total, now.
+/// Records a refund KakaoPay made, whichever run proves it: from `processing`, or from `failed`
+/// (a success proven after the refund was given up). KEYS: payment, payment history, refund,
+/// refund history, open refunds. ARGV: refund id, amount, tax free, vat, aid, approved total,
+/// now, cause.
 static SUCCEED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local status = redis.call('HGET', KEYS[3], 'status')
-if status ~= 'processing' then return 0 end
+if status == 'succeeded' then return {'already', status} end
+if status ~= 'processing' and status ~= 'failed' then return {'contradicted', status or ''} end
 local refunded = redis.call('HINCRBY', KEYS[1], 'refunded', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'refunded_tax_free', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'refunded_vat', ARGV[4])
 local from = redis.call('HGET', KEYS[1], 'status')
 local to = 'partially_refunded'
-if refunded >= tonumber(ARGV[5]) then to = 'refunded' end
-redis.call('HSET', KEYS[1], 'status', to, 'updated_at', ARGV[6], 'refund_lock', '')
-redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[6], from = from, to = to, cause = 'refund ' .. ARGV[1] .. ' of ' .. ARGV[2] .. ' won succeeded'}))
-redis.call('HSET', KEYS[3], 'status', 'succeeded', 'amount', ARGV[2], 'tax_free_amount', ARGV[3], 'aid', ARGV[4], 'updated_at', ARGV[6])
-redis.call('RPUSH', KEYS[4], cjson.encode({at = ARGV[6], from = status, to = 'succeeded', cause = 'KakaoPay canceled ' .. ARGV[2] .. ' won'}))
-return 1
+if refunded >= tonumber(ARGV[6]) then to = 'refunded' end
+redis.call('HSET', KEYS[1], 'status', to, 'updated_at', ARGV[7])
+if redis.call('HGET', KEYS[1], 'refund_lock') == ARGV[1] then redis.call('HSET', KEYS[1], 'refund_lock', '') end
+redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[7], from = from, to = to, cause = 'refund ' .. ARGV[1] .. ' of ' .. ARGV[2] .. ' won succeeded'}))
+redis.call('HSET', KEYS[3], 'status', 'succeeded', 'amount', ARGV[2], 'tax_free_amount', ARGV[3], 'aid', ARGV[5], 'updated_at', ARGV[7])
+redis.call('RPUSH', KEYS[4], cjson.encode({at = ARGV[7], from = status, to = 'succeeded', cause = ARGV[8]}))
+redis.call('ZREM', KEYS[5], ARGV[1])
+return {'ok', status}
 "#,
     )
 });
@@ -158,6 +265,11 @@ impl Store {
         self.key(&format!("payment:{payment_id}:refunds"))
     }
 
+    /// Refunds not final yet, by request time: what the reconciler walks.
+    pub(super) fn open_refunds_key(&self) -> String {
+        self.key("refunds:open")
+    }
+
     /// Stores a new refund `queued`, unless one with its id exists.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_refund(
@@ -178,37 +290,54 @@ impl Store {
             source: source.to_string(),
             created_at: now.clone(),
         };
-        let history = serde_json::to_string(&HistoryEntry {
+        let history_entry = HistoryEntry {
             at: now.clone(),
             from: None,
             to: RefundStatus::Queued.to_string(),
             cause: format!("requested by {} ({})", request.requested_by, source),
-        })
-        .expect("history serializes");
+        };
         let created: i64 = CREATE
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
             .key(self.payment_refunds_key(payment_id))
             .key(self.location_refunds_key(location_id))
+            .key(self.open_refunds_key())
             .arg(refund_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
-            .arg(history)
-            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(serde_json::to_string(&history_entry).expect("history serializes"))
             .invoke_async(&mut self.conn.clone())
             .await?;
+        if created == 1 {
+            // Answered from what was written, not read back: once stored, the answer must not
+            // depend on a second round trip that could fail.
+            return Ok(Created::Created(Refund {
+                refund_id: doc.refund_id,
+                payment_id: doc.payment_id,
+                idempotency_key: doc.idempotency_key,
+                request: doc.request,
+                source: doc.source,
+                created_at: doc.created_at,
+                status: RefundStatus::Queued,
+                amount: 0,
+                tax_free_amount: 0,
+                rule: None,
+                aid: None,
+                failure: None,
+                updated_at: now,
+                history: vec![history_entry],
+                decided: None,
+                run: String::new(),
+            }));
+        }
         let refund = self
             .refund_state(refund_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
                 key: self.refund_key(refund_id),
-                reason: "vanished right after it was stored".into(),
+                reason: "vanished right after it was found".into(),
             })?;
-        Ok(if created == 1 {
-            Created::Created(refund)
-        } else {
-            Created::Exists(refund)
-        })
+        Ok(Created::Exists(refund))
     }
 
     /// The refund with its history, as the API shows it.
@@ -294,6 +423,8 @@ impl Store {
             rule: text("rule"),
             aid: text("aid"),
             failure: json("failure")?.map(|f| parse(&key, f)).transpose()?,
+            decided: json("decided")?.map(|d| parse(&key, d)).transpose()?,
+            run: text("run").unwrap_or_default(),
             updated_at: text("updated_at").unwrap_or_default(),
             history: history
                 .iter()
@@ -324,27 +455,36 @@ impl Store {
         Ok(refunds)
     }
 
-    /// Takes the payment's refund lock for `refund_id` (again, if it holds it) and moves the
-    /// refund to `processing`; answers the payment's refund state under the lock.
+    /// Takes the payment's refund lock for `refund_id` under a new run token (taking the
+    /// refund over from an earlier run of it) and moves the refund to `processing`; answers the
+    /// payment's refund state under the lock and what earlier runs recorded.
     pub async fn begin_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
     ) -> Result<Begin, StoreError> {
+        let run = format!("{:016x}", rand::random::<u64>());
         let answer: Vec<String> = BEGIN
             .key(self.payment_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
+            .key(self.open_refunds_key())
             .arg(refund_id)
             .arg(now_rfc3339())
+            .arg(&run)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let key = self.refund_key(refund_id);
+        let num = |i: usize| answer.get(i).and_then(|v| v.parse::<i64>().ok());
         Ok(match answer.first().map(String::as_str) {
             Some("ok") => Begin::Locked(Locked {
+                run,
                 payment_status: parse(&key, serde_json::Value::String(answer[1].clone()))?,
-                refunded: answer[2].parse().unwrap_or(0),
-                refunded_tax_free: answer[3].parse().unwrap_or(0),
+                refunded: num(2).unwrap_or(0),
+                refunded_tax_free: num(3).unwrap_or(0),
+                refunded_vat: num(4).unwrap_or(0),
+                decided: decided(&key, answer.get(5))?,
+                in_flight_for: Duration::from_millis(num(6).unwrap_or(0).max(0) as u64),
             }),
             Some("busy") => Begin::Busy,
             Some("final") => {
@@ -354,41 +494,58 @@ impl Store {
         })
     }
 
-    /// Notes what the rules decided, before any money moves.
-    pub async fn note_decision(
+    /// Marks a cancel about to be sent by `run`, taking at most `longest`, recording
+    /// `decision` with its history entry unless an earlier run recorded one. Answers the
+    /// decision to send (the recorded one), or `None` if `run` no longer holds the refund.
+    pub async fn sending_refund(
         &self,
         refund_id: &str,
-        amount: i64,
-        tax_free: i64,
-        rule: &str,
-    ) -> Result<(), StoreError> {
-        let _: () = redis::cmd("HSET")
-            .arg(self.refund_key(refund_id))
-            .arg("amount")
-            .arg(amount)
-            .arg("tax_free_amount")
-            .arg(tax_free)
-            .arg("rule")
-            .arg(rule)
-            .query_async(&mut self.conn.clone())
+        run: &str,
+        decision: &Decided,
+        longest: Duration,
+    ) -> Result<Option<Decided>, StoreError> {
+        let answer: Vec<String> = SENDING
+            .key(self.refund_key(refund_id))
+            .key(self.refund_history_key(refund_id))
+            .arg(run)
+            .arg(serde_json::to_string(decision).expect("decisions serialize"))
+            .arg(now_rfc3339())
+            .arg(format!(
+                "the rules decided {} won ({}); canceling at KakaoPay",
+                decision.amount, decision.rule
+            ))
+            .arg(decision.amount)
+            .arg(decision.tax_free)
+            .arg(&decision.rule)
+            .arg(longest.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        match answer.first().map(String::as_str) {
+            Some("ok") => decided(&self.refund_key(refund_id), answer.get(1)),
+            _ => Ok(None),
+        }
     }
 
-    /// Ends a refund without moving money (rejected, manual review, failed) and frees the lock.
+    /// Ends a refund without moving money (rejected, manual review, failed) and frees the
+    /// lock, if the run `run` (empty: no run ever took it) still holds it; with `settled`,
+    /// only once no cancel of it can still be under way.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
+        run: &str,
+        settled: bool,
         status: RefundStatus,
         rule: &str,
         failure: Option<&Failure>,
         cause: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let done: i64 = FINISH
             .key(self.payment_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
+            .key(self.open_refunds_key())
             .arg(refund_id)
             .arg(status.as_str())
             .arg(rule)
@@ -399,35 +556,70 @@ impl Store {
             )
             .arg(now_rfc3339())
             .arg(cause)
+            .arg(run)
+            .arg(if settled { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(done == 1)
+        Ok(if done == 1 {
+            Recorded::Applied
+        } else {
+            Recorded::Unchanged
+        })
     }
 
     /// Records a refund KakaoPay made: the refund succeeded, the payment partially refunded or
-    /// refunded, the lock freed, in one step.
+    /// refunded, the lock freed, in one step, whichever run proves it.
     pub async fn succeed_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
-        amount: i64,
-        tax_free: i64,
-        aid: &str,
+        paid: &Paid,
         approved_total: i64,
-    ) -> Result<bool, StoreError> {
-        let done: i64 = SUCCEED
+        cause: &str,
+    ) -> Result<Success, StoreError> {
+        let (outcome, status): (String, String) = SUCCEED
             .key(self.payment_key(payment_id))
             .key(self.history_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
+            .key(self.open_refunds_key())
             .arg(refund_id)
-            .arg(amount)
-            .arg(tax_free)
-            .arg(aid)
+            .arg(paid.amount)
+            .arg(paid.tax_free)
+            .arg(paid.vat)
+            .arg(&paid.aid)
             .arg(approved_total)
             .arg(now_rfc3339())
+            .arg(cause)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(done == 1)
+        Ok(match outcome.as_str() {
+            "ok" => Success::Recorded,
+            "already" => Success::AlreadyRecorded,
+            _ => Success::Contradicted(parse(
+                &self.refund_key(refund_id),
+                serde_json::Value::String(status),
+            )?),
+        })
     }
+}
+
+/// A refund as KakaoPay made it, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paid {
+    pub amount: i64,
+    pub tax_free: i64,
+    pub vat: i64,
+    pub aid: String,
+}
+
+fn decided(key: &str, raw: Option<&String>) -> Result<Option<Decided>, StoreError> {
+    raw.filter(|r| !r.is_empty())
+        .map(|r| {
+            serde_json::from_str(r).map_err(|e| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: format!("decided: {e}"),
+            })
+        })
+        .transpose()
 }

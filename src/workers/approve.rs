@@ -1,13 +1,16 @@
 //! `approve_payment`: approves at KakaoPay exactly once, whatever fails on the way.
 //!
-//! The first attempt approves directly. Any later attempt, an ambiguous failure, or a payment
+//! The first run approves directly. Any later run (counted in the payment record, not by the
+//! queue's attempts, which an operator's retry resets), an ambiguous failure, or a payment
 //! without its `pg_token` asks the order inquiry first: a payment KakaoPay already shows as
 //! paid is recorded from the inquiry (its `PAYMENT` action's `aid`), never approved again.
+//! No failure is recorded before the inquiry confirms it, and an approval KakaoPay proves is
+//! recorded even over a `failed` record.
 
 use super::Deps;
-use crate::domain::{PaymentStatus, PgToken, Tid};
+use crate::domain::{PaymentStatus, PgToken, Tid, Won};
 use crate::kakaopay::{
-    ApproveRequest, Credentials, ErrorClass, KakaoPayError, OrderRequest, StatusClass,
+    Amount, ApproveRequest, Credentials, ErrorClass, KakaoPayError, OrderRequest, StatusClass,
 };
 use crate::store::{Approval, Failure, Integration, Payment, Transition, TransitionOutcome};
 use apalis::prelude::Data;
@@ -40,7 +43,7 @@ pub async fn approve_payment(
 async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {
     let payment = deps
         .store
-        .payment_state(&job.payment_id)
+        .payment_for_approval(&job.payment_id)
         .await
         .map_err(retry)?
         .ok_or_else(|| JobError::permanent(format!("no payment {}", job.payment_id)))?;
@@ -61,7 +64,7 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
         .pg_token
         .as_deref()
         .and_then(|t| PgToken::parse(t).ok());
-    let inquire_first = delivery.attempt > 1 || token.is_none();
+    let inquire_first = delivery.attempt > 1 || payment.approval_runs > 0 || token.is_none();
     if inquire_first && settled_by_inquiry(deps, &payment, &integration, &credentials).await? {
         return Ok(());
     }
@@ -85,7 +88,7 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
             let approval = Approval {
                 aid: answer.aid,
                 payment_method_type: answer.payment_method_type,
-                amount: answer.amount,
+                amount: approved_amount(Some(answer.amount), &payment),
                 approved_at: answer.approved_at.map(|t| t.0.to_rfc3339()),
             };
             record_approval(deps, &payment, approval, "KakaoPay approved the payment").await
@@ -94,12 +97,22 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
     }
 }
 
-async fn integration_of(deps: &Deps, payment: &Payment) -> Result<Integration, JobError> {
+/// The credentials to approve and inquire with. Without any, the job is dead with a message
+/// that says what to do, and the reconciler settles the payment once the location is
+/// connected again.
+pub async fn integration_of(deps: &Deps, payment: &Payment) -> Result<Integration, JobError> {
+    let location = &payment.request.location_id;
     deps.store
-        .integration_version(&payment.request.location_id, payment.integration_version)
+        .integrations_of(location, payment.integration_version)
         .await
         .map_err(retry)?
-        .ok_or_else(|| JobError::permanent("the integration this payment was made with is gone"))
+        .for_approval()
+        .cloned()
+        .ok_or_else(|| {
+            JobError::permanent(format!(
+                "no KakaoPay credentials for location {location}: reconnect it, then retry this job"
+            ))
+        })
 }
 
 async fn after_failed_approve(
@@ -128,7 +141,12 @@ async fn after_failed_approve(
                 )))
             }
         }
+        // A refusal of a run that is not the first may answer a duplicate: only failures
+        // the inquiry confirms are recorded.
         ErrorClass::Final => {
+            if settled_by_inquiry(deps, payment, integration, credentials).await? {
+                return Ok(());
+            }
             let failure = Failure {
                 reason: "kakaopay_error".into(),
                 kakaopay_code: e.code(),
@@ -169,7 +187,7 @@ pub async fn settled_by_inquiry(
             let approval = Approval {
                 aid: action.map(|a| a.aid.clone()).unwrap_or_default(),
                 payment_method_type: order.payment_method_type.clone(),
-                amount: order.amount.clone().unwrap_or_default(),
+                amount: approved_amount(order.amount.clone(), payment),
                 approved_at: order.approved_at.map(|t| t.0.to_rfc3339()),
             };
             record_approval(
@@ -198,6 +216,28 @@ pub async fn settled_by_inquiry(
     }
 }
 
+/// What was approved: KakaoPay's amounts where it gives them, else what the payment asked for
+/// (an answer that leaves `amount` out must not record an approval of 0 won, which could then
+/// never be refunded).
+fn approved_amount(reported: Option<Amount>, payment: &Payment) -> Amount {
+    match reported {
+        Some(a) if a.total > 0 => a,
+        _ => {
+            let r = &payment.request;
+            let vat = r
+                .vat_amount
+                .unwrap_or_else(|| Won::default_vat(r.total_amount, r.tax_free_amount));
+            tracing::warn!(payment_id = %payment.payment_id, "KakaoPay gave no approved amount; recording the payment's own");
+            Amount {
+                total: r.total_amount.get(),
+                tax_free: r.tax_free_amount.get(),
+                vat: vat.get(),
+                ..Amount::default()
+            }
+        }
+    }
+}
+
 /// Emits the event of a settled payment (approved or failed).
 async fn announce(
     deps: &Deps,
@@ -223,7 +263,12 @@ async fn record_approval(
     cause: &str,
 ) -> Result<(), JobError> {
     let aid = approval.aid.clone();
-    let mut t = Transition::new(&[PaymentStatus::Approving], PaymentStatus::Approved, cause);
+    // From `failed` too: KakaoPay's proof outranks a failure recorded before it arrived.
+    let mut t = Transition::new(
+        &[PaymentStatus::Approving, PaymentStatus::Failed],
+        PaymentStatus::Approved,
+        cause,
+    );
     t.approval = Some(approval);
     match deps
         .store
@@ -258,4 +303,58 @@ async fn record_failure(deps: &Deps, payment: &Payment, failure: Failure) -> Res
         announce(deps, payment, PaymentStatus::Failed, None).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment() -> Payment {
+        let request: crate::store::NewPayment = serde_json::from_value(serde_json::json!({
+            "location_id": "loc_1", "order_id": "B-1", "user_id": "member_42",
+            "service": "bookings", "item_name": "Room", "quantity": 1,
+            "total_amount": 22000, "tax_free_amount": 0, "vat_amount": null,
+            "starts_at": null, "return_url": null, "metadata": null, "refund_policy": null,
+        }))
+        .unwrap();
+        Payment {
+            payment_id: "pay_1".into(),
+            request,
+            tid: "T1234567890123456789".into(),
+            redirect: crate::store::Redirect {
+                pc: None,
+                mobile: None,
+                app: None,
+                android_app_scheme: None,
+                ios_app_scheme: None,
+            },
+            created_at: String::new(),
+            expires_at: String::new(),
+            integration_version: 1,
+            fingerprint: String::new(),
+            status: PaymentStatus::Approving,
+            pg_token: None,
+            approval: None,
+            failure: None,
+            updated_at: String::new(),
+            history: Vec::new(),
+            refunded: 0,
+            refunded_tax_free: 0,
+            refunded_vat: 0,
+            approval_runs: 0,
+        }
+    }
+
+    #[test]
+    fn an_answer_without_its_amount_records_what_the_payment_asked_for() {
+        let p = payment();
+        let recorded = approved_amount(None, &p);
+        assert_eq!((recorded.total, recorded.vat), (22000, 2000));
+        assert_eq!(approved_amount(Some(Amount::default()), &p).total, 22000);
+        let reported = Amount {
+            total: 21000,
+            ..Amount::default()
+        };
+        assert_eq!(approved_amount(Some(reported), &p).total, 21000);
+    }
 }

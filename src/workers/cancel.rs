@@ -2,15 +2,20 @@
 //! money is due, cancels it at KakaoPay exactly once.
 //!
 //! The cancel carries `cancel_available_amount` (what is left before it), so KakaoPay itself
-//! refuses a cancel that raced another, and `payload = refund_id`, so that after any ambiguous
-//! failure or on any later attempt the order inquiry shows whether this very refund happened.
+//! refuses a cancel that raced another, and `payload = refund_id`. The decision is recorded
+//! before the first cancel is sent; from then on every run asks the order inquiry first and
+//! reuses that decision, whatever the settings say by then. A refund is recorded `failed` only
+//! when KakaoPay proves nothing was paid: an outcome still unknown on the last attempt stays
+//! `processing`, with its lock, for the reconciler to settle by inquiry.
 
 use super::Deps;
-use crate::domain::{PaymentStatus, RefundStatus, Tid, Won};
-use crate::kakaopay::{CancelRequest, ErrorClass, OrderRequest};
+use crate::domain::{Payload, RefundStatus, Tid, Won};
+use crate::kakaopay::{CancelFound, CancelRequest, ErrorClass, KakaoPayError, OrderRequest};
 use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
-use crate::store::{Begin, Created, Failure, Integration, Refund};
-use apalis::prelude::{BoxDynError, Data};
+use crate::store::{
+    Begin, Created, Decided, Failure, Integration, Locked, Paid, Payment, Recorded, Refund, Success,
+};
+use apalis::prelude::Data;
 use kakaopay_jobs::queue::{Delivery, JobError};
 use kakaopay_jobs::refunds::validate;
 use kakaopay_jobs::CancelPayment;
@@ -19,338 +24,540 @@ use std::time::{Duration, Instant};
 /// How long a refund waits for another refund of the same payment to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
 
-fn retry(e: impl std::fmt::Display) -> BoxDynError {
-    Box::new(JobError::retry(e.to_string()))
-}
-
-fn permanent(e: impl std::fmt::Display) -> BoxDynError {
-    Box::new(JobError::permanent(e.to_string()))
+fn retry(e: impl std::fmt::Display) -> JobError {
+    JobError::retry(e.to_string())
 }
 
 pub async fn cancel_payment(
     job: CancelPayment,
     deps: Data<Deps>,
     delivery: Data<Delivery>,
-) -> Result<(), BoxDynError> {
+) -> Result<(), JobError> {
     let started = Instant::now();
     let result = cancel(job, &deps, &delivery).await;
-    let outcome = match &result {
-        Ok(()) => "done",
-        Err(e) if matches!(e.downcast_ref::<JobError>(), Some(JobError::Permanent(_))) => {
-            "permanent"
-        }
-        Err(_) => "retry",
-    };
-    crate::metrics::job_ran(deps.store.namespace(), "cancel_payment", outcome, started);
+    crate::metrics::job_ran(
+        deps.store.namespace(),
+        "cancel_payment",
+        super::outcome(&result),
+        started,
+    );
     result
 }
 
-async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<(), BoxDynError> {
-    let store = &deps.store;
-    let refund = match store.refund_state(&job.refund_id).await.map_err(retry)? {
-        Some(r) => r,
-        // Enqueued straight into Redis: the job is the request.
-        None => {
-            let Some(payment) = store.payment_state(&job.payment_id).await.map_err(retry)? else {
-                return Err(permanent(format!(
-                    "no payment {} for refund {}",
-                    job.payment_id, job.refund_id
-                )));
-            };
-            match store
-                .create_refund(
-                    &job.refund_id,
-                    &job.payment_id,
-                    &payment.request.location_id,
-                    &job.idempotency_key,
-                    &job.request,
-                    "job",
-                )
-                .await
-                .map_err(retry)?
-            {
-                Created::Created(r) | Created::Exists(r) => r,
-            }
-        }
-    };
+async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {
+    let refund = refund_of(&job, deps).await?;
     if refund.status.is_final() {
         // Its event may not have gone out yet (emitting is idempotent).
-        return announce(
-            deps,
-            &refund,
-            refund.status,
-            refund.amount,
-            refund.rule.as_deref().unwrap_or(""),
-        )
-        .await;
+        let rule = refund.rule.as_deref().unwrap_or("");
+        return announce(deps, &refund, refund.status, refund.amount, rule).await;
     }
     if let Err(e) = validate(&refund.idempotency_key, &refund.request) {
-        return finish(
-            deps,
-            &refund,
-            RefundStatus::Rejected,
-            "invalid_request",
-            None,
-            &e.to_string(),
-        )
-        .await;
+        let closed = Closed::rejected("invalid_request", e.to_string());
+        return finish(deps, &refund, &refund.run, closed).await;
     }
-    let began_before = refund.status == RefundStatus::Processing;
+    let Some(locked) = lock(deps, &refund).await? else {
+        return Ok(());
+    };
+    let payment = deps
+        .store
+        .payment_state(&refund.payment_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::permanent("the payment vanished"))?;
+    let integrations = deps
+        .store
+        .integrations_of(&payment.request.location_id, payment.integration_version)
+        .await
+        .map_err(retry)?;
+    let recorded = locked
+        .decided
+        .clone()
+        .or_else(|| decided_by_an_earlier_release(&refund, &payment));
+    let sent_before = recorded.is_some();
+    let decision = match recorded {
+        // A cancel may have been sent: never decide again.
+        Some(decided) => decided,
+        None => match decide(&refund, &payment, &locked, integrations.current.as_ref()) {
+            Ok(decided) => decided,
+            Err(closed) => return finish(deps, &refund, &locked.run, closed).await,
+        },
+    };
+    let Some(integration) = integrations.for_refunds() else {
+        return Err(JobError::permanent(format!(
+            "no KakaoPay credentials for location {}: reconnect it, then retry this job",
+            payment.request.location_id
+        )));
+    };
+    let call = Call {
+        deps,
+        refund: &refund,
+        payment: &payment,
+        integration,
+        tid: stored_tid(&payment)?,
+        run: &locked.run,
+        decision,
+        delivery: Some(delivery),
+    };
+    if sent_before && call.settled_by_inquiry(locked.in_flight_for).await? {
+        return Ok(());
+    }
+    call.send().await
+}
 
-    // One refund at a time per payment.
+/// The refund's record, created from the job when it was enqueued straight into Redis (the
+/// job is then the request).
+async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError> {
+    let store = &deps.store;
+    if let Some(r) = store.refund_state(&job.refund_id).await.map_err(retry)? {
+        return Ok(r);
+    }
+    let Some(payment) = store.payment_state(&job.payment_id).await.map_err(retry)? else {
+        return Err(JobError::permanent(format!(
+            "no payment {} for refund {}",
+            job.payment_id, job.refund_id
+        )));
+    };
+    let created = store
+        .create_refund(
+            &job.refund_id,
+            &job.payment_id,
+            &payment.request.location_id,
+            &job.idempotency_key,
+            &job.request,
+            "job",
+        )
+        .await
+        .map_err(retry)?;
+    match created {
+        Created::Created(r) | Created::Exists(r) => Ok(r),
+    }
+}
+
+/// Takes the payment's refund lock (one refund at a time per payment), waiting a while for
+/// another refund to finish. `None`: nothing is left to do.
+async fn lock(deps: &Deps, refund: &Refund) -> Result<Option<Locked>, JobError> {
     let waiting_since = Instant::now();
-    let locked = loop {
-        match store
+    loop {
+        let begin = deps
+            .store
             .begin_refund(&refund.payment_id, &refund.refund_id)
             .await
-            .map_err(retry)?
-        {
-            Begin::Locked(l) => break l,
-            Begin::Final(_) => return Ok(()),
+            .map_err(retry)?;
+        match begin {
+            Begin::Locked(l) => return Ok(Some(l)),
+            Begin::Final(_) => return Ok(None),
             Begin::Missing => {
-                return finish(
-                    deps,
-                    &refund,
-                    RefundStatus::Rejected,
-                    "unknown_payment",
-                    None,
-                    "no such payment",
-                )
-                .await
+                let closed = Closed::rejected("unknown_payment", "no such payment".into());
+                finish(deps, refund, &refund.run, closed).await?;
+                return Ok(None);
             }
             Begin::Busy if waiting_since.elapsed() < LOCK_WAIT => {
                 tokio::time::sleep(Duration::from_millis(25)).await
             }
             Begin::Busy => return Err(retry("another refund of this payment is still running")),
         }
-    };
-    let payment = store
-        .payment_state(&refund.payment_id)
-        .await
-        .map_err(retry)?
-        .ok_or_else(|| permanent("the payment vanished"))?;
-    let Some(approval) = payment.approval.clone() else {
-        return finish(
-            deps,
-            &refund,
-            RefundStatus::Rejected,
-            "not_refundable",
-            None,
-            "the payment was never approved",
-        )
-        .await;
-    };
-    if !matches!(
-        locked.payment_status,
-        PaymentStatus::Approved | PaymentStatus::PartiallyRefunded
-    ) {
-        return finish(
-            deps,
-            &refund,
-            RefundStatus::Rejected,
-            "not_refundable",
-            None,
-            &format!("the payment is {}", locked.payment_status),
-        )
-        .await;
     }
+}
 
-    let (current, original) = store
-        .integration_now_and_at(&payment.request.location_id, payment.integration_version)
-        .await
-        .map_err(retry)?;
+/// The decision of a refund left `processing` by a release before decisions were recorded
+/// whole: it wrote the amount and rule before sending, and held the payment's lock since, so
+/// the payment's refunded amount is still the one it decided on.
+fn decided_by_an_earlier_release(refund: &Refund, payment: &Payment) -> Option<Decided> {
+    let rule = refund.rule.clone()?;
+    if refund.status != RefundStatus::Processing || refund.amount <= 0 {
+        return None;
+    }
+    let approved = payment.approval.as_ref()?.amount.total;
+    Some(Decided {
+        amount: refund.amount,
+        tax_free: refund.tax_free_amount,
+        vat: None,
+        rule,
+        available: approved - payment.refunded,
+        refunded_before: payment.refunded,
+    })
+}
+
+/// A refund closed without (more) money moving.
+struct Closed {
+    status: RefundStatus,
+    rule: String,
+    failure: Option<Failure>,
+    cause: String,
+}
+
+impl Closed {
+    fn rejected(rule: &str, cause: String) -> Closed {
+        Closed {
+            status: RefundStatus::Rejected,
+            rule: rule.into(),
+            failure: None,
+            cause,
+        }
+    }
+}
+
+/// REFUNDS.md's decision, from the amounts the lock protects. `Err`: no money is due.
+fn decide(
+    refund: &Refund,
+    payment: &Payment,
+    locked: &Locked,
+    current: Option<&Integration>,
+) -> Result<Decided, Closed> {
+    let Some(approval) = &payment.approval else {
+        return Err(Closed::rejected(
+            "not_refundable",
+            "the payment was never approved".into(),
+        ));
+    };
+    if !locked.payment_status.is_refundable() {
+        let cause = format!("the payment is {}", locked.payment_status);
+        return Err(Closed::rejected("not_refundable", cause));
+    }
     let won = |v: i64| Won::new(v.max(0)).unwrap_or(Won::ZERO);
     let facts = PaymentFacts {
         service: payment.request.service,
         starts_at: payment.request.starts_at,
         approved: won(approval.amount.total),
         approved_tax_free: won(approval.amount.tax_free),
+        approved_vat: payment.request.vat_amount.map(|_| won(approval.amount.vat)),
         refunded: won(locked.refunded),
         refunded_tax_free: won(locked.refunded_tax_free),
+        refunded_vat: won(locked.refunded_vat),
         policy: payment.request.refund_policy.as_ref(),
     };
     let left = refunds::remaining(&facts);
     if refund.request.amount.is_some_and(|a| a > left.get()) {
-        return finish(
-            deps,
-            &refund,
-            RefundStatus::Rejected,
-            "amount_over_remaining",
-            None,
-            &format!("only {left} is left"),
-        )
-        .await;
+        let cause = format!("only {left} is left");
+        return Err(Closed::rejected("amount_over_remaining", cause));
     }
     let canceled_at = refund
         .request
         .canceled_at
         .as_deref()
         .unwrap_or(&refund.request.received_at);
-    let canceled_at = chrono::DateTime::parse_from_rfc3339(canceled_at).map_err(permanent)?;
+    let canceled_at = chrono::DateTime::parse_from_rfc3339(canceled_at)
+        .map_err(|e| Closed::rejected("invalid_request", e.to_string()))?;
     let requested_by = match refund.request.requested_by.as_str() {
         "admin" => Requester::Admin,
         "system" => Requester::System,
         _ => Requester::Member,
     };
-    let decision = refunds::decide(
-        &facts,
-        current
-            .as_ref()
-            .map(|i| IntegrationFacts {
-                automatic_refunds: i.automatic_refunds,
-                refund_policy: &i.refund_policy,
+    let integration = current.map(|i| IntegrationFacts {
+        automatic_refunds: i.automatic_refunds,
+        refund_policy: &i.refund_policy,
+    });
+    let ask = RefundAsk {
+        requested_by,
+        reason: &refund.request.reason,
+        canceled_at,
+        context: &refund.request.context,
+        amount: refund.request.amount.map(won),
+        by_admin: refund.request.by_admin,
+    };
+    let decision = refunds::decide(&facts, integration.as_ref(), &ask);
+    let (status, cause) = match decision.outcome {
+        Outcome::Refund => {
+            return Ok(Decided {
+                amount: decision.amount.get(),
+                tax_free: decision.tax_free.get(),
+                vat: decision.vat.map(Won::get),
+                rule: decision.rule,
+                available: left.get(),
+                refunded_before: locked.refunded,
             })
-            .as_ref(),
-        &RefundAsk {
-            requested_by,
-            reason: &refund.request.reason,
-            canceled_at,
-            context: &refund.request.context,
-            amount: refund.request.amount.map(won),
-            by_admin: refund.request.by_admin,
-        },
-    );
-    match decision.outcome {
-        Outcome::Rejected => {
-            return finish(
-                deps,
-                &refund,
-                RefundStatus::Rejected,
-                &decision.rule,
-                None,
-                "the rules give nothing",
-            )
-            .await
         }
-        Outcome::ManualReview => {
-            return finish(
-                deps,
-                &refund,
-                RefundStatus::ManualReview,
-                &decision.rule,
-                None,
-                "the rules leave it to a person",
-            )
-            .await
-        }
-        Outcome::Refund => {}
+        Outcome::Rejected => (RefundStatus::Rejected, "the rules give nothing"),
+        Outcome::ManualReview => (RefundStatus::ManualReview, "the rules leave it to a person"),
+    };
+    Err(Closed {
+        status,
+        rule: decision.rule,
+        failure: None,
+        cause: cause.into(),
+    })
+}
+
+fn stored_tid(payment: &Payment) -> Result<Tid, JobError> {
+    Tid::parse(payment.tid.clone()).map_err(|e| JobError::permanent(format!("stored tid {e}")))
+}
+
+/// How long a cancel this process sends may be under way (recorded with it, so that every
+/// other process waits as long as this one's settings say).
+fn call_window(deps: &Deps) -> Duration {
+    deps.kakaopay.longest_call() + Duration::from_secs(2)
+}
+
+/// One run's cancel of a decided refund at KakaoPay (or the reconciler's look at one).
+struct Call<'a> {
+    deps: &'a Deps,
+    refund: &'a Refund,
+    payment: &'a Payment,
+    integration: &'a Integration,
+    tid: Tid,
+    run: &'a str,
+    decision: Decided,
+    /// `None` for the reconciler, whose job has ended.
+    delivery: Option<&'a Delivery>,
+}
+
+impl Call<'_> {
+    fn last_attempt(&self) -> bool {
+        self.delivery.is_none_or(|d| d.attempt >= d.max_attempts)
     }
-    store
-        .note_decision(
+
+    /// What the order inquiry says of this refund's cancel.
+    async fn inquire(&self) -> Result<CancelFound, KakaoPayError> {
+        let order_request = OrderRequest {
+            cid: self.integration.cid.clone(),
+            tid: self.tid.clone(),
+        };
+        let order = self
+            .deps
+            .kakaopay
+            .order(&self.integration.credentials(), &order_request)
+            .await?;
+        Ok(order.find_cancel(
+            &self.refund.refund_id,
+            self.decision.amount,
+            self.decision.refunded_before,
+        ))
+    }
+
+    /// An earlier run may have sent the cancel: records it if KakaoPay shows it. If it does
+    /// not while that earlier call may still be under way (`in_flight_for`: a lease that
+    /// lapsed mid-call), the call is waited out and KakaoPay asked again, so that two runs
+    /// never have a cancel of one refund in flight at once. Answers false if it must be sent.
+    async fn settled_by_inquiry(&self, in_flight_for: Duration) -> Result<bool, JobError> {
+        let earlier_call_ends = Instant::now() + in_flight_for;
+        loop {
+            match self.inquire().await {
+                Ok(CancelFound::Applied { aid, amount }) => {
+                    let paid = self.paid_as_reported(aid, amount);
+                    self.succeeded(paid, "the order inquiry shows the cancel")
+                        .await?;
+                    return Ok(true);
+                }
+                Ok(CancelFound::NotApplied) if Instant::now() < earlier_call_ends => {
+                    tokio::time::sleep_until(earlier_call_ends.into()).await
+                }
+                Ok(CancelFound::NotApplied) => return Ok(false),
+                Ok(CancelFound::Unclear(why)) => return Err(self.unsettled(why)),
+                Err(e) => return Err(self.unsettled(format!("order inquiry: {e}"))),
+            }
+        }
+    }
+
+    /// Sends the cancel and records what came of it. A refusal may be KakaoPay's answer to a
+    /// duplicate of a cancel that did go through, and a failure without an answer may have
+    /// been applied: nothing but a success is recorded before the inquiry has its say.
+    async fn send(&self) -> Result<(), JobError> {
+        let Some(decision) = self
+            .deps
+            .store
+            .sending_refund(
+                &self.refund.refund_id,
+                self.run,
+                &self.decision,
+                call_window(self.deps),
+            )
+            .await
+            .map_err(retry)?
+        else {
+            return Ok(()); // Another run took the refund over.
+        };
+        let won = |v: i64| Won::new(v).map_err(|e| JobError::permanent(e.to_string()));
+        let request = CancelRequest {
+            cid: self.integration.cid.clone(),
+            tid: self.tid.clone(),
+            cancel_amount: won(decision.amount)?,
+            cancel_tax_free_amount: won(decision.tax_free)?,
+            cancel_vat_amount: decision.vat.map(won).transpose()?,
+            cancel_available_amount: Some(won(decision.available)?),
+            payload: Some(
+                Payload::parse(self.refund.refund_id.clone())
+                    .map_err(|e| JobError::permanent(format!("refund id as payload: {e}")))?,
+            ),
+        };
+        let answer = self
+            .deps
+            .kakaopay
+            .cancel(&self.integration.credentials(), &request)
+            .await;
+        let e = match answer {
+            Ok(answer) => {
+                let this = &answer.approved_cancel_amount;
+                let paid = if this.total > 0 {
+                    Paid {
+                        amount: this.total,
+                        tax_free: this.tax_free,
+                        vat: this.vat,
+                        aid: answer.aid.clone(),
+                    }
+                } else {
+                    self.paid_as_reported(answer.aid.clone(), None)
+                };
+                return self.succeeded(paid, "KakaoPay canceled it").await;
+            }
+            Err(e) => e,
+        };
+        match self.inquire().await {
+            Ok(CancelFound::Applied { aid, amount }) => {
+                let paid = self.paid_as_reported(aid, amount);
+                self.succeeded(paid, "the order inquiry shows the cancel")
+                    .await
+            }
+            Ok(CancelFound::NotApplied) if e.class() == ErrorClass::Final => self.failed(&e).await,
+            Ok(CancelFound::NotApplied) => Err(self.unsettled(e.to_string())),
+            Ok(CancelFound::Unclear(why)) => Err(self.unsettled(format!("{e}; {why}"))),
+            Err(inquiry) => Err(self.unsettled(format!("{e}; order inquiry: {inquiry}"))),
+        }
+    }
+
+    /// The refund as KakaoPay reports it paid: its amount where KakaoPay gives one, the
+    /// decision's parts otherwise.
+    fn paid_as_reported(&self, aid: String, amount: Option<i64>) -> Paid {
+        let d = &self.decision;
+        let amount = amount.filter(|a| *a > 0).unwrap_or(d.amount);
+        if amount != d.amount {
+            tracing::warn!(refund_id = %self.refund.refund_id, decided = d.amount, reported = amount, "KakaoPay reports another amount than decided; recording KakaoPay's");
+        }
+        Paid {
+            amount,
+            tax_free: d.tax_free.min(amount),
+            vat: d.vat.unwrap_or(0).min(amount),
+            aid,
+        }
+    }
+
+    /// Not settled yet: another attempt, or, on the last one, the refund stays `processing`
+    /// with its lock and the reconciler settles it by inquiry. Never `failed` on a guess.
+    fn unsettled(&self, why: String) -> JobError {
+        if self.last_attempt() {
+            tracing::warn!(refund_id = %self.refund.refund_id, error = %why, "refund outcome unknown after the last attempt; left to the reconciler");
+            JobError::permanent(format!(
+                "outcome unknown ({why}); the reconciler settles it by order inquiry"
+            ))
+        } else {
+            JobError::retry(why)
+        }
+    }
+
+    async fn succeeded(&self, paid: Paid, cause: &str) -> Result<(), JobError> {
+        record_success(
+            self.deps,
+            self.refund,
+            self.payment,
+            &self.decision,
+            paid,
+            cause,
+        )
+        .await
+    }
+
+    async fn failed(&self, e: &KakaoPayError) -> Result<(), JobError> {
+        let failure = Failure {
+            reason: "kakaopay_error".into(),
+            kakaopay_code: e.code(),
+            message: e.to_string(),
+        };
+        let closed = Closed {
+            status: RefundStatus::Failed,
+            rule: self.decision.rule.clone(),
+            cause: e.to_string(),
+            failure: Some(failure),
+        };
+        finish(self.deps, self.refund, self.run, closed).await
+    }
+}
+
+/// The reconciler's settlement of a `processing` refund whose job has ended (dead, or its
+/// record gone): recorded as KakaoPay shows it, `failed` only once the inquiry proves no
+/// cancel of it and none can still be under way. An `Err` leaves it for the next round (and,
+/// with a dead job to show for it, for an operator).
+pub(super) async fn settle(deps: &Deps, refund: &Refund) -> Result<(), JobError> {
+    let payment = deps
+        .store
+        .payment_state(&refund.payment_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::permanent("the payment vanished"))?;
+    let recorded = refund
+        .decided
+        .clone()
+        .or_else(|| decided_by_an_earlier_release(refund, &payment));
+    let Some(decision) = recorded else {
+        return give_up(deps, refund, "its job ended before a cancel was sent").await;
+    };
+    let integrations = deps
+        .store
+        .integrations_of(&payment.request.location_id, payment.integration_version)
+        .await
+        .map_err(retry)?;
+    let Some(integration) = integrations.for_refunds() else {
+        return Err(JobError::permanent(format!(
+            "no KakaoPay credentials for location {}: reconnect it",
+            payment.request.location_id
+        )));
+    };
+    let call = Call {
+        deps,
+        refund,
+        payment: &payment,
+        integration,
+        tid: stored_tid(&payment)?,
+        run: &refund.run,
+        decision,
+        delivery: None,
+    };
+    match call.inquire().await.map_err(retry)? {
+        CancelFound::Applied { aid, amount } => {
+            let paid = call.paid_as_reported(aid, amount);
+            call.succeeded(paid, "the reconciler found the cancel in the order inquiry")
+                .await
+        }
+        CancelFound::NotApplied => {
+            give_up(
+                deps,
+                refund,
+                "its job ended and KakaoPay shows no cancel of it",
+            )
+            .await
+        }
+        CancelFound::Unclear(why) => Err(JobError::permanent(why)),
+    }
+}
+
+/// Records a refund KakaoPay made (whichever run or reconciler proves it) and announces it.
+pub(super) async fn record_success(
+    deps: &Deps,
+    refund: &Refund,
+    payment: &Payment,
+    decision: &Decided,
+    paid: Paid,
+    cause: &str,
+) -> Result<(), JobError> {
+    let approved_total = payment.approval.as_ref().map_or(0, |a| a.amount.total);
+    let recorded = deps
+        .store
+        .succeed_refund(
+            &refund.payment_id,
             &refund.refund_id,
-            decision.amount.get(),
-            decision.tax_free.get(),
-            &decision.rule,
+            &paid,
+            approved_total,
+            cause,
         )
         .await
         .map_err(retry)?;
-
-    let integration = credentials_for(current, original)?;
-    let credentials = integration.credentials();
-    let tid = Tid::parse(payment.tid.clone()).map_err(permanent)?;
-    let order_request = OrderRequest {
-        cid: integration.cid.clone(),
-        tid: tid.clone(),
-    };
-    let succeeded = Succeeded {
-        payment_id: &payment.payment_id,
-        refund_id: &refund.refund_id,
-        amount: decision.amount.get(),
-        tax_free: decision.tax_free.get(),
-        approved_total: approval.amount.total,
-    };
-
-    // A previous run may have reached KakaoPay: look before canceling.
-    let found = |order: &crate::kakaopay::OrderResponse| {
-        order
-            .cancel_with_payload(&refund.refund_id)
-            .map(|a| a.aid.clone())
-    };
-    if delivery.attempt > 1 || began_before {
-        let order = deps
-            .kakaopay
-            .order(&credentials, &order_request)
-            .await
-            .map_err(retry)?;
-        if let Some(aid) = found(&order) {
-            return succeeded.record(deps, &refund, &decision.rule, &aid).await;
+    match recorded {
+        Success::Recorded | Success::AlreadyRecorded => {
+            tracing::info!(refund_id = %refund.refund_id, amount = paid.amount, "refund succeeded");
+            announce(deps, refund, RefundStatus::Succeeded, paid.amount, &decision.rule).await
         }
-    }
-    let cancel = CancelRequest {
-        cid: integration.cid.clone(),
-        tid,
-        cancel_amount: decision.amount,
-        cancel_tax_free_amount: decision.tax_free,
-        cancel_vat_amount: None,
-        cancel_available_amount: Some(left),
-        payload: crate::domain::Payload::parse(refund.refund_id.clone()).ok(),
-    };
-    match deps.kakaopay.cancel(&credentials, &cancel).await {
-        Ok(answer) => {
-            succeeded
-                .record(deps, &refund, &decision.rule, &answer.aid)
-                .await
-        }
-        Err(e) => match e.class() {
-            ErrorClass::Final => {
-                let failure = Failure {
-                    reason: "kakaopay_error".into(),
-                    kakaopay_code: e.code(),
-                    message: e.to_string(),
-                };
-                finish(
-                    deps,
-                    &refund,
-                    RefundStatus::Failed,
-                    &decision.rule,
-                    Some(&failure),
-                    &e.to_string(),
-                )
-                .await
-            }
-            ErrorClass::OutcomeUnknown => {
-                if let Ok(order) = deps.kakaopay.order(&credentials, &order_request).await {
-                    if let Some(aid) = found(&order) {
-                        return succeeded.record(deps, &refund, &decision.rule, &aid).await;
-                    }
-                }
-                give_up_or_retry(deps, &refund, delivery, e.to_string()).await
-            }
-            ErrorClass::Transient => give_up_or_retry(deps, &refund, delivery, e.to_string()).await,
-        },
-    }
-}
-
-/// A refund KakaoPay made, to be recorded.
-struct Succeeded<'a> {
-    payment_id: &'a str,
-    refund_id: &'a str,
-    amount: i64,
-    tax_free: i64,
-    approved_total: i64,
-}
-
-impl Succeeded<'_> {
-    async fn record(
-        &self,
-        deps: &Deps,
-        refund: &Refund,
-        rule: &str,
-        aid: &str,
-    ) -> Result<(), BoxDynError> {
-        deps.store
-            .succeed_refund(
-                self.payment_id,
-                self.refund_id,
-                self.amount,
-                self.tax_free,
-                aid,
-                self.approved_total,
-            )
-            .await
-            .map_err(retry)?;
-        tracing::info!(refund_id = %self.refund_id, amount = self.amount, "refund succeeded");
-        announce(deps, refund, RefundStatus::Succeeded, self.amount, rule).await
+        Success::Contradicted(status) => Err(JobError::permanent(format!(
+            "KakaoPay shows refund {} paid ({} won, aid {}) but it was recorded {status}: left for an operator",
+            refund.refund_id, paid.amount, paid.aid
+        ))),
     }
 }
 
@@ -361,7 +568,7 @@ async fn announce(
     status: RefundStatus,
     amount: i64,
     rule: &str,
-) -> Result<(), BoxDynError> {
+) -> Result<(), JobError> {
     let kind = match status {
         RefundStatus::Succeeded => "refund.succeeded",
         RefundStatus::Rejected => "refund.rejected",
@@ -375,73 +582,53 @@ async fn announce(
         .map_err(retry)
 }
 
-/// The credentials to cancel with: the location's current ones for the same merchant, else
-/// those the payment was made with.
-fn credentials_for(
-    current: Option<Integration>,
-    original: Option<Integration>,
-) -> Result<Integration, BoxDynError> {
-    match (current, original) {
-        (Some(c), Some(o)) if c.cid != o.cid => Ok(o),
-        (Some(c), _) => Ok(c),
-        (None, Some(o)) => Ok(o),
-        (None, None) => Err(permanent("no credentials for this payment")),
-    }
+/// Closes a refund without money moving, if `run` still holds it, and announces it.
+async fn finish(deps: &Deps, refund: &Refund, run: &str, closed: Closed) -> Result<(), JobError> {
+    close(deps, refund, run, false, closed).await
 }
 
-/// Retries, unless this was the last attempt: then the refund fails (the inquiry, asked
-/// first on every later attempt, showed no cancel for it) and the payment is free again.
-async fn give_up_or_retry(
+/// With `settled`, only once no cancel of the refund can still be under way.
+async fn close(
     deps: &Deps,
     refund: &Refund,
-    delivery: &Delivery,
-    error: String,
-) -> Result<(), BoxDynError> {
-    if delivery.attempt < delivery.max_attempts {
-        return Err(retry(error));
-    }
-    let failure = Failure {
-        reason: "gave_up".into(),
-        kakaopay_code: None,
-        message: format!(
-            "KakaoPay could not be reached after {} attempts: {error}",
-            delivery.attempt
-        ),
-    };
-    finish(
-        deps,
-        refund,
-        RefundStatus::Failed,
-        "gave_up",
-        Some(&failure),
-        &failure.message,
-    )
-    .await
-}
-
-async fn finish(
-    deps: &Deps,
-    refund: &Refund,
-    status: RefundStatus,
-    rule: &str,
-    failure: Option<&Failure>,
-    cause: &str,
-) -> Result<(), BoxDynError> {
-    let finished = deps
+    run: &str,
+    settled: bool,
+    closed: Closed,
+) -> Result<(), JobError> {
+    let recorded = deps
         .store
         .finish_refund(
             &refund.payment_id,
             &refund.refund_id,
-            status,
-            rule,
-            failure,
-            cause,
+            run,
+            settled,
+            closed.status,
+            &closed.rule,
+            closed.failure.as_ref(),
+            &closed.cause,
         )
         .await
         .map_err(retry)?;
-    tracing::info!(refund_id = %refund.refund_id, status = %status, rule, "refund decided without money moving");
-    if finished {
-        announce(deps, refund, status, 0, rule).await?;
+    if recorded == Recorded::Applied {
+        tracing::info!(refund_id = %refund.refund_id, status = %closed.status, rule = %closed.rule, "refund closed without money moving");
+        announce(deps, refund, closed.status, 0, &closed.rule).await?;
     }
     Ok(())
+}
+
+/// Closes a refund its job left behind, as `failed`: unless another run took it over
+/// meanwhile, or a cancel of it may still be under way.
+async fn give_up(deps: &Deps, refund: &Refund, why: &str) -> Result<(), JobError> {
+    let rule = refund.rule.clone().unwrap_or_else(|| "gave_up".into());
+    let closed = Closed {
+        status: RefundStatus::Failed,
+        failure: Some(Failure {
+            reason: "gave_up".into(),
+            kakaopay_code: None,
+            message: why.to_string(),
+        }),
+        rule,
+        cause: why.to_string(),
+    };
+    close(deps, refund, &refund.run, true, closed).await
 }

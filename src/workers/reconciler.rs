@@ -1,25 +1,32 @@
 //! Settles what the redirects and jobs never did, from KakaoPay's order inquiry:
-//! `ready` payments past KakaoPay's window, and `approving` payments whose job is dead or gone.
+//! `ready` payments past KakaoPay's window, `approving` payments whose job is dead or gone, and
+//! refunds whose job is dead or gone (settled by inquiry, or their job enqueued again).
 //! Every change it makes is a guarded transition, so several reconcilers (one per `work`
 //! process) can run at once without harm.
+//!
+//! Each walk pages through its whole index, a bounded number of pages a round, and carries on
+//! the next round where it stopped: entries it cannot settle yet never hide newer ones.
 
-use super::approve::settled_by_inquiry;
-use super::Deps;
+use super::approve::{integration_of, settled_by_inquiry};
+use super::{cancel, Deps};
 use crate::domain::PaymentStatus;
 use crate::http::callbacks::approve_job_id;
 use crate::kakaopay::{OrderRequest, OrderStatus, StatusClass};
-use crate::store::{Failure, Payment, Transition};
+use crate::store::{Due, Failure, Payment, Refund, StoreError, Transition};
 use kakaopay_jobs::queue::{inspect, EnqueueOptions};
-use kakaopay_jobs::{ApprovePayment, JobKind};
+use kakaopay_jobs::refunds::job_id as cancel_job_id;
+use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
 use std::time::Duration;
 
-/// Payments looked at per round and kind, so a round stays short.
-const BATCH: usize = 100;
+/// Entries read per page.
+const PAGE: usize = 100;
+/// Pages per walk and round, so that a round stays short.
+const PAGES_PER_ROUND: usize = 10;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReconcilerSettings {
     pub every: Duration,
-    /// How long a payment may stay `approving` before its job is looked at.
+    /// How long a payment may stay `approving`, or a refund open, before its job is looked at.
     pub approving_grace: Duration,
 }
 
@@ -28,8 +35,9 @@ pub async fn run(
     settings: ReconcilerSettings,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut reconciler = Reconciler::new(deps, settings);
     loop {
-        if let Err(e) = round(&deps, settings).await {
+        if let Err(e) = reconciler.round().await {
             tracing::warn!(error = %e, "reconciliation round failed");
         }
         tokio::select! {
@@ -39,38 +47,112 @@ pub async fn run(
     }
 }
 
-pub async fn round(
-    deps: &Deps,
+/// The three walks and where each stopped: an offset into its index, which entries settled
+/// since have left (so it counts only those still there).
+pub struct Reconciler {
+    deps: Deps,
     settings: ReconcilerSettings,
-) -> Result<(), crate::store::StoreError> {
-    let now = chrono::Utc::now().timestamp_millis();
-    for id in deps
-        .store
-        .payments_in(
-            PaymentStatus::Ready,
-            now - deps.ready_window.as_millis() as i64,
-            BATCH,
-        )
-        .await?
-    {
-        if let Some(p) = deps.store.payment(&id).await? {
-            expire(deps, &p).await;
+    offsets: [usize; 3],
+    /// Whether this process saw the store's one-time migrations done.
+    migrated: bool,
+}
+
+const WALKS: [Due; 3] = [Due::Ready, Due::Approving, Due::OpenRefunds];
+
+impl Reconciler {
+    pub fn new(deps: Deps, settings: ReconcilerSettings) -> Reconciler {
+        Reconciler {
+            deps,
+            settings,
+            offsets: [0; 3],
+            migrated: false,
         }
     }
-    for id in deps
-        .store
-        .payments_in(
-            PaymentStatus::Approving,
-            now - settings.approving_grace.as_millis() as i64,
-            BATCH,
-        )
-        .await?
-    {
-        if let Some(p) = deps.store.payment(&id).await? {
-            settle_approving(deps, &p).await;
+
+    pub async fn round(&mut self) -> Result<(), StoreError> {
+        if !self.migrated {
+            if let Some((versions, refunds)) = self.deps.store.migrate().await? {
+                tracing::info!(versions, refunds, "records of earlier releases migrated");
+            }
+            self.migrated = true;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let ready_before = now - self.deps.ready_window.as_millis() as i64;
+        let grace_before = now - self.settings.approving_grace.as_millis() as i64;
+        for (walk, index) in WALKS.into_iter().enumerate() {
+            let before = match index {
+                Due::Ready => ready_before,
+                _ => grace_before,
+            };
+            self.offsets[walk] = self.walk(index, before, self.offsets[walk]).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to [`PAGES_PER_ROUND`] pages of one index from `offset`; answers where the next
+    /// round goes on (back to the start once the end is reached).
+    async fn walk(
+        &self,
+        index: Due,
+        before_ms: i64,
+        mut offset: usize,
+    ) -> Result<usize, StoreError> {
+        let store = &self.deps.store;
+        for _ in 0..PAGES_PER_ROUND {
+            let page = store.due(index, before_ms, offset, PAGE).await?;
+            for id in &page {
+                self.settle(index, id).await?;
+            }
+            if page.len() < PAGE {
+                return Ok(0);
+            }
+            offset += store.still_due(index, &page).await?;
+        }
+        Ok(offset)
+    }
+
+    async fn settle(&self, index: Due, id: &str) -> Result<(), StoreError> {
+        let (deps, store) = (&self.deps, &self.deps.store);
+        // An entry whose record is gone (or final) needs nothing more: it is dropped.
+        match index {
+            Due::Ready => match store.payment_state(id).await? {
+                Some(p) => expire(deps, &p).await,
+                None => store.forget_due(index, id).await?,
+            },
+            Due::Approving => match store.payment_state(id).await? {
+                Some(p) => settle_approving(deps, &p).await,
+                None => store.forget_due(index, id).await?,
+            },
+            Due::OpenRefunds => match store.refund_state(id).await? {
+                Some(r) if !r.status.is_final() => settle_refund(deps, &r).await,
+                _ => store.forget_due(index, id).await?,
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Where a payment's or refund's job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Waiting, running or retrying: still the queue's to finish.
+    InHand,
+    Dead,
+    /// Done, or no record of it (never enqueued, or dropped after it finished).
+    Gone,
+}
+
+async fn job_state(deps: &Deps, queue: &str, id: &str) -> Option<Job> {
+    let conn = deps.store.connection();
+    match inspect::job(&conn, deps.store.namespace(), queue, id).await {
+        Ok(Some(job)) if job.status == "dead" => Some(Job::Dead),
+        Ok(Some(job)) if job.status != "done" => Some(Job::InHand),
+        Ok(_) => Some(Job::Gone),
+        Err(e) => {
+            tracing::warn!(job = id, error = %e, "could not read a job; next round");
+            None
         }
     }
-    Ok(())
 }
 
 async fn expire(deps: &Deps, p: &Payment) {
@@ -78,21 +160,15 @@ async fn expire(deps: &Deps, p: &Payment) {
         return;
     }
     let store = &deps.store;
-    let Ok(Some(integration)) = store
-        .integration_version(&p.request.location_id, p.integration_version)
-        .await
-    else {
-        let _ = store
-            .transition(
-                &p.payment_id,
-                Transition::new(
-                    &[PaymentStatus::Ready],
-                    PaymentStatus::Expired,
-                    "its integration is gone",
-                ),
-            )
-            .await;
-        return;
+    let integration = match integration_of(deps, p).await {
+        Ok(i) => i,
+        Err(e) => {
+            // Without credentials there is no asking KakaoPay: the member cannot have paid
+            // through us after the window either, but say so where an operator looks.
+            crate::metrics::unsettled(store.namespace(), "payment", "no_credentials");
+            tracing::warn!(payment_id = %p.payment_id, error = %e, "a ready payment past its window cannot be checked");
+            return;
+        }
     };
     let Ok(tid) = crate::domain::Tid::parse(p.tid.clone()) else {
         return;
@@ -188,41 +264,61 @@ async fn settle_approving(deps: &Deps, p: &Payment) {
     if p.status != PaymentStatus::Approving {
         return;
     }
-    let conn = deps.store.connection();
     let job_id = approve_job_id(&p.payment_id);
-    let job = match inspect::job(&conn, deps.store.namespace(), ApprovePayment::NAME, &job_id).await
-    {
-        Ok(job) => job,
+    let job = match job_state(deps, ApprovePayment::NAME, &job_id).await {
+        None | Some(Job::InHand) => return,
+        Some(job) => job,
+    };
+    let integration = match integration_of(deps, p).await {
+        Ok(i) => i,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the approval job; next round");
+            crate::metrics::unsettled(deps.store.namespace(), "payment", "no_credentials");
+            tracing::warn!(payment_id = %p.payment_id, error = %e, "an approving payment cannot be settled");
             return;
         }
-    };
-    if job.as_ref().is_some_and(|j| j.status != "dead") {
-        // Still in the queue's hands (waiting, running or retrying).
-        return;
-    }
-    let Ok(Some(integration)) = deps
-        .store
-        .integration_version(&p.request.location_id, p.integration_version)
-        .await
-    else {
-        return;
     };
     match settled_by_inquiry(deps, p, &integration, &integration.credentials()).await {
         Ok(true) => tracing::info!(payment_id = %p.payment_id, "reconciled an approving payment"),
         // Still approvable: run the approval again.
-        Ok(false) if job.is_some() => {
-            match inspect::retry(&conn, deps.store.namespace(), ApprovePayment::NAME, &job_id).await
-            {
-                Ok(_) => tracing::info!(payment_id = %p.payment_id, "approval job retried"),
-                Err(e) => tracing::warn!(error = %e, "could not retry the approval job"),
-            }
-        }
+        Ok(false) if job == Job::Dead => retry_job(deps, ApprovePayment::NAME, &job_id).await,
         Ok(false) => enqueue_approval(deps, &p.payment_id).await,
         Err(e) => {
+            crate::metrics::unsettled(deps.store.namespace(), "payment", "inquiry");
             tracing::warn!(payment_id = %p.payment_id, error = %e, "could not settle an approving payment")
         }
+    }
+}
+
+/// An open refund whose job has ended: a `queued` one gets its job (again), a `processing`
+/// one is settled by inquiry.
+async fn settle_refund(deps: &Deps, r: &Refund) {
+    let job_id = cancel_job_id(&r.refund_id);
+    let job = match job_state(deps, CancelPayment::NAME, &job_id).await {
+        None | Some(Job::InHand) => return,
+        Some(job) => job,
+    };
+    if r.status == crate::domain::RefundStatus::Queued {
+        // Never started: its job was not enqueued (a request whose enqueue failed after the
+        // refund was stored), or died waiting for another refund of the payment.
+        return match job {
+            Job::Dead => retry_job(deps, CancelPayment::NAME, &job_id).await,
+            _ => enqueue_refund(deps, r).await,
+        };
+    }
+    match cancel::settle(deps, r).await {
+        Ok(()) => tracing::info!(refund_id = %r.refund_id, "reconciled a refund whose job ended"),
+        Err(e) => {
+            crate::metrics::unsettled(deps.store.namespace(), "refund", "unclear");
+            tracing::warn!(refund_id = %r.refund_id, error = %e, "could not settle a refund; next round")
+        }
+    }
+}
+
+async fn retry_job(deps: &Deps, queue: &str, job_id: &str) {
+    let conn = deps.store.connection();
+    match inspect::retry(&conn, deps.store.namespace(), queue, job_id).await {
+        Ok(_) => tracing::info!(job = job_id, "job retried by the reconciler"),
+        Err(e) => tracing::warn!(job = job_id, error = %e, "could not retry a job"),
     }
 }
 
@@ -236,5 +332,24 @@ async fn enqueue_approval(deps: &Deps, payment_id: &str) {
         .await
     {
         tracing::warn!(payment_id, error = %e, "could not enqueue the approval; next round");
+    }
+}
+
+async fn enqueue_refund(deps: &Deps, r: &Refund) {
+    let job = CancelPayment {
+        payment_id: r.payment_id.clone(),
+        refund_id: r.refund_id.clone(),
+        idempotency_key: r.idempotency_key.clone(),
+        request: r.request.clone(),
+    };
+    match deps
+        .producer
+        .enqueue(&job, EnqueueOptions::with_id(cancel_job_id(&r.refund_id)))
+        .await
+    {
+        Ok(_) => tracing::info!(refund_id = %r.refund_id, "refund job enqueued by the reconciler"),
+        Err(e) => {
+            tracing::warn!(refund_id = %r.refund_id, error = %e, "could not enqueue a refund job; next round")
+        }
     }
 }

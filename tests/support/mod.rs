@@ -301,12 +301,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    spawn_app_tuned(options, |_| {}).await
+}
+
+/// The app with its settings changed by `tune` first (retry schedules, reconciler timing).
+pub async fn spawn_app_tuned(options: AppOptions, tune: impl FnOnce(&mut Settings)) -> TestApp {
     logs();
     let sim = spawn_sim_with(options.sim.clone()).await;
     let namespace = format!("test-{:016x}", rand::random::<u64>());
-    let app = Application::start(settings(&options, &sim.url, &namespace))
-        .await
-        .expect("app starts");
+    let mut settings = settings(&options, &sim.url, &namespace);
+    tune(&mut settings);
+    let app = Application::start(settings).await.expect("app starts");
     TestApp {
         address: format!("http://{}", app.address.unwrap()),
         sim,

@@ -1,0 +1,916 @@
+//! The money paths under what storms never reach: every expiring key expired (months passing),
+//! settings changed between two attempts, the last attempt's outcome unknown, a lease lapsing
+//! mid-call, an order inquiry without the field we match on, a Redis error between the two
+//! steps of a refund request. Real Redis, real processes, the simulator; each test names the
+//! item of issue #15 it proves.
+
+mod support;
+
+use kakaopay_jobs::queue::inspect;
+use kakaopay_worker::sim::{Rules, SimConfig, DEFAULT_SECRET_KEY};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const CANCELED_AT: &str = "2027-06-01T10:00:00+09:00";
+
+fn body(order: &str) -> Value {
+    let mut b = payment_body("loc_1", order);
+    b["starts_at"] = json!("2027-06-10T10:00:00+09:00");
+    b
+}
+
+async fn approved(app: &TestApp, order: &str) -> String {
+    let id = app.paid(body(order)).await;
+    app.wait_status(&id, "approved").await;
+    id
+}
+
+async fn redis_conn() -> redis::aio::ConnectionManager {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap()
+}
+
+/// Months pass: every key of the namespace that carries an expiry is gone. Answers how many.
+async fn expire_every_expiring_key(namespace: &str) -> usize {
+    let mut conn = redis_conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{namespace}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut expired = 0;
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if ttl > 0 {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            expired += 1;
+        }
+    }
+    expired
+}
+
+async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn job(app: &TestApp, queue: &str, id: &str) -> Option<inspect::JobInfo> {
+    inspect::job(&redis_conn().await, &app.namespace, queue, id)
+        .await
+        .unwrap()
+}
+
+async fn wait_dead(app: &TestApp, queue: &str, id: &str) -> inspect::JobInfo {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(j) = job(app, queue, id).await.filter(|j| j.status == "dead") {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} never died");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn refund_of(app: &TestApp, id: &str) -> Value {
+    let (status, refund) = app
+        .send(
+            Method::GET,
+            &format!("/v1/refunds/{id}"),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{refund}");
+    refund
+}
+
+/// A refund request by `token`, answering the status and body as they came.
+async fn ask_refund(
+    app: &TestApp,
+    payment: &str,
+    key: &str,
+    body: Value,
+    token: &str,
+) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{}/v1/payments/{payment}/refunds", app.address))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn admin_refund(app: &TestApp, payment: &str, key: &str, amount: i64) -> String {
+    let body = json!({"requested_by": "admin", "reason": "goodwill", "amount": amount});
+    let (status, answer) = ask_refund(app, payment, key, body, ADMIN_TOKEN).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["refund_id"].as_str().unwrap().to_string()
+}
+
+/// KakaoPay's ledger and ours agree: one CANCEL per succeeded refund, the same totals.
+async fn ledgers_agree(app: &TestApp, payment_id: &str) -> Value {
+    let payment = app.payment(payment_id).await;
+    let theirs = ledger(&app.sim, payment["tid"].as_str().unwrap()).await;
+    assert_eq!(
+        theirs["canceled_amount"]["total"], payment["refunded_amount"],
+        "refunded: {payment} vs {theirs}"
+    );
+    let cancels = theirs["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["payment_action_type"] == "CANCEL")
+        .count();
+    let succeeded = payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .count();
+    assert_eq!(
+        cancels, succeeded,
+        "one KakaoPay cancel per succeeded refund"
+    );
+    theirs
+}
+
+fn never_failed(refund: &Value) {
+    let history = refund["history"].as_array().unwrap();
+    assert!(
+        history.iter().all(|h| h["to"] != "failed"),
+        "recorded failed on the way: {refund}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Time passing: credentials outlive every expiry.
+
+#[tokio::test]
+async fn payments_from_before_months_passed_are_approved_and_refunded_with_their_credentials() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let early = approved(&app, "M-early").await;
+    let (status, later) = app.create_payment(body("M-later")).await;
+    assert_eq!(status, 201, "{later}");
+    let later_id = later["payment_id"].as_str().unwrap().to_string();
+    // The location moves to another merchant id: its old payments stay under the one they
+    // were made with. Then months pass.
+    app.connect_location(
+        "loc_1",
+        json!({"cid": "TCSUBSCRIP", "secret_key": DEFAULT_SECRET_KEY}),
+    )
+    .await;
+    expire_every_expiring_key(&app.namespace).await;
+
+    let callback = app
+        .member_presses(later["tid"].as_str().unwrap(), "approve")
+        .await;
+    assert_eq!(app.follow(&callback).await.status(), 303);
+    app.wait_status(&later_id, "approved").await;
+    for (payment, key) in [(&early, "months-1"), (&later_id, "months-2")] {
+        let refund = app.request_refund(payment, key, CANCELED_AT).await;
+        app.wait_refund(&refund, "succeeded", Duration::from_secs(15))
+            .await;
+        ledgers_agree(&app, payment).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_without_credentials_waits_visibly_until_its_location_is_reconnected() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(body("M-orphan")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    // The version it was made with is gone (as an earlier release let it expire after 30
+    // days), and the location is disconnected.
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}:loc:loc_1:integration:v1", app.namespace))
+        .query_async(&mut redis_conn().await)
+        .await
+        .unwrap();
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            "/v1/locations/loc_1/kakaopay",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let callback = app
+        .member_presses(created["tid"].as_str().unwrap(), "approve")
+        .await;
+    assert_eq!(app.follow(&callback).await.status(), 303);
+
+    let dead = wait_dead(&app, "approve_payment", &format!("approve:{id}")).await;
+    let error = dead.last_error.unwrap_or_default();
+    assert!(error.contains("reconnect"), "says what to do: {error}");
+    assert_eq!(app.payment(&id).await["status"], "approving");
+    // Connected again: the reconciler finishes the approval.
+    app.connect_open_api("loc_1").await;
+    app.wait_status(&id, "approved").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Settings changed between attempt 1 (cancel applied, answer lost) and attempt 2.
+
+enum Change {
+    AutomaticRefundsOff,
+    Disconnected,
+    PolicyNoRefund,
+}
+
+async fn settings_changed_between_attempts(change: Change) {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let id = approved(&app, "S-1").await;
+    let tid = app.payment(&id).await["tid"].as_str().unwrap().to_string();
+    // KakaoPay applies the cancel and holds the answer past our timeout; the inquiry asked
+    // right after fails too.
+    add_fault(
+        &app.sim,
+        json!([
+            {"endpoint": "cancel", "fault": "commit_then_fail", "then": "timeout", "ms": 3000, "count": 1},
+            {"endpoint": "order", "fault": "http500", "count": 1},
+        ]),
+    )
+    .await;
+    let refund = app.request_refund(&id, "settings-1", CANCELED_AT).await;
+    until(
+        "KakaoPay applied the cancel",
+        Duration::from_secs(10),
+        || async { ledger(&app.sim, &tid).await["canceled_amount"]["total"] == 22000 },
+    )
+    .await;
+    let (method, patch) = match change {
+        Change::AutomaticRefundsOff => (Method::PATCH, Some(json!({"automatic_refunds": false}))),
+        Change::Disconnected => (Method::DELETE, None),
+        Change::PolicyNoRefund => (
+            Method::PATCH,
+            Some(json!({"refund_policy": {"bookings": {"rule": "no_refund"}}})),
+        ),
+    };
+    let (status, answer) = app
+        .send(
+            method,
+            "/v1/locations/loc_1/kakaopay",
+            Some(ADMIN_TOKEN),
+            patch,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{answer}");
+
+    let r = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(20))
+        .await;
+    assert_eq!(r["amount"], 22000, "{r}");
+    assert_eq!(
+        r["rule"], "min_notice_met",
+        "the first decision stands: {r}"
+    );
+    ledgers_agree(&app, &id).await;
+    assert_eq!(app.payment(&id).await["status"], "refunded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_refund_keeps_its_decision_when_automatic_refunds_are_turned_off() {
+    settings_changed_between_attempts(Change::AutomaticRefundsOff).await;
+}
+
+#[tokio::test]
+async fn a_retried_refund_keeps_its_decision_when_the_location_disconnects() {
+    settings_changed_between_attempts(Change::Disconnected).await;
+}
+
+#[tokio::test]
+async fn a_retried_refund_keeps_its_decision_when_the_policy_changes() {
+    settings_changed_between_attempts(Change::PolicyNoRefund).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3 and 6. An outcome unknown on the last attempt; a dead job holding the refund lock.
+
+/// Workers alone on the app's namespace, with `tune` applied to their settings.
+async fn workers(
+    app: &TestApp,
+    tune: impl FnOnce(&mut kakaopay_worker::startup::Settings),
+) -> kakaopay_worker::startup::Application {
+    let mut s = settings(&AppOptions::default(), &app.sim.url, &app.namespace);
+    s.http = None;
+    tune(&mut s);
+    kakaopay_worker::startup::Application::start(s)
+        .await
+        .unwrap()
+}
+
+/// The API alone (no workers), with a payment approved by workers that are gone again.
+async fn api_with_approved(order: &str) -> (TestApp, String) {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let approver = workers(&app, |_| {}).await;
+    let id = approved(&app, order).await;
+    approver.stop().await;
+    (app, id)
+}
+
+/// Gives a waiting job `n` attempts in all (no worker has fetched it yet).
+async fn attempts(app: &TestApp, queue: &str, job_id: &str, n: u32) {
+    let key = format!("{{{}:{queue}}}:job:{job_id}", app.namespace);
+    let _: () = redis::cmd("HSET")
+        .arg(key)
+        .arg("max_attempts")
+        .arg(n)
+        .query_async(&mut redis_conn().await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_on_the_last_attempt_is_settled_by_inquiry_never_failed() {
+    let (app, id) = api_with_approved("U-1").await;
+    // The only attempt: applied, the connection dropped, the inquiry after it failing.
+    add_fault(
+        &app.sim,
+        json!([
+            {"endpoint": "cancel", "fault": "commit_then_fail", "then": "drop", "count": 1},
+            {"endpoint": "order", "fault": "http500", "count": 1},
+        ]),
+    )
+    .await;
+    let refund = app.request_refund(&id, "unknown-1", CANCELED_AT).await;
+    let job_id = kakaopay_jobs::refunds::job_id(&refund);
+    attempts(&app, "cancel_payment", &job_id, 1).await;
+    let worker = workers(&app, |_| {}).await;
+    wait_dead(&app, "cancel_payment", &job_id).await;
+    let r = refund_of(&app, &refund).await;
+    assert!(
+        r["status"] == "processing" || r["status"] == "succeeded",
+        "never failed while unknown: {r}"
+    );
+    // The reconciler asks KakaoPay and records what it did.
+    let r = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(20))
+        .await;
+    never_failed(&r);
+    ledgers_agree(&app, &id).await;
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_whose_job_died_holding_the_lock_is_settled_and_the_next_one_runs() {
+    let (app, id) = api_with_approved("L-1").await;
+    // The cancel fails unapplied, and every inquiry the job makes fails: the job dies with
+    // the refund processing, holding the payment's refund lock.
+    add_fault(
+        &app.sim,
+        json!([
+            {"endpoint": "cancel", "fault": "http500", "count": 1},
+            {"endpoint": "order", "fault": "http500", "count": 2},
+        ]),
+    )
+    .await;
+    let first = admin_refund(&app, &id, "lock-1", 5000).await;
+    let first_job = kakaopay_jobs::refunds::job_id(&first);
+    attempts(&app, "cancel_payment", &first_job, 2).await;
+    let worker = workers(&app, |_| {}).await;
+    wait_dead(&app, "cancel_payment", &first_job).await;
+    let second = app.request_refund(&id, "lock-2", CANCELED_AT).await;
+    // KakaoPay shows no cancel of the first: it failed, provably. The second takes the lock.
+    let r = app
+        .wait_refund(&first, "failed", Duration::from_secs(20))
+        .await;
+    assert_eq!(r["failure"]["reason"], "gave_up", "{r}");
+    let r = app
+        .wait_refund(&second, "succeeded", Duration::from_secs(20))
+        .await;
+    assert_eq!(r["amount"], 22000, "{r}");
+    ledgers_agree(&app, &id).await;
+    worker.stop().await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. An order inquiry without payloads.
+
+#[tokio::test]
+async fn without_payloads_in_the_inquiry_an_applied_cancel_is_found_by_its_amounts() {
+    let app = spawn_app_with(AppOptions {
+        sim: SimConfig {
+            rules: Rules {
+                inquiry_payload: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let id = approved(&app, "P-1").await;
+    add_fault(
+        &app.sim,
+        json!({"endpoint": "cancel", "fault": "commit_then_fail", "then": "500", "count": 1}),
+    )
+    .await;
+    let partial = admin_refund(&app, &id, "payload-1", 5000).await;
+    let r = app
+        .wait_refund(&partial, "succeeded", Duration::from_secs(15))
+        .await;
+    never_failed(&r);
+    assert_eq!(r["amount"], 5000);
+    let rest = app.request_refund(&id, "payload-2", CANCELED_AT).await;
+    let r = app
+        .wait_refund(&rest, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(r["amount"], 17000);
+    ledgers_agree(&app, &id).await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A lease lapsing mid-call: two runs of one refund.
+
+#[tokio::test]
+async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_succeeded() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let rescuer_options = AppOptions {
+        kakaopay_timeout: Duration::from_secs(6),
+        ..Default::default()
+    };
+    let approver = kakaopay_worker::startup::Application::start(settings(
+        &rescuer_options,
+        &app.sim.url,
+        &app.namespace,
+    ))
+    .await
+    .unwrap();
+    let id = approved(&app, "Z-1").await;
+    approver.stop().await;
+
+    // KakaoPay takes 4 s over each cancel. The first worker sends one, then stalls (SIGSTOP)
+    // with it in flight: its lease lapses and another worker takes the job over.
+    add_fault(
+        &app.sim,
+        json!({"endpoint": "cancel", "fault": "latency", "ms": 4000, "count": 2}),
+    )
+    .await;
+    let mut first = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
+        .arg("work")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("QUEUE_NAMESPACE", &app.namespace)
+        .env("KAKAOPAY_API_URL", &app.sim.url)
+        .env("KAKAOPAY_TIMEOUT_MS", "6000")
+        .env("KAKAOPAY_CONNECT_TIMEOUT_MS", "500")
+        .env("JOB_LEASE_SECS", "2")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let refund = app.request_refund(&id, "lapse-1", CANCELED_AT).await;
+    until(
+        "the first worker sent the cancel",
+        Duration::from_secs(15),
+        || async { stats(&app.sim).await["endpoints"]["cancel"]["calls"] == 1 },
+    )
+    .await;
+    let sent = Instant::now();
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &first.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    let rescuer = kakaopay_worker::startup::Application::start(settings(
+        &rescuer_options,
+        &app.sim.url,
+        &app.namespace,
+    ))
+    .await
+    .unwrap();
+    // The first worker wakes once its own call would have ended (or the refund is settled).
+    let wake = sent + Duration::from_millis(7000);
+    until(
+        "the refund is settled or the stall is over",
+        Duration::from_secs(10),
+        || async {
+            Instant::now() >= wake
+                || !matches!(
+                    refund_of(&app, &refund).await["status"].as_str(),
+                    Some("queued" | "processing")
+                )
+        },
+    )
+    .await;
+    signal("-CONT");
+
+    let r = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(20))
+        .await;
+    never_failed(&r);
+    assert_eq!(app.payment(&id).await["status"], "refunded");
+    let theirs = ledgers_agree(&app, &id).await;
+    assert_eq!(theirs["canceled_amount"]["total"], 22000);
+    assert_eq!(
+        stats(&app.sim).await["endpoints"]["cancel"]["calls"],
+        1,
+        "the second run never sent a cancel while the first one's could be in flight"
+    );
+    let _ = first.kill();
+    first.wait().unwrap();
+    rescuer.stop().await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. An approval run again after an operator's retry (its attempts reset).
+
+#[tokio::test]
+async fn an_approval_rerun_after_an_operators_retry_asks_kakaopay_before_recording_a_failure() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    // The approval is applied but answered 500; run again, KakaoPay refuses the duplicate
+    // with an error that is not "already approved".
+    add_fault(
+        &app.sim,
+        json!([
+            {"endpoint": "approve", "fault": "commit_then_fail", "then": "500", "count": 1},
+            {"endpoint": "approve", "fault": "error", "code": -799, "count": 1},
+        ]),
+    )
+    .await;
+    let id = app.paid(body("A-1")).await;
+    let job_id = format!("approve:{id}");
+    attempts(&app, "approve_payment", &job_id, 1).await;
+    let worker = workers(&app, |s| {
+        // Only the operator acts here.
+        s.workers.as_mut().unwrap().reconciler.approving_grace = Duration::from_secs(600);
+    })
+    .await;
+    wait_dead(&app, "approve_payment", &job_id).await;
+    let (status, answer) = app
+        .send(
+            Method::POST,
+            &format!("/v1/queues/approve_payment/jobs/{job_id}/retry"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let payment = app.wait_status(&id, "approved").await;
+    assert!(
+        payment["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["to"] != "failed"),
+        "{payment}"
+    );
+    let tid = payment["tid"].as_str().unwrap();
+    let payments = ledger(&app.sim, tid).await["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["payment_action_type"] == "PAYMENT")
+        .count();
+    assert_eq!(payments, 1, "approved once");
+    worker.stop().await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. A Redis error between the two steps of a refund request.
+
+#[tokio::test]
+async fn a_refund_request_that_is_not_answered_2xx_is_never_paid() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let id = approved(&app, "R-1").await;
+    let key = "not-stored-1";
+    // The refund cannot be stored: a key of the wrong type stands where the payment's list
+    // of refunds goes (what the request reads first is untouched).
+    let refund_key = format!("{}:payment:{id}:refunds", app.namespace);
+    let mut conn = redis_conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(&refund_key)
+        .arg("in the way")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let member =
+        json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
+    let (status, answer) = ask_refund(&app, &id, key, member, CLIENT_TOKEN).await;
+    assert!(status >= 500, "not accepted: {status} {answer}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&refund_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Nothing was enqueued for it, so nothing will ever pay it.
+    let refund_id = kakaopay_jobs::refunds::refund_id(&id, key);
+    let queued = job(
+        &app,
+        "cancel_payment",
+        &kakaopay_jobs::refunds::job_id(&refund_id),
+    )
+    .await;
+    assert!(
+        queued.is_none(),
+        "a job for an unanswered refund: {queued:?}"
+    );
+    assert_eq!(app.payment(&id).await["refunded_amount"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_stored_but_not_enqueued_is_accepted_and_its_job_enqueued_by_the_reconciler() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let id = approved(&app, "R-2").await;
+    let key = "not-enqueued-1";
+    let refund_id = kakaopay_jobs::refunds::refund_id(&id, key);
+    // The job's record cannot be written.
+    let job_key = format!(
+        "{{{}:cancel_payment}}:job:{}",
+        app.namespace,
+        kakaopay_jobs::refunds::job_id(&refund_id)
+    );
+    let mut conn = redis_conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(&job_key)
+        .arg("in the way")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let member =
+        json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
+    let (status, answer) = ask_refund(&app, &id, key, member, CLIENT_TOKEN).await;
+    assert_eq!(status, 202, "the refund is stored: {answer}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&job_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    app.wait_refund(&refund_id, "succeeded", Duration::from_secs(20))
+        .await;
+    ledgers_agree(&app, &id).await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The reconciler's walk gets past entries it cannot settle.
+
+#[tokio::test]
+async fn the_reconciler_reaches_a_paid_payment_behind_many_it_cannot_settle() {
+    let app = spawn_app_with(AppOptions {
+        ready_window: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(body("W-real")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    // 150 ready payments whose KakaoPay tid is unknown, so that every inquiry fails, all
+    // made in the same millisecond as the real one and listed before it.
+    let mut conn = redis_conn().await;
+    let doc: String = redis::cmd("HGET")
+        .arg(format!("{}:payment:{id}", app.namespace))
+        .arg("doc")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let made: i64 = redis::cmd("ZSCORE")
+        .arg(format!("{}:payments:ready", app.namespace))
+        .arg(&id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for n in 0..150 {
+        let fake = format!("pay_!{n:023}");
+        let mut d: Value = serde_json::from_str(&doc).unwrap();
+        d["payment_id"] = json!(fake);
+        d["tid"] = json!(format!("T{n:019x}"));
+        let _: () = redis::pipe()
+            .hset_multiple(
+                format!("{}:payment:{fake}", app.namespace),
+                &[("doc", d.to_string()), ("status", "ready".into())],
+            )
+            .zadd(format!("{}:payments:ready", app.namespace), &fake, made)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // The member pays at KakaoPay; our callback never arrives.
+    let tid = created["tid"].as_str().unwrap();
+    let pg_token = authorize(&app.sim, tid).await;
+    let kp = client(&app.sim);
+    let approve = kakaopay_worker::kakaopay::ApproveRequest {
+        cid: cid(),
+        tid: kakaopay_worker::domain::Tid::parse(tid).unwrap(),
+        partner_order_id: kakaopay_worker::domain::OrderId::parse("W-real").unwrap(),
+        partner_user_id: kakaopay_worker::domain::UserId::parse("member_42").unwrap(),
+        pg_token,
+        payload: None,
+        total_amount: None,
+    };
+    kp.approve(&open_creds(), &approve).await.unwrap();
+    app.wait_status(&id, "approved").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. An explicit VAT is shared out across refunds.
+
+#[tokio::test]
+async fn refunds_of_a_payment_with_an_explicit_vat_send_their_share_of_it() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let mut b = body("V-1");
+    b["vat_amount"] = json!(1000);
+    let id = app.paid(b).await;
+    app.wait_status(&id, "approved").await;
+    let half = admin_refund(&app, &id, "vat-1", 11000).await;
+    app.wait_refund(&half, "succeeded", Duration::from_secs(15))
+        .await;
+    let tid = app.payment(&id).await["tid"].as_str().unwrap().to_string();
+    // Half the payment, half its VAT (KakaoPay's default would be 11000 / 11 = 1000).
+    assert_eq!(ledger(&app.sim, &tid).await["canceled_amount"]["vat"], 500);
+    let rest = app.request_refund(&id, "vat-2", CANCELED_AT).await;
+    app.wait_refund(&rest, "succeeded", Duration::from_secs(15))
+        .await;
+    let theirs = ledgers_agree(&app, &id).await;
+    assert_eq!(theirs["canceled_amount"]["vat"], 1000);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Records an earlier release left behind (items 1, 2 and 6 for data already in Redis).
+
+#[tokio::test]
+async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakaopay_shows() {
+    let (app, first) = api_with_approved("O-1").await;
+    let approver = workers(&app, |_| {}).await;
+    let second = approved(&app, "O-2").await;
+    approver.stop().await;
+    let mut conn = redis_conn().await;
+    let store = kakaopay_worker::store::Store::new(conn.clone(), &app.namespace);
+    let kp = client(&app.sim);
+    let mut refunds = Vec::new();
+    for (payment, key, with_job) in [(&first, "old-1", false), (&second, "old-2", true)] {
+        let refund_id = kakaopay_jobs::refunds::refund_id(payment, key);
+        if with_job {
+            assert_eq!(
+                app.request_refund(payment, key, CANCELED_AT).await,
+                refund_id
+            );
+        } else {
+            let request = kakaopay_jobs::RefundRequest {
+                reason: "booking_canceled".into(),
+                requested_by: "member".into(),
+                canceled_at: Some(CANCELED_AT.into()),
+                context: Default::default(),
+                amount: None,
+                by_admin: false,
+                received_at: CANCELED_AT.into(),
+            };
+            store
+                .create_refund(&refund_id, payment, "loc_1", key, &request, "http")
+                .await
+                .unwrap();
+        }
+        // The earlier release's worker took it (amount and rule written, the payment's lock
+        // held, nothing indexed), sent the cancel, and KakaoPay applied it; the answer was
+        // lost with the process.
+        let _: () = redis::pipe()
+            .zrem(format!("{}:refunds:open", app.namespace), &refund_id)
+            .hset_multiple(
+                format!("{}:refund:{refund_id}", app.namespace),
+                &[
+                    ("status", "processing"),
+                    ("amount", "22000"),
+                    ("tax_free_amount", "0"),
+                    ("rule", "min_notice_met"),
+                ],
+            )
+            .hset(
+                format!("{}:payment:{payment}", app.namespace),
+                "refund_lock",
+                &refund_id,
+            )
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let tid = app.payment(payment).await["tid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let cancel = kakaopay_worker::kakaopay::CancelRequest {
+            cid: cid(),
+            tid: kakaopay_worker::domain::Tid::parse(tid).unwrap(),
+            cancel_amount: won(22000),
+            cancel_tax_free_amount: won(0),
+            cancel_vat_amount: None,
+            cancel_available_amount: Some(won(22000)),
+            payload: Some(kakaopay_worker::domain::Payload::parse(refund_id.clone()).unwrap()),
+        };
+        kp.cancel(&open_creds(), &cancel).await.unwrap();
+        refunds.push(refund_id);
+    }
+    // Its integration version still carries the 30-day expiry it was written with; automatic
+    // refunds are off by now, so deciding again would leave both to a person.
+    let version = format!("{}:loc:loc_1:integration:v1", app.namespace);
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg(&version)
+        .arg(600_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (status, answer) = app
+        .send(
+            Method::PATCH,
+            "/v1/locations/loc_1/kakaopay",
+            Some(ADMIN_TOKEN),
+            Some(json!({"automatic_refunds": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // This release starts on them for the first time (its approver above already ran).
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!(
+            "{}:migrated:open-refunds-and-persistent-versions",
+            app.namespace
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let worker = workers(&app, |_| {}).await;
+    for (refund, payment) in refunds.iter().zip([&first, &second]) {
+        let r = app
+            .wait_refund(refund, "succeeded", Duration::from_secs(20))
+            .await;
+        assert_eq!(r["amount"], 22000, "{r}");
+        ledgers_agree(&app, payment).await;
+    }
+    until(
+        "the old version persists",
+        Duration::from_secs(5),
+        || async {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&version)
+                .query_async(&mut redis_conn().await)
+                .await
+                .unwrap();
+            ttl == -1
+        },
+    )
+    .await;
+    worker.stop().await;
+    app.stop().await;
+}
