@@ -494,19 +494,7 @@ async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_s
         json!({"endpoint": "cancel", "fault": "latency", "ms": 4000, "count": 2}),
     )
     .await;
-    let mut first = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
-        .arg("work")
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("QUEUE_NAMESPACE", &app.namespace)
-        .env("KAKAOPAY_API_URL", &app.sim.url)
-        .env("KAKAOPAY_TIMEOUT_MS", "6000")
-        .env("KAKAOPAY_CONNECT_TIMEOUT_MS", "500")
-        .env("JOB_LEASE_SECS", "2")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = work_process(&app, "6000");
     let refund = app.request_refund(&id, "lapse-1", CANCELED_AT).await;
     until(
         "the first worker sent the cancel",
@@ -515,13 +503,7 @@ async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_s
     )
     .await;
     let sent = Instant::now();
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &first.id().to_string()])
-            .status()
-            .unwrap()
-    };
-    signal("-STOP");
+    signal(&first, "-STOP");
     let rescuer = kakaopay_worker::startup::Application::start(settings(
         &rescuer_options,
         &app.sim.url,
@@ -543,7 +525,7 @@ async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_s
         },
     )
     .await;
-    signal("-CONT");
+    signal(&first, "-CONT");
 
     let r = app
         .wait_refund(&refund, "succeeded", Duration::from_secs(20))
@@ -559,6 +541,102 @@ async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_s
     );
     let _ = first.kill();
     first.wait().unwrap();
+    rescuer.stop().await;
+    app.stop().await;
+}
+
+/// A `kakaopay-worker work` process on the app's namespace, with a 2 s lease and KakaoPay
+/// calls of at most `timeout_ms`.
+fn work_process(app: &TestApp, timeout_ms: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
+        .arg("work")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("QUEUE_NAMESPACE", &app.namespace)
+        .env("KAKAOPAY_API_URL", &app.sim.url)
+        .env("KAKAOPAY_TIMEOUT_MS", timeout_ms)
+        .env("KAKAOPAY_CONNECT_TIMEOUT_MS", "500")
+        .env("JOB_LEASE_SECS", "2")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_approval_taken_over_after_a_lease_lapse_waits_for_the_first_call_never_fails_it() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    // KakaoPay takes 4 s over the first approval; a second one it would refuse outright.
+    add_fault(
+        &app.sim,
+        json!([
+            {"endpoint": "approve", "fault": "latency", "ms": 4000, "count": 1},
+            {"endpoint": "approve", "fault": "error", "code": -799, "count": 1},
+        ]),
+    )
+    .await;
+    let mut first = work_process(&app, "5000");
+    let id = app.paid(body("Z-2")).await;
+    let tid = app.payment(&id).await["tid"].as_str().unwrap().to_string();
+    until(
+        "the first worker sent the approval",
+        Duration::from_secs(15),
+        || async { stats(&app.sim).await["endpoints"]["approve"]["calls"] == 1 },
+    )
+    .await;
+    // It stalls with the call in flight; its lease lapses and another worker takes over.
+    signal(&first, "-STOP");
+    let rescuer = kakaopay_worker::startup::Application::start(settings(
+        &AppOptions {
+            kakaopay_timeout: Duration::from_secs(6),
+            ..Default::default()
+        },
+        &app.sim.url,
+        &app.namespace,
+    ))
+    .await
+    .unwrap();
+    // KakaoPay applies the stalled worker's approval, and that worker never wakes up.
+    until(
+        "KakaoPay applied the first approval",
+        Duration::from_secs(10),
+        || async { ledger(&app.sim, &tid).await["status"] == "SUCCESS_PAYMENT" },
+    )
+    .await;
+    signal(&first, "-KILL");
+    first.wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let payment = loop {
+        let p = app.payment(&id).await;
+        assert_ne!(
+            p["status"], "failed",
+            "recorded failed while KakaoPay approved it: {p}"
+        );
+        if p["status"] == "approved" {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "never approved: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(payment["amount"]["total"], 22000);
+    assert_eq!(
+        stats(&app.sim).await["endpoints"]["approve"]["calls"],
+        1,
+        "no second approval while the first could be in flight"
+    );
     rescuer.stop().await;
     app.stop().await;
 }
@@ -746,6 +824,21 @@ async fn the_reconciler_reaches_a_paid_payment_behind_many_it_cannot_settle() {
             .await
             .unwrap();
     }
+    // And one that cannot even be read.
+    let _: () = redis::pipe()
+        .hset(
+            format!("{}:payment:pay_!!corrupt", app.namespace),
+            "doc",
+            "not json",
+        )
+        .zadd(
+            format!("{}:payments:ready", app.namespace),
+            "pay_!!corrupt",
+            made,
+        )
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // The member pays at KakaoPay; our callback never arrives.
     let tid = created["tid"].as_str().unwrap();
     let pg_token = authorize(&app.sim, tid).await;
@@ -912,5 +1005,67 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
     )
     .await;
     worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_refund_is_reopened_only_by_proof_of_its_own_cancel() {
+    let (app, id) = api_with_approved("F-1").await;
+    let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
+    let request = kakaopay_jobs::RefundRequest {
+        reason: "goodwill".into(),
+        requested_by: "admin".into(),
+        canceled_at: None,
+        context: Default::default(),
+        amount: Some(5000),
+        by_admin: true,
+        received_at: CANCELED_AT.into(),
+    };
+    let refund = kakaopay_jobs::refunds::refund_id(&id, "reopen-1");
+    store
+        .create_refund(&refund, &id, "loc_1", "reopen-1", &request, "job")
+        .await
+        .unwrap();
+    let failed = store
+        .finish_refund(
+            &id,
+            &refund,
+            "",
+            None,
+            kakaopay_worker::domain::RefundStatus::Failed,
+            "admin_amount",
+            None,
+            "KakaoPay refused it",
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed, kakaopay_worker::store::Recorded::Applied);
+    let paid = |by_amounts| kakaopay_worker::store::Paid {
+        amount: 5000,
+        tax_free: 0,
+        vat: 0,
+        aid: "A1234567890123456789".into(),
+        by_amounts,
+    };
+    // Amounts alone could be another refund of the same size: not proof enough to reopen.
+    let by_amounts = store
+        .succeed_refund(&id, &refund, &paid(true), 22000, "amounts fit")
+        .await
+        .unwrap();
+    assert!(
+        matches!(by_amounts, kakaopay_worker::store::Success::Contradicted(_)),
+        "{by_amounts:?}"
+    );
+    assert_eq!(app.payment(&id).await["refunded_amount"], 0);
+    // Its own payload (or KakaoPay's answer to its call) is.
+    let proven = store
+        .succeed_refund(&id, &refund, &paid(false), 22000, "payload found")
+        .await
+        .unwrap();
+    assert_eq!(proven, kakaopay_worker::store::Success::Recorded);
+    let r = refund_of(&app, &refund).await;
+    assert_eq!(r["status"], "succeeded");
+    assert!(r["failure"].is_null(), "the failure no longer stands: {r}");
+    assert_eq!(app.payment(&id).await["refunded_amount"], 5000);
     app.stop().await;
 }

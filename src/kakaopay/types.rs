@@ -358,6 +358,7 @@ impl OrderResponse {
             return CancelFound::Applied {
                 aid: a.aid.clone(),
                 amount: a.amount,
+                by_amounts: false,
             };
         }
         let payloads_shown = self.cancels().any(|a| a.payload.is_some());
@@ -372,6 +373,7 @@ impl OrderResponse {
                     Some(a) => CancelFound::Applied {
                         aid: a.aid.clone(),
                         amount: Some(amount),
+                        by_amounts: true,
                     },
                     None => CancelFound::Unclear(format!(
                         "KakaoPay shows {c} won canceled but lists no cancel"
@@ -393,10 +395,12 @@ impl OrderResponse {
 /// What the order inquiry says of one cancel we sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelFound {
-    /// It happened: its action's `aid`, and its amount where KakaoPay gives it.
+    /// It happened: its action's `aid`, its amount where KakaoPay gives it, and whether only
+    /// the canceled amounts prove it (no payload to match).
     Applied {
         aid: String,
         amount: Option<i64>,
+        by_amounts: bool,
     },
     NotApplied,
     /// Neither proven nor disproven (amounts that fit no story): never resend on this.
@@ -466,24 +470,28 @@ mod tests {
         serde_json::from_value(o).unwrap()
     }
 
-    fn applied(aid: &str, amount: i64) -> CancelFound {
+    fn applied(aid: &str, amount: i64, by_amounts: bool) -> CancelFound {
         CancelFound::Applied {
             aid: aid.into(),
             amount: Some(amount),
+            by_amounts,
         }
     }
 
     #[test]
     fn a_cancel_with_our_payload_is_ours() {
         let o = order(&[("A_1", 5000, Some("rf_1"))], Some(5000));
-        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000));
+        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000, false));
         assert_eq!(o.find_cancel("rf_2", 3000, 5000), CancelFound::NotApplied);
     }
 
     #[test]
     fn without_payloads_the_amounts_tell() {
         let o = order(&[("A_1", 5000, None), ("A_2", 3000, None)], Some(8000));
-        assert_eq!(o.find_cancel("rf_2", 3000, 5000), applied("A_2", 3000));
+        assert_eq!(
+            o.find_cancel("rf_2", 3000, 5000),
+            applied("A_2", 3000, true)
+        );
         assert_eq!(o.find_cancel("rf_3", 1000, 8000), CancelFound::NotApplied);
         assert!(matches!(
             o.find_cancel("rf_3", 1000, 6000),
@@ -501,7 +509,7 @@ mod tests {
     fn a_payload_on_the_approval_alone_does_not_make_an_unmarked_cancel_someone_elses() {
         // The approval shows its payload, the cancels none: the amounts still decide.
         let o = order(&[("A_1", 5000, None)], Some(5000));
-        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000));
+        assert_eq!(o.find_cancel("rf_1", 5000, 0), applied("A_1", 5000, true));
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod refunds;
 
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use payments::{
-    Approval, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
+    Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
     TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};

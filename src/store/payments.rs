@@ -100,6 +100,18 @@ pub struct Payment {
     /// How many runs of its approval job began before this read (see
     /// [`Store::payment_for_approval`]).
     pub approval_runs: u32,
+    /// The refund holding the payment's refund lock, if any.
+    pub refund_lock: Option<String>,
+}
+
+/// A run of a payment's approval job, as it began.
+#[derive(Debug, Clone)]
+pub struct ApprovalRun {
+    pub payment: Payment,
+    /// How long an earlier run's calls may still be under way.
+    pub earlier_in_flight: Duration,
+    /// Until when this run's own may (Redis's clock, ms): its mark in the record.
+    deadline: i64,
 }
 
 /// The time indexes the reconciler walks.
@@ -186,14 +198,44 @@ return {'ok', status}
 });
 
 /// Reads a payment and counts a run of its approval job (the count read is the runs before
-/// this one). KEYS: payment.
+/// this one). Unless an earlier run's calls may still be under way (then answered: how long,
+/// on Redis's clock), marks until when this run's may be. KEYS: payment. ARGV: this run's
+/// longest time, ms.
 static APPROVAL_RUN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {{}, 0, 0} end
+local t = redis.call('TIME')
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('HINCRBY', KEYS[1], 'approval_runs', 1)
-return fields
+local earlier = tonumber(redis.call('HGET', KEYS[1], 'approve_deadline_ms') or '0')
+if earlier > now_ms then return {fields, earlier - now_ms, 0} end
+local deadline = now_ms + tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'approve_deadline_ms', deadline)
+return {fields, 0, deadline}
+"#,
+    )
+});
+
+/// Marks until when a run's calls may be under way. KEYS: payment. ARGV: longest time, ms.
+static APPROVAL_CALLS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local deadline = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'approve_deadline_ms', deadline)
+return deadline
+"#,
+    )
+});
+
+/// Deletes a hash field if it still holds the given value. KEYS: hash. ARGV: field, value.
+static HDEL_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
 "#,
     )
 });
@@ -461,6 +503,7 @@ impl Store {
                 .get("approval_runs")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            refund_lock: fields.get("refund_lock").filter(|l| !l.is_empty()).cloned(),
             history: history
                 .iter()
                 .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))
@@ -470,13 +513,53 @@ impl Store {
 
     /// The payment as an approval run reads it, counting the run in the same step: a run that
     /// sees an earlier one began asks the order inquiry before approving, whatever the queue's
-    /// attempt counter says (an operator's retry or a shutdown's hand-back reset it).
-    pub async fn payment_for_approval(&self, id: &str) -> Result<Option<Payment>, StoreError> {
-        let fields: HashMap<String, String> = APPROVAL_RUN
+    /// attempt counter says (an operator's retry or a shutdown's hand-back reset it). Answers
+    /// how long an earlier run's calls may still be under way (a lease that lapsed mid-call);
+    /// if none may, marks that this run's calls may take `longest` (a run that must wait marks
+    /// its own with [`Store::approval_calls`] when it is done waiting, so that a waiter that
+    /// dies pushes nobody's wait further).
+    pub async fn payment_for_approval(
+        &self,
+        id: &str,
+        longest: Duration,
+    ) -> Result<Option<ApprovalRun>, StoreError> {
+        let (fields, earlier_ms, deadline): (HashMap<String, String>, i64, i64) = APPROVAL_RUN
             .key(self.payment_key(id))
+            .arg(longest.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        self.parse_payment(id, fields, &[])
+        Ok(self
+            .parse_payment(id, fields, &[])?
+            .map(|payment| ApprovalRun {
+                payment,
+                earlier_in_flight: Duration::from_millis(earlier_ms.max(0) as u64),
+                deadline,
+            }))
+    }
+
+    /// Marks that `run`'s calls, starting now, may take `longest`.
+    pub async fn approval_calls(
+        &self,
+        run: &mut ApprovalRun,
+        longest: Duration,
+    ) -> Result<(), StoreError> {
+        run.deadline = APPROVAL_CALLS
+            .key(self.payment_key(&run.payment.payment_id))
+            .arg(longest.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// This approval run's calls have all come back: a later run need not wait for them.
+    pub async fn approval_calls_ended(&self, run: &ApprovalRun) -> Result<(), StoreError> {
+        let _: i64 = HDEL_IF
+            .key(self.payment_key(&run.payment.payment_id))
+            .arg("approve_deadline_ms")
+            .arg(run.deadline)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The payment holding an order, if any.
@@ -568,6 +651,10 @@ impl Store {
                 "approval".to_string(),
                 serde_json::to_string(a).expect("approvals serialize"),
             ]);
+            // A failure recorded before KakaoPay proved the approval no longer stands.
+            if t.failure.is_none() {
+                args.extend(["failure".to_string(), String::new()]);
+            }
         }
         if let Some(f) = &t.failure {
             args.extend([

@@ -69,6 +69,13 @@ pub struct Refund {
     pub run: String,
 }
 
+impl Refund {
+    /// Whether another refund of its payment holds the lock (`lock` read from the payment).
+    pub fn blocked_by(&self, lock: Option<&str>) -> bool {
+        lock.is_some_and(|l| !l.is_empty() && l != self.refund_id)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     Created(Refund),
@@ -198,9 +205,20 @@ return {'ok', decided}
     )
 });
 
-/// Ends a refund that moves no (more) money, if `run` still holds it (and, with `settled` =
-/// 1, no cancel of it can still be under way). KEYS: payment, refund, refund history, open
-/// refunds. ARGV: refund id, status, rule, failure json, now, cause, run, settled.
+/// A cancel came back with an answer: it is no longer under way. KEYS: refund. ARGV: run.
+static CALL_ENDED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('HGET', KEYS[1], 'run') == ARGV[1] then return redis.call('HDEL', KEYS[1], 'send_deadline_ms') end
+return 0
+"#,
+    )
+});
+
+/// Ends a refund that moves no (more) money, if `run` still holds it (and, with a `margin`,
+/// only once that long has passed since a cancel of it could last have been under way). KEYS:
+/// payment, refund, refund history, open refunds. ARGV: refund id, status, rule, failure json,
+/// now, cause, run, margin ms ('' for none).
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -208,7 +226,7 @@ local r = redis.call('HMGET', KEYS[2], 'status', 'run', 'send_deadline_ms')
 local status = r[1]
 if status ~= 'queued' and status ~= 'processing' then return 0 end
 if (r[2] or '') ~= ARGV[7] then return 0 end
-if ARGV[8] == '1' and r[3] and now_ms < tonumber(r[3]) then return 0 end
+if ARGV[8] ~= '' and r[3] and now_ms < tonumber(r[3]) + tonumber(ARGV[8]) then return 0 end
 redis.call('HSET', KEYS[2], 'status', ARGV[2], 'rule', ARGV[3], 'failure', ARGV[4], 'updated_at', ARGV[5])
 redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[5], from = status, to = ARGV[2], cause = ARGV[6]}))
 if redis.call('HGET', KEYS[1], 'refund_lock') == ARGV[1] then redis.call('HSET', KEYS[1], 'refund_lock', '') end
@@ -219,15 +237,16 @@ return 1
 });
 
 /// Records a refund KakaoPay made, whichever run proves it: from `processing`, or from `failed`
-/// (a success proven after the refund was given up). KEYS: payment, payment history, refund,
+/// (a success proven after the refund was given up, by KakaoPay's answer or the refund's own
+/// payload: amounts alone could be another refund's). KEYS: payment, payment history, refund,
 /// refund history, open refunds. ARGV: refund id, amount, tax free, vat, aid, approved total,
-/// now, cause.
+/// now, cause, '1' when proven by amounts alone.
 static SUCCEED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local status = redis.call('HGET', KEYS[3], 'status')
 if status == 'succeeded' then return {'already', status} end
-if status ~= 'processing' and status ~= 'failed' then return {'contradicted', status or ''} end
+if status ~= 'processing' and not (status == 'failed' and ARGV[9] ~= '1') then return {'contradicted', status or ''} end
 local refunded = redis.call('HINCRBY', KEYS[1], 'refunded', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'refunded_tax_free', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'refunded_vat', ARGV[4])
@@ -237,7 +256,7 @@ if refunded >= tonumber(ARGV[6]) then to = 'refunded' end
 redis.call('HSET', KEYS[1], 'status', to, 'updated_at', ARGV[7])
 if redis.call('HGET', KEYS[1], 'refund_lock') == ARGV[1] then redis.call('HSET', KEYS[1], 'refund_lock', '') end
 redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[7], from = from, to = to, cause = 'refund ' .. ARGV[1] .. ' of ' .. ARGV[2] .. ' won succeeded'}))
-redis.call('HSET', KEYS[3], 'status', 'succeeded', 'amount', ARGV[2], 'tax_free_amount', ARGV[3], 'aid', ARGV[5], 'updated_at', ARGV[7])
+redis.call('HSET', KEYS[3], 'status', 'succeeded', 'amount', ARGV[2], 'tax_free_amount', ARGV[3], 'aid', ARGV[5], 'failure', '', 'updated_at', ARGV[7])
 redis.call('RPUSH', KEYS[4], cjson.encode({at = ARGV[7], from = status, to = 'succeeded', cause = ARGV[8]}))
 redis.call('ZREM', KEYS[5], ARGV[1])
 return {'ok', status}
@@ -526,16 +545,27 @@ impl Store {
         }
     }
 
+    /// The cancel `run` sent came back with an answer: nothing of it is under way any more, so
+    /// the next run need not wait for it.
+    pub async fn cancel_call_ended(&self, refund_id: &str, run: &str) -> Result<(), StoreError> {
+        let _: i64 = CALL_ENDED
+            .key(self.refund_key(refund_id))
+            .arg(run)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Ends a refund without moving money (rejected, manual review, failed) and frees the
-    /// lock, if the run `run` (empty: no run ever took it) still holds it; with `settled`,
-    /// only once no cancel of it can still be under way.
+    /// lock, if the run `run` (empty: no run ever took it) still holds it; with a `margin`,
+    /// only once that long has passed since a cancel of it could last have been under way.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
         run: &str,
-        settled: bool,
+        margin: Option<Duration>,
         status: RefundStatus,
         rule: &str,
         failure: Option<&Failure>,
@@ -557,7 +587,7 @@ impl Store {
             .arg(now_rfc3339())
             .arg(cause)
             .arg(run)
-            .arg(if settled { "1" } else { "0" })
+            .arg(margin.map_or(String::new(), |m| m.as_millis().to_string()))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(if done == 1 {
@@ -591,6 +621,7 @@ impl Store {
             .arg(approved_total)
             .arg(now_rfc3339())
             .arg(cause)
+            .arg(if paid.by_amounts { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match outcome.as_str() {
@@ -611,6 +642,8 @@ pub struct Paid {
     pub tax_free: i64,
     pub vat: i64,
     pub aid: String,
+    /// Proven only by the inquiry's canceled amounts (no payload to match).
+    pub by_amounts: bool,
 }
 
 fn decided(key: &str, raw: Option<&String>) -> Result<Option<Decided>, StoreError> {

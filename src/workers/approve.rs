@@ -12,7 +12,9 @@ use crate::domain::{PaymentStatus, PgToken, Tid, Won};
 use crate::kakaopay::{
     Amount, ApproveRequest, Credentials, ErrorClass, KakaoPayError, OrderRequest, StatusClass,
 };
-use crate::store::{Approval, Failure, Integration, Payment, Transition, TransitionOutcome};
+use crate::store::{
+    Approval, ApprovalRun, Failure, Integration, Payment, Transition, TransitionOutcome,
+};
 use apalis::prelude::Data;
 use kakaopay_jobs::queue::{Delivery, JobError};
 use kakaopay_jobs::ApprovePayment;
@@ -41,32 +43,70 @@ pub async fn approve_payment(
 }
 
 async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {
-    let payment = deps
+    let mut run = deps
         .store
-        .payment_for_approval(&job.payment_id)
+        .payment_for_approval(&job.payment_id, run_window(deps))
         .await
         .map_err(retry)?
         .ok_or_else(|| JobError::permanent(format!("no payment {}", job.payment_id)))?;
+    let mut outcome_unknown = false;
+    let result = approve_run(deps, &mut run, delivery, &mut outcome_unknown).await;
+    // Every call of this run came back with an answer: the next run need not wait for it.
+    if result.is_err() && !outcome_unknown {
+        if let Err(e) = deps.store.approval_calls_ended(&run).await {
+            tracing::warn!(payment_id = %job.payment_id, error = %e, "could not clear the approval's call mark; the next run waits for it");
+        }
+    }
+    result
+}
+
+/// How long one run's calls may take: the inquiry, then the approval.
+fn run_window(deps: &Deps) -> std::time::Duration {
+    deps.kakaopay.longest_call() * 2 + std::time::Duration::from_secs(2)
+}
+
+/// One run: `outcome_unknown` is set when its approval call got no answer (KakaoPay may still
+/// be working on it).
+async fn approve_run(
+    deps: &Deps,
+    run: &mut ApprovalRun,
+    delivery: &Delivery,
+    outcome_unknown: &mut bool,
+) -> Result<(), JobError> {
+    let earlier_in_flight = run.earlier_in_flight;
+    let payment = &run.payment.clone();
     if payment.status != PaymentStatus::Approving {
         // Settled by an earlier run or the reconciler; its event may not have gone out yet
         // (emitting is idempotent).
         return announce(
             deps,
-            &payment,
+            payment,
             payment.status,
             payment.approval.as_ref().map(|a| a.aid.as_str()),
         )
         .await;
     }
-    let integration = integration_of(deps, &payment).await?;
+    let integration = integration_of(deps, payment).await?;
     let credentials = integration.credentials();
     let token = payment
         .pg_token
         .as_deref()
         .and_then(|t| PgToken::parse(t).ok());
     let inquire_first = delivery.attempt > 1 || payment.approval_runs > 0 || token.is_none();
-    if inquire_first && settled_by_inquiry(deps, &payment, &integration, &credentials).await? {
+    if inquire_first && settled_by_inquiry(deps, payment, &integration, &credentials).await? {
         return Ok(());
+    }
+    // An earlier run's approval may still be on its way to KakaoPay: wait it out and look
+    // again, rather than send a second one whose refusal could be taken for a failure.
+    if !earlier_in_flight.is_zero() {
+        tokio::time::sleep(earlier_in_flight).await;
+        deps.store
+            .approval_calls(run, run_window(deps))
+            .await
+            .map_err(retry)?;
+        if settled_by_inquiry(deps, payment, &integration, &credentials).await? {
+            return Ok(());
+        }
     }
     let Some(pg_token) = token else {
         return Err(JobError::permanent(
@@ -88,12 +128,15 @@ async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Resul
             let approval = Approval {
                 aid: answer.aid,
                 payment_method_type: answer.payment_method_type,
-                amount: approved_amount(Some(answer.amount), &payment),
+                amount: approved_amount(Some(answer.amount), payment),
                 approved_at: answer.approved_at.map(|t| t.0.to_rfc3339()),
             };
-            record_approval(deps, &payment, approval, "KakaoPay approved the payment").await
+            record_approval(deps, payment, approval, "KakaoPay approved the payment").await
         }
-        Err(e) => after_failed_approve(deps, &payment, &integration, &credentials, e).await,
+        Err(e) => {
+            *outcome_unknown = e.class() == ErrorClass::OutcomeUnknown;
+            after_failed_approve(deps, payment, &integration, &credentials, e).await
+        }
     }
 }
 
@@ -342,6 +385,7 @@ mod tests {
             refunded_tax_free: 0,
             refunded_vat: 0,
             approval_runs: 0,
+            refund_lock: None,
         }
     }
 

@@ -137,6 +137,7 @@ async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError>
 /// another refund to finish. `None`: nothing is left to do.
 async fn lock(deps: &Deps, refund: &Refund) -> Result<Option<Locked>, JobError> {
     let waiting_since = Instant::now();
+    let mut pause = Duration::from_millis(25);
     loop {
         let begin = deps
             .store
@@ -152,7 +153,8 @@ async fn lock(deps: &Deps, refund: &Refund) -> Result<Option<Locked>, JobError> 
                 return Ok(None);
             }
             Begin::Busy if waiting_since.elapsed() < LOCK_WAIT => {
-                tokio::time::sleep(Duration::from_millis(25)).await
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
             Begin::Busy => return Err(retry("another refund of this payment is still running")),
         }
@@ -332,8 +334,12 @@ impl Call<'_> {
         let earlier_call_ends = Instant::now() + in_flight_for;
         loop {
             match self.inquire().await {
-                Ok(CancelFound::Applied { aid, amount }) => {
-                    let paid = self.paid_as_reported(aid, amount);
+                Ok(CancelFound::Applied {
+                    aid,
+                    amount,
+                    by_amounts,
+                }) => {
+                    let paid = self.paid_as_reported(aid, amount, by_amounts);
                     self.succeeded(paid, "the order inquiry shows the cancel")
                         .await?;
                     return Ok(true);
@@ -393,17 +399,33 @@ impl Call<'_> {
                         tax_free: this.tax_free,
                         vat: this.vat,
                         aid: answer.aid.clone(),
+                        by_amounts: false,
                     }
                 } else {
-                    self.paid_as_reported(answer.aid.clone(), None)
+                    self.paid_as_reported(answer.aid.clone(), None, false)
                 };
                 return self.succeeded(paid, "KakaoPay canceled it").await;
             }
             Err(e) => e,
         };
+        if e.class() != ErrorClass::OutcomeUnknown {
+            // KakaoPay answered: this cancel is over, whatever it did.
+            if let Err(err) = self
+                .deps
+                .store
+                .cancel_call_ended(&self.refund.refund_id, self.run)
+                .await
+            {
+                tracing::warn!(refund_id = %self.refund.refund_id, error = %err, "could not clear the cancel's call mark; the next run waits for it");
+            }
+        }
         match self.inquire().await {
-            Ok(CancelFound::Applied { aid, amount }) => {
-                let paid = self.paid_as_reported(aid, amount);
+            Ok(CancelFound::Applied {
+                aid,
+                amount,
+                by_amounts,
+            }) => {
+                let paid = self.paid_as_reported(aid, amount, by_amounts);
                 self.succeeded(paid, "the order inquiry shows the cancel")
                     .await
             }
@@ -416,7 +438,7 @@ impl Call<'_> {
 
     /// The refund as KakaoPay reports it paid: its amount where KakaoPay gives one, the
     /// decision's parts otherwise.
-    fn paid_as_reported(&self, aid: String, amount: Option<i64>) -> Paid {
+    fn paid_as_reported(&self, aid: String, amount: Option<i64>, by_amounts: bool) -> Paid {
         let d = &self.decision;
         let amount = amount.filter(|a| *a > 0).unwrap_or(d.amount);
         if amount != d.amount {
@@ -427,6 +449,7 @@ impl Call<'_> {
             tax_free: d.tax_free.min(amount),
             vat: d.vat.unwrap_or(0).min(amount),
             aid,
+            by_amounts,
         }
     }
 
@@ -475,7 +498,7 @@ impl Call<'_> {
 /// record gone): recorded as KakaoPay shows it, `failed` only once the inquiry proves no
 /// cancel of it and none can still be under way. An `Err` leaves it for the next round (and,
 /// with a dead job to show for it, for an operator).
-pub(super) async fn settle(deps: &Deps, refund: &Refund) -> Result<(), JobError> {
+pub(super) async fn settle(deps: &Deps, refund: &Refund, margin: Duration) -> Result<(), JobError> {
     let payment = deps
         .store
         .payment_state(&refund.payment_id)
@@ -487,7 +510,13 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund) -> Result<(), JobError>
         .clone()
         .or_else(|| decided_by_an_earlier_release(refund, &payment));
     let Some(decision) = recorded else {
-        return give_up(deps, refund, "its job ended before a cancel was sent").await;
+        return give_up(
+            deps,
+            refund,
+            margin,
+            "its job ended before a cancel was sent",
+        )
+        .await;
     };
     let integrations = deps
         .store
@@ -511,8 +540,12 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund) -> Result<(), JobError>
         delivery: None,
     };
     match call.inquire().await.map_err(retry)? {
-        CancelFound::Applied { aid, amount } => {
-            let paid = call.paid_as_reported(aid, amount);
+        CancelFound::Applied {
+            aid,
+            amount,
+            by_amounts,
+        } => {
+            let paid = call.paid_as_reported(aid, amount, by_amounts);
             call.succeeded(paid, "the reconciler found the cancel in the order inquiry")
                 .await
         }
@@ -520,6 +553,7 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund) -> Result<(), JobError>
             give_up(
                 deps,
                 refund,
+                margin,
                 "its job ended and KakaoPay shows no cancel of it",
             )
             .await
@@ -584,15 +618,16 @@ async fn announce(
 
 /// Closes a refund without money moving, if `run` still holds it, and announces it.
 async fn finish(deps: &Deps, refund: &Refund, run: &str, closed: Closed) -> Result<(), JobError> {
-    close(deps, refund, run, false, closed).await
+    close(deps, refund, run, None, closed).await
 }
 
-/// With `settled`, only once no cancel of the refund can still be under way.
+/// With a `margin`, only once that long has passed since a cancel of it could last have
+/// been under way.
 async fn close(
     deps: &Deps,
     refund: &Refund,
     run: &str,
-    settled: bool,
+    margin: Option<Duration>,
     closed: Closed,
 ) -> Result<(), JobError> {
     let recorded = deps
@@ -601,7 +636,7 @@ async fn close(
             &refund.payment_id,
             &refund.refund_id,
             run,
-            settled,
+            margin,
             closed.status,
             &closed.rule,
             closed.failure.as_ref(),
@@ -617,8 +652,14 @@ async fn close(
 }
 
 /// Closes a refund its job left behind, as `failed`: unless another run took it over
-/// meanwhile, or a cancel of it may still be under way.
-async fn give_up(deps: &Deps, refund: &Refund, why: &str) -> Result<(), JobError> {
+/// meanwhile, or less than `margin` has passed since a cancel of it could last have been
+/// under way (KakaoPay may apply a slow call late).
+async fn give_up(
+    deps: &Deps,
+    refund: &Refund,
+    margin: Duration,
+    why: &str,
+) -> Result<(), JobError> {
     let rule = refund.rule.clone().unwrap_or_else(|| "gave_up".into());
     let closed = Closed {
         status: RefundStatus::Failed,
@@ -630,5 +671,5 @@ async fn give_up(deps: &Deps, refund: &Refund, why: &str) -> Result<(), JobError
         rule,
         cause: why.to_string(),
     };
-    close(deps, refund, &refund.run, true, closed).await
+    close(deps, refund, &refund.run, Some(margin), closed).await
 }

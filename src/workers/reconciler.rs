@@ -101,7 +101,10 @@ impl Reconciler {
         for _ in 0..PAGES_PER_ROUND {
             let page = store.due(index, before_ms, offset, PAGE).await?;
             for id in &page {
-                self.settle(index, id).await?;
+                // One record that cannot be read must not stop the rest of the walk.
+                if let Err(e) = self.settle(index, id).await {
+                    tracing::warn!(id, error = %e, "could not reconcile; next round");
+                }
             }
             if page.len() < PAGE {
                 return Ok(0);
@@ -124,7 +127,9 @@ impl Reconciler {
                 None => store.forget_due(index, id).await?,
             },
             Due::OpenRefunds => match store.refund_state(id).await? {
-                Some(r) if !r.status.is_final() => settle_refund(deps, &r).await,
+                Some(r) if !r.status.is_final() => {
+                    settle_refund(deps, &r, self.settings.approving_grace).await
+                }
                 _ => store.forget_due(index, id).await?,
             },
         }
@@ -290,8 +295,8 @@ async fn settle_approving(deps: &Deps, p: &Payment) {
 }
 
 /// An open refund whose job has ended: a `queued` one gets its job (again), a `processing`
-/// one is settled by inquiry.
-async fn settle_refund(deps: &Deps, r: &Refund) {
+/// one is settled by inquiry (given up only `margin` after its last call could have ended).
+async fn settle_refund(deps: &Deps, r: &Refund, margin: Duration) {
     let job_id = cancel_job_id(&r.refund_id);
     let job = match job_state(deps, CancelPayment::NAME, &job_id).await {
         None | Some(Job::InHand) => return,
@@ -299,13 +304,21 @@ async fn settle_refund(deps: &Deps, r: &Refund) {
     };
     if r.status == crate::domain::RefundStatus::Queued {
         // Never started: its job was not enqueued (a request whose enqueue failed after the
-        // refund was stored), or died waiting for another refund of the payment.
+        // refund was stored), or died waiting for another refund of the payment: not revived
+        // while that one still holds the lock, or it would only wait and die again.
+        let lock = match deps.store.payment_state(&r.payment_id).await {
+            Ok(p) => p.and_then(|p| p.refund_lock),
+            Err(_) => return,
+        };
+        if r.blocked_by(lock.as_deref()) {
+            return;
+        }
         return match job {
             Job::Dead => retry_job(deps, CancelPayment::NAME, &job_id).await,
             _ => enqueue_refund(deps, r).await,
         };
     }
-    match cancel::settle(deps, r).await {
+    match cancel::settle(deps, r, margin).await {
         Ok(()) => tracing::info!(refund_id = %r.refund_id, "reconciled a refund whose job ended"),
         Err(e) => {
             crate::metrics::unsettled(deps.store.namespace(), "refund", "unclear");
