@@ -6,7 +6,7 @@ mod support;
 
 use kakaopay_worker::sim::{Rules, SimConfig};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 const PAYMENTS: usize = 40;
@@ -31,18 +31,6 @@ async fn faults(app: &TestApp) {
         json!({"endpoint": "order", "fault": "http500", "rate": 0.1}),
     )
     .await;
-}
-
-async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

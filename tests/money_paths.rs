@@ -63,18 +63,6 @@ async fn expire_every_expiring_key(namespace: &str) -> usize {
     expired
 }
 
-async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn job(app: &TestApp, queue: &str, id: &str) -> Option<inspect::JobInfo> {
     inspect::job(&redis_conn().await, &app.namespace, queue, id)
         .await

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kakaopay_jobs::queue::EnqueueOptions;
 use kakaopay_jobs::refunds::{job_id, refund_id, same_request, validate, RefundRequestError};
-use kakaopay_jobs::{CancelPayment, RefundRequest};
+use kakaopay_jobs::RefundRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -195,15 +195,12 @@ pub async fn create(
 /// the refund is stored, and the reconciler enqueues the job of a `queued` refund that has
 /// none.
 async fn enqueue(state: &AppState, refund: &Refund) {
-    let job = CancelPayment {
-        payment_id: refund.payment_id.clone(),
-        refund_id: refund.refund_id.clone(),
-        idempotency_key: refund.idempotency_key.clone(),
-        request: refund.request.clone(),
-    };
     match state
         .producer
-        .enqueue(&job, EnqueueOptions::with_id(job_id(&refund.refund_id)))
+        .enqueue(
+            &refund.job(),
+            EnqueueOptions::with_id(job_id(&refund.refund_id)),
+        )
         .await
     {
         Ok(e) if !e.duplicate => {

@@ -30,6 +30,30 @@ struct RefundDoc {
     created_at: String,
 }
 
+impl RefundDoc {
+    /// The refund as it stands when just requested; its record fills in the rest.
+    fn into_queued(self, updated_at: String, history: Vec<HistoryEntry>) -> Refund {
+        Refund {
+            refund_id: self.refund_id,
+            payment_id: self.payment_id,
+            idempotency_key: self.idempotency_key,
+            request: self.request,
+            source: self.source,
+            created_at: self.created_at,
+            status: RefundStatus::Queued,
+            amount: 0,
+            tax_free_amount: 0,
+            rule: None,
+            aid: None,
+            failure: None,
+            updated_at,
+            history,
+            decided: None,
+            run: String::new(),
+        }
+    }
+}
+
 /// What the rules decided, recorded before the first cancel is sent, with the payment's
 /// refunded amounts it was decided on (what tells, from the order inquiry's amounts, whether
 /// this refund happened).
@@ -70,6 +94,16 @@ pub struct Refund {
 }
 
 impl Refund {
+    /// Its `cancel_payment` job (enqueued under [`kakaopay_jobs::refunds::job_id`]).
+    pub fn job(&self) -> kakaopay_jobs::CancelPayment {
+        kakaopay_jobs::CancelPayment {
+            payment_id: self.payment_id.clone(),
+            refund_id: self.refund_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            request: self.request.clone(),
+        }
+    }
+
     /// Whether another refund of its payment holds the lock (`lock` read from the payment).
     pub fn blocked_by(&self, lock: Option<&str>) -> bool {
         lock.is_some_and(|l| !l.is_empty() && l != self.refund_id)
@@ -330,24 +364,7 @@ impl Store {
         if created == 1 {
             // Answered from what was written, not read back: once stored, the answer must not
             // depend on a second round trip that could fail.
-            return Ok(Created::Created(Refund {
-                refund_id: doc.refund_id,
-                payment_id: doc.payment_id,
-                idempotency_key: doc.idempotency_key,
-                request: doc.request,
-                source: doc.source,
-                created_at: doc.created_at,
-                status: RefundStatus::Queued,
-                amount: 0,
-                tax_free_amount: 0,
-                rule: None,
-                aid: None,
-                failure: None,
-                updated_at: now,
-                history: vec![history_entry],
-                decided: None,
-                run: String::new(),
-            }));
+            return Ok(Created::Created(doc.into_queued(now, vec![history_entry])));
         }
         let refund = self
             .refund_state(refund_id)
@@ -426,13 +443,16 @@ impl Store {
                 .unwrap_or(0)
         };
         let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
+        let history = history
+            .iter()
+            .map(|h| {
+                serde_json::from_str(h).map_err(|e| StoreError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Some(Refund {
-            refund_id: doc.refund_id,
-            payment_id: doc.payment_id,
-            idempotency_key: doc.idempotency_key,
-            request: doc.request,
-            source: doc.source,
-            created_at: doc.created_at,
             status: parse(
                 &key,
                 serde_json::Value::String(fields.get("status").cloned().unwrap_or_default()),
@@ -444,16 +464,7 @@ impl Store {
             failure: json("failure")?.map(|f| parse(&key, f)).transpose()?,
             decided: json("decided")?.map(|d| parse(&key, d)).transpose()?,
             run: text("run").unwrap_or_default(),
-            updated_at: text("updated_at").unwrap_or_default(),
-            history: history
-                .iter()
-                .map(|h| {
-                    serde_json::from_str(h).map_err(|e| StoreError::Corrupt {
-                        key: key.clone(),
-                        reason: e.to_string(),
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            ..doc.into_queued(text("updated_at").unwrap_or_default(), history)
         }))
     }
 

@@ -13,7 +13,8 @@ use crate::domain::{Payload, RefundStatus, Tid, Won};
 use crate::kakaopay::{CancelFound, CancelRequest, ErrorClass, KakaoPayError, OrderRequest};
 use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
 use crate::store::{
-    Begin, Created, Decided, Failure, Integration, Locked, Paid, Payment, Recorded, Refund, Success,
+    Begin, Created, Decided, Failure, Integration, Integrations, Locked, Paid, Payment, Recorded,
+    Refund, Success,
 };
 use apalis::prelude::Data;
 use kakaopay_jobs::queue::{Delivery, JobError};
@@ -58,17 +59,7 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
     let Some(locked) = lock(deps, &refund).await? else {
         return Ok(());
     };
-    let payment = deps
-        .store
-        .payment_state(&refund.payment_id)
-        .await
-        .map_err(retry)?
-        .ok_or_else(|| JobError::permanent("the payment vanished"))?;
-    let integrations = deps
-        .store
-        .integrations_of(&payment.request.location_id, payment.integration_version)
-        .await
-        .map_err(retry)?;
+    let (payment, integrations) = payment_of(deps, &refund).await?;
     let recorded = locked
         .decided
         .clone()
@@ -102,6 +93,22 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         return Ok(());
     }
     call.send().await
+}
+
+/// The refund's payment and its location's integrations.
+async fn payment_of(deps: &Deps, refund: &Refund) -> Result<(Payment, Integrations), JobError> {
+    let payment = deps
+        .store
+        .payment_state(&refund.payment_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::permanent("the payment vanished"))?;
+    let integrations = deps
+        .store
+        .integrations_of(&payment.request.location_id, payment.integration_version)
+        .await
+        .map_err(retry)?;
+    Ok((payment, integrations))
 }
 
 /// The refund's record, created from the job when it was enqueued straight into Redis (the
@@ -499,12 +506,7 @@ impl Call<'_> {
 /// cancel of it and none can still be under way. An `Err` leaves it for the next round (and,
 /// with a dead job to show for it, for an operator).
 pub(super) async fn settle(deps: &Deps, refund: &Refund, margin: Duration) -> Result<(), JobError> {
-    let payment = deps
-        .store
-        .payment_state(&refund.payment_id)
-        .await
-        .map_err(retry)?
-        .ok_or_else(|| JobError::permanent("the payment vanished"))?;
+    let (payment, integrations) = payment_of(deps, refund).await?;
     let recorded = refund
         .decided
         .clone()
@@ -518,11 +520,6 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund, margin: Duration) -> Re
         )
         .await;
     };
-    let integrations = deps
-        .store
-        .integrations_of(&payment.request.location_id, payment.integration_version)
-        .await
-        .map_err(retry)?;
     let Some(integration) = integrations.for_refunds() else {
         return Err(JobError::permanent(format!(
             "no KakaoPay credentials for location {}: reconnect it",

@@ -349,15 +349,12 @@ async fn enqueue_approval(deps: &Deps, payment_id: &str) {
 }
 
 async fn enqueue_refund(deps: &Deps, r: &Refund) {
-    let job = CancelPayment {
-        payment_id: r.payment_id.clone(),
-        refund_id: r.refund_id.clone(),
-        idempotency_key: r.idempotency_key.clone(),
-        request: r.request.clone(),
-    };
     match deps
         .producer
-        .enqueue(&job, EnqueueOptions::with_id(cancel_job_id(&r.refund_id)))
+        .enqueue(
+            &r.job(),
+            EnqueueOptions::with_id(cancel_job_id(&r.refund_id)),
+        )
         .await
     {
         Ok(_) => tracing::info!(refund_id = %r.refund_id, "refund job enqueued by the reconciler"),

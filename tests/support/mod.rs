@@ -149,6 +149,19 @@ pub async fn add_fault(sim: &SimServer, rule: Value) {
     assert_eq!(status, 201, "fault rule accepted");
 }
 
+/// Polls `check` until it holds, failing after `within` with `what`.
+pub async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub async fn stats(sim: &SimServer) -> Value {
     reqwest::get(format!("{}/__sim/stats", sim.url))
         .await
