@@ -73,22 +73,15 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             Err(closed) => return finish(deps, &refund, &locked.run, closed).await,
         },
     };
-    let Some(integration) = integrations.for_refunds() else {
-        return Err(JobError::permanent(format!(
-            "no KakaoPay credentials for location {}: reconnect it, then retry this job",
-            payment.request.location_id
-        )));
-    };
-    let call = Call {
+    let call = Call::new(
         deps,
-        refund: &refund,
-        payment: &payment,
-        integration,
-        tid: stored_tid(&payment)?,
-        run: &locked.run,
+        &refund,
+        &payment,
+        &integrations,
+        &locked.run,
         decision,
-        delivery: Some(delivery),
-    };
+        Some(delivery),
+    )?;
     if sent_before && call.settled_by_inquiry(locked.in_flight_for).await? {
         return Ok(());
     }
@@ -310,7 +303,36 @@ struct Call<'a> {
     delivery: Option<&'a Delivery>,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// The call for `payment`'s refund with the location's credentials; without any, the job
+    /// is dead with a message that says what to do.
+    fn new(
+        deps: &'a Deps,
+        refund: &'a Refund,
+        payment: &'a Payment,
+        integrations: &'a Integrations,
+        run: &'a str,
+        decision: Decided,
+        delivery: Option<&'a Delivery>,
+    ) -> Result<Call<'a>, JobError> {
+        let integration = integrations.for_refunds().ok_or_else(|| {
+            JobError::permanent(format!(
+                "no KakaoPay credentials for location {}: reconnect it, then retry this job",
+                payment.request.location_id
+            ))
+        })?;
+        Ok(Call {
+            deps,
+            refund,
+            payment,
+            integration,
+            tid: stored_tid(payment)?,
+            run,
+            decision,
+            delivery,
+        })
+    }
+
     fn last_attempt(&self) -> bool {
         self.delivery.is_none_or(|d| d.attempt >= d.max_attempts)
     }
@@ -520,22 +542,15 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund, margin: Duration) -> Re
         )
         .await;
     };
-    let Some(integration) = integrations.for_refunds() else {
-        return Err(JobError::permanent(format!(
-            "no KakaoPay credentials for location {}: reconnect it",
-            payment.request.location_id
-        )));
-    };
-    let call = Call {
+    let call = Call::new(
         deps,
         refund,
-        payment: &payment,
-        integration,
-        tid: stored_tid(&payment)?,
-        run: &refund.run,
+        &payment,
+        &integrations,
+        &refund.run,
         decision,
-        delivery: None,
-    };
+        None,
+    )?;
     match call.inquire().await.map_err(retry)? {
         CancelFound::Applied {
             aid,
