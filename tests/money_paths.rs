@@ -1057,3 +1057,188 @@ async fn a_failed_refund_is_reopened_only_by_proof_of_its_own_cancel() {
     assert_eq!(app.payment(&id).await["refunded_amount"], 5000);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_run_waiting_for_an_earlier_approval_call_never_erases_its_mark() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(body("D-1")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap();
+    let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
+    let window = Duration::from_secs(60);
+    let first = store
+        .payment_for_approval(id, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.earlier_in_flight.is_zero());
+    // A second run finds the first one's calls possibly in flight, fails before it sends
+    // anything, and says its calls came back: the first one's mark must stand.
+    let second = store
+        .payment_for_approval(id, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.earlier_in_flight > Duration::from_secs(50));
+    store.approval_calls_ended(&second).await.unwrap();
+    let third = store
+        .payment_for_approval(id, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        third.earlier_in_flight > Duration::from_secs(50),
+        "the first run's call is still to be waited for: {:?}",
+        third.earlier_in_flight
+    );
+    // The first run's calls come back: nothing is left to wait for.
+    store.approval_calls_ended(&first).await.unwrap();
+    let fourth = store
+        .payment_for_approval(id, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(fourth.earlier_in_flight.is_zero());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_approval_proven_after_a_failure_clears_the_failure() {
+    let app = spawn_app_with(AppOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(body("C-1")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap();
+    let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
+    use kakaopay_worker::domain::PaymentStatus::{Approved, Failed, Ready};
+    use kakaopay_worker::store::{Approval, Failure, Transition};
+    let mut failed = Transition::new(&[Ready], Failed, "KakaoPay refused it");
+    failed.failure = Some(Failure {
+        reason: "kakaopay_error".into(),
+        kakaopay_code: Some(-799),
+        message: "refused".into(),
+    });
+    store.transition(id, failed).await.unwrap();
+    let mut approved = Transition::new(&[Failed], Approved, "the order inquiry shows it paid");
+    approved.approval = Some(Approval {
+        aid: "A1234567890123456789".into(),
+        payment_method_type: Some("CARD".into()),
+        amount: kakaopay_worker::kakaopay::Amount {
+            total: 22000,
+            ..Default::default()
+        },
+        approved_at: None,
+    });
+    store.transition(id, approved).await.unwrap();
+    let p = app.payment(id).await;
+    assert_eq!(p["status"], "approved");
+    assert!(p["failure"].is_null(), "the failure no longer stands: {p}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to_spin_on_it() {
+    let (app, id) = api_with_approved("K-1").await;
+    let mut conn = redis_conn().await;
+    let store = kakaopay_worker::store::Store::new(conn.clone(), &app.namespace);
+    let request = |amount| kakaopay_jobs::RefundRequest {
+        reason: "goodwill".into(),
+        requested_by: "admin".into(),
+        canceled_at: None,
+        context: Default::default(),
+        amount: Some(amount),
+        by_admin: true,
+        received_at: CANCELED_AT.into(),
+    };
+    let holder = kakaopay_jobs::refunds::refund_id(&id, "holder");
+    let waiting = kakaopay_jobs::refunds::refund_id(&id, "waiting");
+    for (refund, key, amount) in [(&holder, "holder", 5000), (&waiting, "waiting", 1000)] {
+        store
+            .create_refund(refund, &id, "loc_1", key, &request(amount), "job")
+            .await
+            .unwrap();
+    }
+    // The holder took the lock and sent its cancel, its job is gone, and KakaoPay shows a
+    // cancel of another amount by someone else: the reconciler cannot tell what happened.
+    let decided = json!({"amount": 5000, "tax_free": 0, "rule": "admin_amount", "available": 22000, "refunded_before": 0});
+    let _: () = redis::pipe()
+        .hset_multiple(
+            format!("{}:refund:{holder}", app.namespace),
+            &[
+                ("status", "processing".to_string()),
+                ("decided", decided.to_string()),
+            ],
+        )
+        .hset(
+            format!("{}:payment:{id}", app.namespace),
+            "refund_lock",
+            &holder,
+        )
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let tid = app.payment(&id).await["tid"].as_str().unwrap().to_string();
+    let dashboard = kakaopay_worker::kakaopay::CancelRequest {
+        cid: cid(),
+        tid: kakaopay_worker::domain::Tid::parse(tid).unwrap(),
+        cancel_amount: won(3000),
+        cancel_tax_free_amount: won(0),
+        cancel_vat_amount: None,
+        cancel_available_amount: None,
+        payload: Some(kakaopay_worker::domain::Payload::parse("dashboard").unwrap()),
+    };
+    client(&app.sim)
+        .cancel(&open_creds(), &dashboard)
+        .await
+        .unwrap();
+
+    let worker = workers(&app, |_| {}).await;
+    let unsettled = format!(
+        "reconciler_unsettled_total{{namespace=\"{}\",subject=\"refund\",reason=\"unclear\"}}",
+        app.namespace
+    );
+    until(
+        "two rounds found the holder unclear",
+        Duration::from_secs(20),
+        || async {
+            let text = app
+                .http
+                .get(format!("{}/metrics", app.address))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find(|l| l.starts_with(&unsettled))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n >= 2.0)
+        },
+    )
+    .await;
+    // The waiting refund was left alone: no job to wait 60 s on the lock and die, again and
+    // again. The holder still holds it, for an operator.
+    let waiting_job = job(
+        &app,
+        "cancel_payment",
+        &kakaopay_jobs::refunds::job_id(&waiting),
+    )
+    .await;
+    assert!(waiting_job.is_none(), "{waiting_job:?}");
+    assert_eq!(refund_of(&app, &holder).await["status"], "processing");
+    assert_eq!(refund_of(&app, &waiting).await["status"], "queued");
+    worker.stop().await;
+    app.stop().await;
+}
