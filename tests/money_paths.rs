@@ -28,6 +28,19 @@ async fn approved(app: &TestApp, order: &str) -> String {
     id
 }
 
+/// A refund request as the store keeps it: a member's, or an operator's of `amount`.
+fn stored_request(amount: Option<i64>) -> kakaopay_jobs::RefundRequest {
+    kakaopay_jobs::RefundRequest {
+        reason: "booking_canceled".into(),
+        requested_by: if amount.is_some() { "admin" } else { "member" }.into(),
+        canceled_at: Some(CANCELED_AT.into()),
+        context: Default::default(),
+        amount,
+        by_admin: amount.is_some(),
+        received_at: CANCELED_AT.into(),
+    }
+}
+
 async fn redis_conn() -> redis::aio::ConnectionManager {
     redis::Client::open("redis://127.0.0.1:6379")
         .unwrap()
@@ -891,17 +904,15 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
                 refund_id
             );
         } else {
-            let request = kakaopay_jobs::RefundRequest {
-                reason: "booking_canceled".into(),
-                requested_by: "member".into(),
-                canceled_at: Some(CANCELED_AT.into()),
-                context: Default::default(),
-                amount: None,
-                by_admin: false,
-                received_at: CANCELED_AT.into(),
-            };
             store
-                .create_refund(&refund_id, payment, "loc_1", key, &request, "http")
+                .create_refund(
+                    &refund_id,
+                    payment,
+                    "loc_1",
+                    key,
+                    &stored_request(None),
+                    "http",
+                )
                 .await
                 .unwrap();
         }
@@ -1000,18 +1011,16 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
 async fn a_failed_refund_is_reopened_only_by_proof_of_its_own_cancel() {
     let (app, id) = api_with_approved("F-1").await;
     let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
-    let request = kakaopay_jobs::RefundRequest {
-        reason: "goodwill".into(),
-        requested_by: "admin".into(),
-        canceled_at: None,
-        context: Default::default(),
-        amount: Some(5000),
-        by_admin: true,
-        received_at: CANCELED_AT.into(),
-    };
     let refund = kakaopay_jobs::refunds::refund_id(&id, "reopen-1");
     store
-        .create_refund(&refund, &id, "loc_1", "reopen-1", &request, "job")
+        .create_refund(
+            &refund,
+            &id,
+            "loc_1",
+            "reopen-1",
+            &stored_request(Some(5000)),
+            "job",
+        )
         .await
         .unwrap();
     let failed = store
@@ -1150,20 +1159,18 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
     let (app, id) = api_with_approved("K-1").await;
     let mut conn = redis_conn().await;
     let store = kakaopay_worker::store::Store::new(conn.clone(), &app.namespace);
-    let request = |amount| kakaopay_jobs::RefundRequest {
-        reason: "goodwill".into(),
-        requested_by: "admin".into(),
-        canceled_at: None,
-        context: Default::default(),
-        amount: Some(amount),
-        by_admin: true,
-        received_at: CANCELED_AT.into(),
-    };
     let holder = kakaopay_jobs::refunds::refund_id(&id, "holder");
     let waiting = kakaopay_jobs::refunds::refund_id(&id, "waiting");
     for (refund, key, amount) in [(&holder, "holder", 5000), (&waiting, "waiting", 1000)] {
         store
-            .create_refund(refund, &id, "loc_1", key, &request(amount), "job")
+            .create_refund(
+                refund,
+                &id,
+                "loc_1",
+                key,
+                &stored_request(Some(amount)),
+                "job",
+            )
             .await
             .unwrap();
     }

@@ -646,6 +646,19 @@ async fn a_refund_enqueued_straight_into_redis_is_decided_and_recorded() {
         kakaopay_jobs::refunds::request_refund(&producer, &id, "direct-1", other).await,
         Err(kakaopay_jobs::refunds::RefundRequestError::IdempotencyConflict)
     ));
+    // The worker stores the refund from the job when it takes it: until then it is unknown.
+    until(
+        "the worker stored the refund",
+        Duration::from_secs(15),
+        || async {
+            let path = format!("/v1/refunds/{}", first.refund_id);
+            app.send(Method::GET, &path, Some(CLIENT_TOKEN), None)
+                .await
+                .0
+                == 200
+        },
+    )
+    .await;
     let r = refund_done(&app, &first.refund_id).await;
     expect(&r, "succeeded", 30000, "min_notice_met");
     assert_eq!(r["source"], "job");

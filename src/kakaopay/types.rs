@@ -355,11 +355,11 @@ impl OrderResponse {
     /// contradiction left unclear, never read as "no".
     pub fn find_cancel(&self, payload: &str, amount: i64, canceled_before: i64) -> CancelFound {
         if let Some(a) = self.cancel_with_payload(payload) {
-            return CancelFound::Applied {
+            return CancelFound::Applied(FoundCancel {
                 aid: a.aid.clone(),
                 amount: a.amount,
                 by_amounts: false,
-            };
+            });
         }
         let payloads_shown = self.cancels().any(|a| a.payload.is_some());
         match self.canceled_total() {
@@ -370,11 +370,11 @@ impl OrderResponse {
                     .find(|a| a.amount == Some(amount))
                     .or_else(|| self.cancels().next_back());
                 match action {
-                    Some(a) => CancelFound::Applied {
+                    Some(a) => CancelFound::Applied(FoundCancel {
                         aid: a.aid.clone(),
                         amount: Some(amount),
                         by_amounts: true,
-                    },
+                    }),
                     None => CancelFound::Unclear(format!(
                         "KakaoPay shows {c} won canceled but lists no cancel"
                     )),
@@ -392,16 +392,20 @@ impl OrderResponse {
     }
 }
 
+/// A cancel the order inquiry shows: its action's `aid`, its amount where KakaoPay gives it,
+/// and whether only the canceled amounts prove it (no payload to match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCancel {
+    pub aid: String,
+    pub amount: Option<i64>,
+    pub by_amounts: bool,
+}
+
 /// What the order inquiry says of one cancel we sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelFound {
-    /// It happened: its action's `aid`, its amount where KakaoPay gives it, and whether only
-    /// the canceled amounts prove it (no payload to match).
-    Applied {
-        aid: String,
-        amount: Option<i64>,
-        by_amounts: bool,
-    },
+    /// It happened.
+    Applied(FoundCancel),
     NotApplied,
     /// Neither proven nor disproven (amounts that fit no story): never resend on this.
     Unclear(String),
@@ -471,11 +475,11 @@ mod tests {
     }
 
     fn applied(aid: &str, amount: i64, by_amounts: bool) -> CancelFound {
-        CancelFound::Applied {
+        CancelFound::Applied(FoundCancel {
             aid: aid.into(),
             amount: Some(amount),
             by_amounts,
-        }
+        })
     }
 
     #[test]

@@ -10,7 +10,9 @@
 
 use super::Deps;
 use crate::domain::{Payload, RefundStatus, Tid, Won};
-use crate::kakaopay::{CancelFound, CancelRequest, ErrorClass, KakaoPayError, OrderRequest};
+use crate::kakaopay::{
+    CancelFound, CancelRequest, ErrorClass, FoundCancel, KakaoPayError, OrderRequest,
+};
 use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
 use crate::store::{
     Begin, Created, Decided, Failure, Integration, Integrations, Locked, Paid, Payment, Recorded,
@@ -363,13 +365,8 @@ impl<'a> Call<'a> {
         let earlier_call_ends = Instant::now() + in_flight_for;
         loop {
             match self.inquire().await {
-                Ok(CancelFound::Applied {
-                    aid,
-                    amount,
-                    by_amounts,
-                }) => {
-                    let paid = self.paid_as_reported(aid, amount, by_amounts);
-                    self.succeeded(paid, "the order inquiry shows the cancel")
+                Ok(CancelFound::Applied(found)) => {
+                    self.found(found, "the order inquiry shows the cancel")
                         .await?;
                     return Ok(true);
                 }
@@ -431,7 +428,11 @@ impl<'a> Call<'a> {
                         by_amounts: false,
                     }
                 } else {
-                    self.paid_as_reported(answer.aid.clone(), None, false)
+                    self.paid_as_reported(FoundCancel {
+                        aid: answer.aid.clone(),
+                        amount: None,
+                        by_amounts: false,
+                    })
                 };
                 return self.succeeded(paid, "KakaoPay canceled it").await;
             }
@@ -449,13 +450,8 @@ impl<'a> Call<'a> {
             }
         }
         match self.inquire().await {
-            Ok(CancelFound::Applied {
-                aid,
-                amount,
-                by_amounts,
-            }) => {
-                let paid = self.paid_as_reported(aid, amount, by_amounts);
-                self.succeeded(paid, "the order inquiry shows the cancel")
+            Ok(CancelFound::Applied(found)) => {
+                self.found(found, "the order inquiry shows the cancel")
                     .await
             }
             Ok(CancelFound::NotApplied) if e.class() == ErrorClass::Final => self.failed(&e).await,
@@ -467,7 +463,12 @@ impl<'a> Call<'a> {
 
     /// The refund as KakaoPay reports it paid: its amount where KakaoPay gives one, the
     /// decision's parts otherwise.
-    fn paid_as_reported(&self, aid: String, amount: Option<i64>, by_amounts: bool) -> Paid {
+    fn paid_as_reported(&self, found: FoundCancel) -> Paid {
+        let FoundCancel {
+            aid,
+            amount,
+            by_amounts,
+        } = found;
         let d = &self.decision;
         let amount = amount.filter(|a| *a > 0).unwrap_or(d.amount);
         if amount != d.amount {
@@ -493,6 +494,11 @@ impl<'a> Call<'a> {
         } else {
             JobError::retry(why)
         }
+    }
+
+    /// Records the cancel the inquiry found.
+    async fn found(&self, found: FoundCancel, cause: &str) -> Result<(), JobError> {
+        self.succeeded(self.paid_as_reported(found), cause).await
     }
 
     async fn succeeded(&self, paid: Paid, cause: &str) -> Result<(), JobError> {
@@ -552,14 +558,12 @@ pub(super) async fn settle(deps: &Deps, refund: &Refund, margin: Duration) -> Re
         None,
     )?;
     match call.inquire().await.map_err(retry)? {
-        CancelFound::Applied {
-            aid,
-            amount,
-            by_amounts,
-        } => {
-            let paid = call.paid_as_reported(aid, amount, by_amounts);
-            call.succeeded(paid, "the reconciler found the cancel in the order inquiry")
-                .await
+        CancelFound::Applied(found) => {
+            call.found(
+                found,
+                "the reconciler found the cancel in the order inquiry",
+            )
+            .await
         }
         CancelFound::NotApplied => {
             give_up(
