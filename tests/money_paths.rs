@@ -334,14 +334,27 @@ async fn workers(
         .unwrap()
 }
 
-/// The API alone (no workers), with a payment approved by workers that are gone again.
-async fn api_with_approved(order: &str) -> (TestApp, String) {
+/// The API alone (no workers), with loc_1 connected.
+async fn api_only() -> TestApp {
     let app = spawn_app_with(AppOptions {
         workers: false,
         ..Default::default()
     })
     .await;
     app.connect_open_api("loc_1").await;
+    app
+}
+
+/// A payment just created (`ready`); answers its id.
+async fn ready_payment(app: &TestApp, order: &str) -> String {
+    let (status, created) = app.create_payment(body(order)).await;
+    assert_eq!(status, 201, "{created}");
+    created["payment_id"].as_str().unwrap().to_string()
+}
+
+/// The API alone (no workers), with a payment approved by workers that are gone again.
+async fn api_with_approved(order: &str) -> (TestApp, String) {
+    let app = api_only().await;
     let approver = workers(&app, |_| {}).await;
     let id = approved(&app, order).await;
     approver.stop().await;
@@ -468,12 +481,7 @@ async fn without_payloads_in_the_inquiry_an_applied_cancel_is_found_by_its_amoun
 
 #[tokio::test]
 async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_succeeded() {
-    let app = spawn_app_with(AppOptions {
-        workers: false,
-        ..Default::default()
-    })
-    .await;
-    app.connect_open_api("loc_1").await;
+    let app = api_only().await;
     let rescuer_options = AppOptions {
         kakaopay_timeout: Duration::from_secs(6),
         ..Default::default()
@@ -573,12 +581,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 
 #[tokio::test]
 async fn an_approval_taken_over_after_a_lease_lapse_waits_for_the_first_call_never_fails_it() {
-    let app = spawn_app_with(AppOptions {
-        workers: false,
-        ..Default::default()
-    })
-    .await;
-    app.connect_open_api("loc_1").await;
+    let app = api_only().await;
     // KakaoPay takes 4 s over the first approval; a second one it would refuse outright.
     add_fault(
         &app.sim,
@@ -647,12 +650,7 @@ async fn an_approval_taken_over_after_a_lease_lapse_waits_for_the_first_call_nev
 
 #[tokio::test]
 async fn an_approval_rerun_after_an_operators_retry_asks_kakaopay_before_recording_a_failure() {
-    let app = spawn_app_with(AppOptions {
-        workers: false,
-        ..Default::default()
-    })
-    .await;
-    app.connect_open_api("loc_1").await;
+    let app = api_only().await;
     // The approval is applied but answered 500; run again, KakaoPay refuses the duplicate
     // with an error that is not "already approved".
     add_fault(
@@ -1069,15 +1067,8 @@ async fn a_failed_refund_is_reopened_only_by_proof_of_its_own_cancel() {
 
 #[tokio::test]
 async fn a_run_waiting_for_an_earlier_approval_call_never_erases_its_mark() {
-    let app = spawn_app_with(AppOptions {
-        workers: false,
-        ..Default::default()
-    })
-    .await;
-    app.connect_open_api("loc_1").await;
-    let (status, created) = app.create_payment(body("D-1")).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["payment_id"].as_str().unwrap();
+    let app = api_only().await;
+    let id = &ready_payment(&app, "D-1").await;
     let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
     let window = Duration::from_secs(60);
     let first = store
@@ -1118,15 +1109,8 @@ async fn a_run_waiting_for_an_earlier_approval_call_never_erases_its_mark() {
 
 #[tokio::test]
 async fn an_approval_proven_after_a_failure_clears_the_failure() {
-    let app = spawn_app_with(AppOptions {
-        workers: false,
-        ..Default::default()
-    })
-    .await;
-    app.connect_open_api("loc_1").await;
-    let (status, created) = app.create_payment(body("C-1")).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["payment_id"].as_str().unwrap();
+    let app = api_only().await;
+    let id = &ready_payment(&app, "C-1").await;
     let store = kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace);
     use kakaopay_worker::domain::PaymentStatus::{Approved, Failed, Ready};
     use kakaopay_worker::store::{Approval, Failure, Transition};
