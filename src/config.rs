@@ -7,6 +7,7 @@ use crate::telemetry::LogFormat;
 use base64::Engine;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
+use kakaopay_jobs::queue::{Durability, Topology};
 use std::net::SocketAddr;
 use std::time::Duration;
 use url::Url;
@@ -114,9 +115,14 @@ pub struct BenchArgs {
     /// KakaoPay latencies (ms) of the lifecycle runs, set on the simulator.
     #[arg(long, value_delimiter = ',', default_value = "0,100")]
     pub latencies: Vec<u64>,
-    /// Parts to run: `enqueue`, `lifecycle` (with the Redis and memory figures), or both.
-    #[arg(long, value_delimiter = ',', default_value = "enqueue,lifecycle", value_parser = ["enqueue", "lifecycle"])]
+    /// Parts to run: `enqueue`, `lifecycle` (with the Redis and memory figures), `topologies`
+    /// (one server next to the cluster of `--redis-cluster-urls`).
+    #[arg(long, value_delimiter = ',', default_value = "enqueue,lifecycle,topologies", value_parser = ["enqueue", "lifecycle", "topologies"])]
     pub only: Vec<String>,
+    /// A Redis Cluster to measure next to the private one-server Redis (part 6). Its keys are
+    /// written under `bench-topology-*` namespaces.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_parser = redis_urls, hide_env_values = true)]
+    pub redis_cluster_urls: Option<RedisUrls>,
     /// Also write the report to this file.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -147,6 +153,23 @@ pub enum QueuesAction {
 pub struct RedisArgs {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url, hide_env_values = true)]
     pub redis_url: Secret,
+    /// Seed nodes of a Redis Cluster, comma separated; the service then runs on the cluster.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_parser = redis_urls, hide_env_values = true,
+        conflicts_with = "redis_sentinel_urls")]
+    pub redis_cluster_urls: Option<RedisUrls>,
+    /// Sentinel addresses, comma separated; the master is found (and followed) through them.
+    #[arg(long, env = "REDIS_SENTINEL_URLS", value_parser = redis_urls, hide_env_values = true,
+        requires = "redis_sentinel_master")]
+    pub redis_sentinel_urls: Option<RedisUrls>,
+    /// The name the Sentinels monitor the master under.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", value_parser = non_empty)]
+    pub redis_sentinel_master: Option<String>,
+    /// Replicas that must hold a write before it is answered (Redis WAIT); 0 waits for none.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub redis_wait_replicas: u32,
+    /// How long a write waits for REDIS_WAIT_REPLICAS replicas, ms.
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_wait_timeout_ms: u64,
     /// Prefix of every Redis key the service writes.
     #[arg(long, env = "QUEUE_NAMESPACE", default_value = "kakaopay", value_parser = namespace)]
     pub queue_namespace: String,
@@ -256,6 +279,58 @@ fn redis_url(s: &str) -> Result<Secret, String> {
     match url.scheme() {
         "redis" | "rediss" | "unix" | "redis+unix" => Ok(Secret::new(s)),
         _ => Err("must start with redis://, rediss:// or unix://".into()),
+    }
+}
+
+/// A comma-separated list of Redis URLs (they may hold passwords: never echoed).
+#[derive(Clone)]
+pub struct RedisUrls(pub Vec<Secret>);
+
+impl std::fmt::Debug for RedisUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrls({} addresses)", self.0.len())
+    }
+}
+
+fn redis_urls(s: &str) -> Result<RedisUrls, String> {
+    let urls: Vec<Secret> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(redis_url)
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err("must list at least one redis:// address".into());
+    }
+    Ok(RedisUrls(urls))
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.trim().to_string())
+}
+
+impl RedisArgs {
+    /// Which Redis to run on: a cluster or Sentinel when given, else the one server.
+    pub fn topology(&self) -> Topology {
+        let exposed = |urls: &RedisUrls| urls.0.iter().map(|u| u.expose().to_string()).collect();
+        match (&self.redis_cluster_urls, &self.redis_sentinel_urls) {
+            (Some(nodes), _) => Topology::Cluster(exposed(nodes)),
+            (None, Some(sentinels)) => Topology::Sentinel {
+                sentinels: exposed(sentinels),
+                master: self.redis_sentinel_master.clone().unwrap_or_default(),
+            },
+            (None, None) => Topology::Server(self.redis_url.expose().to_string()),
+        }
+    }
+
+    pub fn durability(&self) -> Option<Durability> {
+        (self.redis_wait_replicas > 0).then(|| Durability {
+            replicas: self.redis_wait_replicas,
+            timeout: Duration::from_millis(self.redis_wait_timeout_ms),
+        })
     }
 }
 
@@ -374,6 +449,13 @@ pub fn one_line(e: &clap::Error) -> String {
             names.join(", "),
             names[0].to_lowercase().replace('_', "-")
         ),
+        ErrorKind::ArgumentConflict => {
+            let mut all = names.clone();
+            if let Some(ContextValue::String(other)) = e.get(ContextKind::PriorArg) {
+                all.push(variable(other));
+            }
+            format!("error: {} cannot be set together", all.join(" and "))
+        }
         ErrorKind::ValueValidation | ErrorKind::InvalidValue if !names.is_empty() => {
             let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
                 (Some(src), _) => src.to_string(),
@@ -434,7 +516,8 @@ pub fn service_settings(
     workers: Option<&WorkerArgs>,
 ) -> crate::startup::Settings {
     crate::startup::Settings {
-        redis_url: redis.redis_url.clone(),
+        redis: redis.topology(),
+        durability: redis.durability(),
         namespace: redis.queue_namespace.clone(),
         kakaopay_api_url: kakaopay.kakaopay_api_url.clone(),
         kakaopay_timeouts: kakaopay.timeouts(),

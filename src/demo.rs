@@ -39,7 +39,8 @@ pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
     let mut workers = Settings::worker_defaults(4);
     workers.reconciler.every = Duration::from_secs(5);
     let app = Application::start(Settings {
-        redis_url: redis.redis_url.clone(),
+        redis: redis.topology(),
+        durability: redis.durability(),
         namespace: namespace.clone(),
         kakaopay_api_url: Some(sim.url.parse()?),
         kakaopay_timeouts: crate::kakaopay::Timeouts::default(),

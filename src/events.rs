@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Events are kept this long for redelivery by operators.
-const EVENT_TTL_SECS: u64 = 30 * 24 * 3600;
+const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -80,15 +80,9 @@ pub async fn emit(
         created_at: crate::store::now_rfc3339(),
         data,
     };
-    let key = format!("{}:event:{}", store.namespace(), event.id);
     let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-    let _: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(json)
-        .arg("NX")
-        .arg("EX")
-        .arg(EVENT_TTL_SECS)
-        .query_async(&mut store.connection())
+    store
+        .put_event(&event.id, &json, EVENT_TTL)
         .await
         .map_err(|e| e.to_string())?;
     producer
@@ -118,14 +112,10 @@ pub async fn emit_logged(
 }
 
 pub async fn load(store: &Store, id: &str) -> Result<Option<Event>, StoreError> {
-    let key = format!("{}:event:{id}", store.namespace());
-    let raw: Option<String> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut store.connection())
-        .await?;
+    let raw = store.event_json(id).await?;
     raw.map(|r| {
         serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
-            key,
+            key: store.event_record(id),
             reason: e.to_string(),
         })
     })

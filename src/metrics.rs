@@ -93,3 +93,9 @@ pub fn unsettled(namespace: &str, subject: &'static str, reason: &'static str) {
     )
     .increment(1);
 }
+
+/// Sets the process's count of Redis round trips (commands and pipelines sent).
+pub fn redis_round_trips() {
+    metrics::counter!("redis_round_trips_total")
+        .absolute(kakaopay_jobs::queue::connection::round_trips());
+}

@@ -6,8 +6,8 @@
 
 use crate::config::{QueuesAction, RedisArgs};
 use anyhow::{bail, Context};
-use kakaopay_jobs::queue::connection_config;
 use kakaopay_jobs::queue::inspect::{self, JobInfo, RetryOutcome, Status};
+use kakaopay_jobs::queue::{Connection, Purpose};
 use kakaopay_jobs::QUEUES;
 
 fn time(ms: u64) -> String {
@@ -46,12 +46,10 @@ fn print_jobs(title: &str, jobs: &[JobInfo]) {
 }
 
 pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Result<()> {
-    let client =
-        redis::Client::open(redis.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
-    let conn = client
-        .get_connection_manager_with_config(connection_config())
+    let topology = redis.topology();
+    let conn = Connection::open(&topology, Purpose::Shared, redis.durability())
         .await
-        .context("cannot connect to Redis at REDIS_URL")?;
+        .with_context(|| format!("cannot connect to Redis ({topology:?})"))?;
     let ns = redis.queue_namespace.as_str();
     let known = |name: &str| -> anyhow::Result<&'static str> {
         QUEUES

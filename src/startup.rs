@@ -7,7 +7,7 @@ use crate::secret::Secret;
 use crate::store::Store;
 use crate::workers::{self, Deps, ReconcilerSettings, WorkerSettings, Workers};
 use anyhow::Context;
-use kakaopay_jobs::queue::{connection_config, Producer};
+use kakaopay_jobs::queue::{Connection, Durability, Producer, Purpose, Topology};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,9 @@ pub struct HttpSettings {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub redis_url: Secret,
+    pub redis: Topology,
+    /// Replicas every answered write waits for (`REDIS_WAIT_REPLICAS`).
+    pub durability: Option<Durability>,
     pub namespace: String,
     pub kakaopay_api_url: Option<Url>,
     pub kakaopay_timeouts: Timeouts,
@@ -66,12 +68,9 @@ impl Application {
     pub async fn start(settings: Settings) -> anyhow::Result<Application> {
         crate::tls::init();
         crate::metrics::handle();
-        let client = redis::Client::open(settings.redis_url.expose())
-            .context("REDIS_URL is not a Redis URL")?;
-        let conn = client
-            .get_connection_manager_with_config(connection_config())
+        let conn = Connection::open(&settings.redis, Purpose::Shared, settings.durability)
             .await
-            .context("cannot connect to Redis at REDIS_URL")?;
+            .with_context(|| format!("cannot connect to Redis ({:?})", settings.redis))?;
         let store = Store::new(conn.clone(), &settings.namespace);
         let producer = Producer::new(conn, &settings.namespace);
         let kakaopay = KakaoPay::new(
@@ -121,7 +120,7 @@ impl Application {
         };
         let workers = settings.workers.map(|w| {
             workers::start(
-                client,
+                settings.redis.clone(),
                 Deps {
                     store,
                     producer,

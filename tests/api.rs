@@ -474,7 +474,7 @@ async fn concurrent_identical_creates_make_one_payment() {
 async fn redis_down_is_503_and_the_service_recovers() {
     let mut redis = PrivateRedis::start();
     let app = spawn_app_with(AppOptions {
-        redis_url: redis.url(),
+        redis: Topology::Server(redis.url()),
         ..Default::default()
     })
     .await;

@@ -133,11 +133,7 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
     app.wait_status(&id, "approved").await;
 
     // An operator finds a dead job on the board and retries it.
-    let conn = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
+    let conn = app.conn().await;
     let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
     let request = kakaopay_jobs::RefundRequest::new("member", "test");
     let refund = kakaopay_jobs::refunds::request_refund(

@@ -21,11 +21,10 @@ fn count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn worker(namespace: &str, sim_url: &str) -> Child {
+fn worker(redis_env: &[(&'static str, String)], sim_url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("QUEUE_NAMESPACE", namespace)
+        .envs(redis_env.iter().cloned())
         .env("KAKAOPAY_API_URL", sim_url)
         .env("KAKAOPAY_TIMEOUT_MS", "2000")
         .env("JOB_LEASE_SECS", "1")
@@ -48,7 +47,7 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     .await;
     app.connect_open_api("loc_1").await;
     let mut workers: Vec<Child> = (0..3)
-        .map(|_| worker(&app.namespace, &app.sim.url))
+        .map(|_| worker(&app.redis_env(), &app.sim.url))
         .collect();
 
     // KakaoPay answers approve and cancel after 100 ms, so kills land in the middle of calls.
@@ -63,7 +62,7 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     // The storm: every 300 ms a random worker dies and a new one starts.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let storm = {
-        let namespace = app.namespace.clone();
+        let redis_env = app.redis_env();
         let sim_url = app.sim.url.clone();
         tokio::spawn(async move {
             let mut kills = 0u32;
@@ -78,7 +77,7 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
                     .status();
                 let _ = workers[victim].wait();
                 kills += 1;
-                workers[victim] = worker(&namespace, &sim_url);
+                workers[victim] = worker(&redis_env, &sim_url);
             }
             (workers, kills)
         })
@@ -159,3 +158,5 @@ async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     assert!(kills >= 5, "the storm really blew ({kills} kills)");
     app.stop().await;
 }
+
+crate::on_every_topology!(nothing_is_lost_or_doubled_while_workers_keep_dying);

@@ -41,12 +41,18 @@ fn stored_request(amount: Option<i64>) -> kakaopay_jobs::RefundRequest {
     }
 }
 
-async fn redis_conn() -> redis::aio::ConnectionManager {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap()
+async fn store(app: &TestApp) -> kakaopay_worker::store::Store {
+    kakaopay_worker::store::Store::new(redis_conn().await, &app.namespace)
+}
+
+async fn redis_conn() -> Connection {
+    Connection::open(
+        &Topology::Server(matrix::LOCAL_REDIS.into()),
+        Purpose::Shared,
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 /// Months pass: every key of the namespace that carries an expiry is gone. Answers how many.
@@ -213,7 +219,7 @@ async fn a_payment_without_credentials_waits_visibly_until_its_location_is_recon
     // The version it was made with is gone (as an earlier release let it expire after 30
     // days), and the location is disconnected.
     let _: i64 = redis::cmd("DEL")
-        .arg(format!("{}:loc:loc_1:integration:v1", app.namespace))
+        .arg(store(&app).await.integration_version_key("loc_1", 1))
         .query_async(&mut redis_conn().await)
         .await
         .unwrap();
@@ -711,7 +717,7 @@ async fn a_refund_request_that_is_not_answered_2xx_is_never_paid() {
     let key = "not-stored-1";
     // The refund cannot be stored: a key of the wrong type stands where the payment's list
     // of refunds goes (what the request reads first is untouched).
-    let refund_key = format!("{}:payment:{id}:refunds", app.namespace);
+    let refund_key = store(&app).await.payment_refunds_key(&id);
     let mut conn = redis_conn().await;
     let _: () = redis::cmd("SET")
         .arg(&refund_key)
@@ -796,45 +802,43 @@ async fn the_reconciler_reaches_a_paid_payment_behind_many_it_cannot_settle() {
     // 150 ready payments whose KakaoPay tid is unknown, so that every inquiry fails, all
     // made in the same millisecond as the real one and listed before it.
     let mut conn = redis_conn().await;
+    let store = store(&app).await;
+    let shard = kakaopay_worker::store::Shard::of_id(&id);
+    let ready = store.status_index_key(shard, kakaopay_worker::domain::PaymentStatus::Ready);
     let doc: String = redis::cmd("HGET")
-        .arg(format!("{}:payment:{id}", app.namespace))
+        .arg(store.payment_key(&id))
         .arg("doc")
         .query_async(&mut conn)
         .await
         .unwrap();
     let made: i64 = redis::cmd("ZSCORE")
-        .arg(format!("{}:payments:ready", app.namespace))
+        .arg(&ready)
         .arg(&id)
         .query_async(&mut conn)
         .await
         .unwrap();
+    // In the real one's shard: the ids start with its shard's two characters.
+    let fake_id = |rest: &str| format!("{}{rest}", &id[..6]);
     for n in 0..150 {
-        let fake = format!("pay_!{n:023}");
+        let fake = fake_id(&format!("!{n:021}"));
         let mut d: Value = serde_json::from_str(&doc).unwrap();
         d["payment_id"] = json!(fake);
         d["tid"] = json!(format!("T{n:019x}"));
         let _: () = redis::pipe()
             .hset_multiple(
-                format!("{}:payment:{fake}", app.namespace),
+                store.payment_key(&fake),
                 &[("doc", d.to_string()), ("status", "ready".into())],
             )
-            .zadd(format!("{}:payments:ready", app.namespace), &fake, made)
+            .zadd(&ready, &fake, made)
             .query_async(&mut conn)
             .await
             .unwrap();
     }
     // And one that cannot even be read.
+    let corrupt = fake_id("!!corrupt");
     let _: () = redis::pipe()
-        .hset(
-            format!("{}:payment:pay_!!corrupt", app.namespace),
-            "doc",
-            "not json",
-        )
-        .zadd(
-            format!("{}:payments:ready", app.namespace),
-            "pay_!!corrupt",
-            made,
-        )
+        .hset(store.payment_key(&corrupt), "doc", "not json")
+        .zadd(&ready, &corrupt, made)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -885,7 +889,7 @@ async fn refunds_of_a_payment_with_an_explicit_vat_send_their_share_of_it() {
 // Records an earlier release left behind (items 1, 2 and 6 for data already in Redis).
 
 #[tokio::test]
-async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakaopay_shows() {
+async fn refunds_an_earlier_release_left_processing_are_settled_as_kakaopay_shows() {
     let (app, first) = api_with_approved("O-1").await;
     let approver = workers(&app, |_| {}).await;
     let second = approved(&app, "O-2").await;
@@ -915,12 +919,11 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
                 .unwrap();
         }
         // The earlier release's worker took it (amount and rule written, the payment's lock
-        // held, nothing indexed), sent the cancel, and KakaoPay applied it; the answer was
-        // lost with the process.
+        // held, no decision recorded), sent the cancel, and KakaoPay applied it; the answer
+        // was lost with the process.
         let _: () = redis::pipe()
-            .zrem(format!("{}:refunds:open", app.namespace), &refund_id)
             .hset_multiple(
-                format!("{}:refund:{refund_id}", app.namespace),
+                store.refund_key(&refund_id),
                 &[
                     ("status", "processing"),
                     ("amount", "22000"),
@@ -928,11 +931,7 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
                     ("rule", "min_notice_met"),
                 ],
             )
-            .hset(
-                format!("{}:payment:{payment}", app.namespace),
-                "refund_lock",
-                &refund_id,
-            )
+            .hset(store.payment_key(payment), "refund_lock", &refund_id)
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -952,15 +951,7 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
         kp.cancel(&open_creds(), &cancel).await.unwrap();
         refunds.push(refund_id);
     }
-    // Its integration version still carries the 30-day expiry it was written with; automatic
-    // refunds are off by now, so deciding again would leave both to a person.
-    let version = format!("{}:loc:loc_1:integration:v1", app.namespace);
-    let _: i64 = redis::cmd("PEXPIRE")
-        .arg(&version)
-        .arg(600_000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // Automatic refunds are off by now, so deciding again would leave both to a person.
     let (status, answer) = app
         .send(
             Method::PATCH,
@@ -971,15 +962,7 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
         .await;
     assert_eq!(status, 200, "{answer}");
 
-    // This release starts on them for the first time (its approver above already ran).
-    let _: i64 = redis::cmd("DEL")
-        .arg(format!(
-            "{}:migrated:open-refunds-and-persistent-versions",
-            app.namespace
-        ))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // This release starts on them.
     let worker = workers(&app, |_| {}).await;
     for (refund, payment) in refunds.iter().zip([&first, &second]) {
         let r = app
@@ -988,19 +971,6 @@ async fn refunds_and_credentials_left_by_an_earlier_release_are_settled_as_kakao
         assert_eq!(r["amount"], 22000, "{r}");
         ledgers_agree(&app, payment).await;
     }
-    until(
-        "the old version persists",
-        Duration::from_secs(5),
-        || async {
-            let ttl: i64 = redis::cmd("PTTL")
-                .arg(&version)
-                .query_async(&mut redis_conn().await)
-                .await
-                .unwrap();
-            ttl == -1
-        },
-    )
-    .await;
     worker.stop().await;
     app.stop().await;
 }
@@ -1163,17 +1133,13 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
     let decided = json!({"amount": 5000, "tax_free": 0, "rule": "admin_amount", "available": 22000, "refunded_before": 0});
     let _: () = redis::pipe()
         .hset_multiple(
-            format!("{}:refund:{holder}", app.namespace),
+            store.refund_key(&holder),
             &[
                 ("status", "processing".to_string()),
                 ("decided", decided.to_string()),
             ],
         )
-        .hset(
-            format!("{}:payment:{id}", app.namespace),
-            "refund_lock",
-            &holder,
-        )
+        .hset(store.payment_key(&id), "refund_lock", &holder)
         .query_async(&mut conn)
         .await
         .unwrap();

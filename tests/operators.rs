@@ -11,11 +11,7 @@ use support::*;
 
 /// A refund for a payment that does not exist: its job dies at once, leaving a dead job.
 async fn dead_job(app: &TestApp) -> String {
-    let conn = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
+    let conn = app.conn().await;
     let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
     let request = kakaopay_jobs::RefundRequest::new("member", "test");
     let requested = kakaopay_jobs::refunds::request_refund(
@@ -160,8 +156,7 @@ async fn queues_on_the_command_line() {
         let out = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
             .arg("queues")
             .args(args)
-            .env("QUEUE_NAMESPACE", &app.namespace)
-            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .envs(app.redis_env())
             .output()
             .unwrap();
         (
@@ -632,3 +627,11 @@ async fn the_board_shows_queues_and_retries_dead_jobs_for_operators_only() {
     assert_eq!(r.status(), 200, "a bearer token works too");
     app.stop().await;
 }
+
+crate::on_every_topology!(
+    queues_over_http,
+    queues_on_the_command_line,
+    the_transactions_report_as_json_and_csv,
+    metrics_read_back_exactly_after_a_known_sequence,
+    the_board_shows_queues_and_retries_dead_jobs_for_operators_only,
+);

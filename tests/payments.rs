@@ -368,6 +368,7 @@ async fn the_reconciler_settles_an_approving_payment_whose_job_is_gone() {
         .get_connection_manager()
         .await
         .unwrap();
+    // Server only (KEYS on one node): not in the topology matrix.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{{{}:approve_payment}}*", app.namespace))
         .query_async(&mut conn)
@@ -402,7 +403,7 @@ async fn a_callback_after_redis_forgot_its_scripts_approves_once() {
     // the script itself when Redis has forgotten it (a restart, SCRIPT FLUSH).
     let redis = PrivateRedis::start();
     let app = spawn_app_with(AppOptions {
-        redis_url: redis.url(),
+        redis: Topology::Server(redis.url()),
         ..Default::default()
     })
     .await;
@@ -435,3 +436,17 @@ async fn a_callback_after_redis_forgot_its_scripts_approves_once() {
     assert_eq!(approvals, 1, "{theirs}");
     app.stop().await;
 }
+
+crate::on_every_topology!(
+    a_member_pays_through_the_open_api,
+    a_member_pays_through_the_older_api,
+    the_member_cancels_or_fails_at_kakaopay,
+    unapproved_payments_expire_through_the_reconciler,
+    the_same_callback_ten_times_concurrently_approves_once,
+    kakaopay_500s_are_retried_until_approved,
+    commit_then_fail_on_approve_is_found_by_the_inquiry_not_approved_twice,
+    a_final_kakaopay_error_fails_the_payment_with_its_code,
+    user_locked_is_retried,
+    a_disconnected_location_takes_no_new_payments_but_finishes_approvals_in_flight,
+    service_disabled_and_masked_keys,
+);

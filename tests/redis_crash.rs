@@ -58,7 +58,7 @@ async fn with_appendfsync_always_every_accepted_request_survives_a_redis_crash()
     for fsync in ["always", "everysec"] {
         let redis = PrivateRedis::start_with(fsync);
         let app = spawn_app_with(AppOptions {
-            redis_url: redis.url(),
+            redis: Topology::Server(redis.url()),
             ..Default::default()
         })
         .await;

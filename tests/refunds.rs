@@ -593,11 +593,7 @@ async fn bad_refund_requests_store_nothing() {
 
     let payment = app.payment(&id).await;
     assert_eq!(payment["refunds"], json!([]), "nothing stored");
-    let conn = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
+    let conn = app.conn().await;
     let jobs = kakaopay_jobs::queue::inspect::counts(&conn, &app.namespace, "cancel_payment")
         .await
         .unwrap();
@@ -615,11 +611,7 @@ async fn a_refund_enqueued_straight_into_redis_is_decided_and_recorded() {
     let app = spawn_app().await;
     app.connect_open_api("loc_1").await;
     let id = approved(&app, body("bookings", 30000, 0, None)).await;
-    let conn = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
+    let conn = app.conn().await;
     let producer = kakaopay_jobs::queue::Producer::new(conn, &app.namespace);
     let request = kakaopay_jobs::RefundRequest {
         reason: "booking_canceled".into(),
@@ -678,3 +670,12 @@ async fn a_refund_enqueued_straight_into_redis_is_decided_and_recorded() {
     ledgers_match(&app, &id).await;
     app.stop().await;
 }
+
+crate::on_every_topology!(
+    every_refunds_md_vector_end_to_end,
+    two_full_refunds_at_once_cancel_once,
+    a_cancel_applied_but_unanswered_is_found_not_repeated,
+    the_same_idempotency_key_ten_times_at_once_is_one_refund,
+    bad_refund_requests_store_nothing,
+    a_refund_enqueued_straight_into_redis_is_decided_and_recorded,
+);

@@ -8,8 +8,8 @@
 use apalis::prelude::*;
 use apalis_redis::{Config as RedisConfig, RedisStorage};
 use kakaopay_jobs::queue::{
-    connection_config, consumer_name, inspect, EnqueueOptions, Producer, QueueConfig,
-    RetrySchedule, StreamBackend,
+    consumer_name, inspect, Connection, EnqueueOptions, Keys, Producer, Purpose, QueueConfig,
+    RetrySchedule, StreamBackend, Topology,
 };
 use kakaopay_jobs::JobKind;
 use redis::aio::ConnectionManager;
@@ -19,7 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 7;
-const DRAIN_JOBS: u64 = 7_000;
+/// Our drains: long enough (about a second) that rounds agree.
+const DRAIN_JOBS: u64 = 40_000;
+/// apalis-redis's: above 8,000 due jobs its fetch script fails.
+const THEIR_DRAIN_JOBS: u64 = 7_000;
 const CONCURRENCY: usize = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +45,19 @@ fn namespace() -> String {
     format!("bench-{:08x}", rand::random::<u32>())
 }
 
+/// Deletes a namespace's queue (one hash slot, so one node of a cluster holds it all).
+async fn drop_queue(conn: &Connection, ns: &str) {
+    let stream = Keys::new(ns, Noop::NAME).stream;
+    let mut keys_cmd = redis::cmd("KEYS");
+    keys_cmd.arg(format!("{{{ns}:*"));
+    let keys: Vec<String> = conn.on_node_of(&stream, keys_cmd).await.unwrap_or_default();
+    let mut conn = conn.clone();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+/// Deletes apalis-redis's keys (one server only).
 async fn drop_keys(conn: &ConnectionManager, pattern: &str) {
     let mut conn = conn.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -79,7 +95,7 @@ fn row(what: &str, xs: &[f64]) {
 }
 
 /// Jobs per second for one sequential producer, one job per call.
-async fn enqueue_single(conn: &ConnectionManager) -> f64 {
+async fn enqueue_single(conn: &Connection) -> f64 {
     let ns = namespace();
     let p = Producer::new(conn.clone(), &ns);
     let jobs = 3_000;
@@ -90,12 +106,12 @@ async fn enqueue_single(conn: &ConnectionManager) -> f64 {
             .unwrap();
     }
     let rate = jobs as f64 / start.elapsed().as_secs_f64();
-    drop_keys(conn, &format!("{{{ns}:*")).await;
+    drop_queue(conn, &ns).await;
     rate
 }
 
 /// Jobs per second for 64 concurrent producers sharing one connection, one job per call.
-async fn enqueue_concurrent(conn: &ConnectionManager) -> f64 {
+async fn enqueue_concurrent(conn: &Connection) -> f64 {
     let ns = namespace();
     let p = Producer::new(conn.clone(), &ns);
     let per_task = 300;
@@ -116,12 +132,12 @@ async fn enqueue_concurrent(conn: &ConnectionManager) -> f64 {
         t.await.unwrap();
     }
     let rate = (64 * per_task) as f64 / start.elapsed().as_secs_f64();
-    drop_keys(conn, &format!("{{{ns}:*")).await;
+    drop_queue(conn, &ns).await;
     rate
 }
 
 /// Jobs per second in batches of 100.
-async fn enqueue_batched(conn: &ConnectionManager) -> f64 {
+async fn enqueue_batched(conn: &Connection) -> f64 {
     let ns = namespace();
     let p = Producer::new(conn.clone(), &ns);
     let jobs: Vec<Noop> = (0..20_000).map(|n| Noop { n }).collect();
@@ -132,15 +148,16 @@ async fn enqueue_batched(conn: &ConnectionManager) -> f64 {
             .unwrap();
     }
     let rate = jobs.len() as f64 / start.elapsed().as_secs_f64();
-    drop_keys(conn, &format!("{{{ns}:*")).await;
+    drop_queue(conn, &ns).await;
     rate
 }
 
 /// Our backend: backlog first, then the workers. Answers two rates: until the handler ran every
 /// job (what the apalis-redis figures measure), and until every job is recorded done.
 async fn drain_ours(
-    client: &redis::Client,
-    conn: &ConnectionManager,
+    topology: &Topology,
+    conn: &Connection,
+    raw: Option<&ConnectionManager>,
     workers: usize,
     profile: Option<&mut Vec<(String, f64, f64)>>,
 ) -> (f64, f64) {
@@ -152,7 +169,10 @@ async fn drain_ours(
             .await
             .unwrap();
     }
-    let stats_before = command_stats(conn).await;
+    let stats_before = match raw {
+        Some(raw) => command_stats(raw).await,
+        None => Default::default(),
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let mut config = QueueConfig::new(&ns, Noop::NAME, Noop::RETRY);
     config.fetch_batch = CONCURRENCY;
@@ -162,7 +182,7 @@ async fn drain_ours(
     for i in 0..workers {
         let worker = WorkerBuilder::new(consumer_name(Noop::NAME, i))
             .backend(StreamBackend::<Noop>::new(
-                client.clone(),
+                topology.clone(),
                 conn.clone(),
                 config.clone(),
             ))
@@ -187,8 +207,8 @@ async fn drain_ours(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let recorded = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
-    if let Some(profile) = profile {
-        let after = command_stats(conn).await;
+    if let (Some(profile), Some(raw)) = (profile, raw) {
+        let after = command_stats(raw).await;
         *profile = after
             .iter()
             .map(|(name, (calls, usec))| {
@@ -203,7 +223,7 @@ async fn drain_ours(
     for h in handles {
         let _ = h.await;
     }
-    drop_keys(conn, &format!("{{{ns}:*")).await;
+    drop_queue(conn, &ns).await;
     (ran, recorded)
 }
 
@@ -230,7 +250,7 @@ async fn drain_apalis_redis(conn: &ConnectionManager, how: Theirs) -> f64 {
     };
     let mut storage =
         RedisStorage::<Noop, ConnectionManager>::new(conn.clone()).with_config(config);
-    let jobs: Vec<Noop> = (0..DRAIN_JOBS).map(|n| Noop { n }).collect();
+    let jobs: Vec<Noop> = (0..THEIR_DRAIN_JOBS).map(|n| Noop { n }).collect();
     storage.push_bulk(jobs).await.unwrap();
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -258,10 +278,10 @@ async fn drain_apalis_redis(conn: &ConnectionManager, how: Theirs) -> f64 {
                 .run_until(stop),
         ),
     };
-    wait_until(&counter, DRAIN_JOBS, Duration::from_secs(300))
+    wait_until(&counter, THEIR_DRAIN_JOBS, Duration::from_secs(300))
         .await
         .expect("apalis-redis drained");
-    let rate = DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
+    let rate = THEIR_DRAIN_JOBS as f64 / start.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
     drop_keys(conn, &format!("*{queue}*")).await;
@@ -307,8 +327,9 @@ async fn command_stats(conn: &ConnectionManager) -> std::collections::BTreeMap<S
 async fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let client = redis::Client::open(url.as_str()).unwrap();
-    let conn = client
-        .get_connection_manager_with_config(connection_config())
+    let raw = client.get_connection_manager().await.unwrap();
+    let topology = Topology::Server(url.clone());
+    let conn = Connection::open(&topology, Purpose::Shared, None)
         .await
         .unwrap();
 
@@ -322,9 +343,22 @@ async fn main() {
     let mut theirs_fastest = Vec::new();
     let mut theirs_readme = Vec::new();
     let mut redis_share = Vec::new();
+    // With REDIS_CLUSTER_URLS, the same enqueues and 1-worker drain on the cluster, each round
+    // right after the one-server figures.
+    let cluster = match std::env::var("REDIS_CLUSTER_URLS") {
+        Ok(urls) if !urls.is_empty() => {
+            let topology = Topology::Cluster(urls.split(',').map(String::from).collect());
+            let conn = Connection::open(&topology, Purpose::Shared, None)
+                .await
+                .expect("the cluster of REDIS_CLUSTER_URLS answers");
+            Some((topology, conn))
+        }
+        _ => None,
+    };
+    let mut on_cluster: Vec<[f64; 4]> = Vec::new();
     // Where Redis spends its time in one of our drains (the enqueue before it left out).
     let mut profile = Vec::new();
-    drain_ours(&client, &conn, 1, Some(&mut profile)).await;
+    drain_ours(&topology, &conn, Some(&raw), 1, Some(&mut profile)).await;
     let total_usec: f64 = profile
         .iter()
         .filter(|p| p.0 != "evalsha" && p.0 != "eval")
@@ -334,16 +368,24 @@ async fn main() {
         single.push(enqueue_single(&conn).await);
         concurrent.push(enqueue_concurrent(&conn).await);
         batched.push(enqueue_batched(&conn).await);
-        let cpu_before = redis_cpu(&conn).await;
+        let cpu_before = redis_cpu(&raw).await;
         let wall = Instant::now();
-        let (ran, recorded) = drain_ours(&client, &conn, 1, None).await;
-        redis_share.push((redis_cpu(&conn).await - cpu_before) / wall.elapsed().as_secs_f64());
+        let (ran, recorded) = drain_ours(&topology, &conn, Some(&raw), 1, None).await;
+        redis_share.push((redis_cpu(&raw).await - cpu_before) / wall.elapsed().as_secs_f64());
         ours.push(ran);
         ours_recorded.push(recorded);
-        ours_two.push(drain_ours(&client, &conn, 2, None).await.1);
-        theirs_default.push(drain_apalis_redis(&conn, Theirs::Defaults).await);
-        theirs_fastest.push(drain_apalis_redis(&conn, Theirs::Fastest).await);
-        theirs_readme.push(drain_apalis_redis(&conn, Theirs::Readme).await);
+        ours_two.push(drain_ours(&topology, &conn, Some(&raw), 2, None).await.1);
+        theirs_default.push(drain_apalis_redis(&raw, Theirs::Defaults).await);
+        theirs_fastest.push(drain_apalis_redis(&raw, Theirs::Fastest).await);
+        theirs_readme.push(drain_apalis_redis(&raw, Theirs::Readme).await);
+        if let Some((topology, conn)) = &cluster {
+            on_cluster.push([
+                enqueue_single(conn).await,
+                enqueue_concurrent(conn).await,
+                enqueue_batched(conn).await,
+                drain_ours(topology, conn, None, 1, None).await.1,
+            ]);
+        }
         eprintln!("round {round} of {ROUNDS} done");
     }
     println!("Queue benchmark: {ROUNDS} rounds, {DRAIN_JOBS}-job backlogs, no-op handler, concurrency {CONCURRENCY}, release build, one Redis");
@@ -418,4 +460,28 @@ async fn main() {
         "- (1 worker until the handler ran every job / fastest: {:.2}x)",
         ours / theirs_fastest
     );
+    if !on_cluster.is_empty() {
+        let one = [
+            median(&single),
+            median(&concurrent),
+            median(&batched),
+            ours_recorded,
+        ];
+        println!();
+        println!("One server next to the cluster of REDIS_CLUSTER_URLS (same rounds):");
+        println!();
+        println!("| measurement (jobs/s) | one server | cluster | cluster ÷ one server |");
+        println!("|---|---:|---:|---:|");
+        let names = [
+            "enqueue, one producer, one job per call",
+            "enqueue, 64 concurrent producers",
+            "enqueue, batches of 100",
+            "drain, ours, 1 worker, until recorded done",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let theirs: Vec<f64> = on_cluster.iter().map(|r| r[i]).collect();
+            let c = median(&theirs);
+            println!("| {name} | {:.0} | {c:.0} | {:.2} |", one[i], c / one[i]);
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! then decides the refund by the rules and cancels it at KakaoPay; `GET /v1/refunds/{id}`
 //! shows it.
 
-use kakaopay_jobs::queue::{connection_config, Producer};
+use kakaopay_jobs::queue::{Connection, Producer, Purpose, Topology};
 use kakaopay_jobs::refunds::request_refund;
 use kakaopay_jobs::RefundRequest;
 
@@ -19,9 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_else(|_| "kakaopay".into());
-    let conn = redis::Client::open(url)?
-        .get_connection_manager_with_config(connection_config())
-        .await?;
+    let conn = Connection::open(&Topology::Server(url), Purpose::Shared, None).await?;
     let producer = Producer::new(conn, namespace);
 
     let request = RefundRequest::new("member", "booking_canceled");

@@ -6,10 +6,14 @@ use crate::queue::{inspect, EnqueueOptions, Producer, QueueError};
 use crate::{CancelPayment, JobKind, RefundRequest};
 use sha2::{Digest, Sha256};
 
-/// The refund a payment and an idempotency key name, whichever way it was requested.
+/// The refund a payment and an idempotency key name, whichever way it was requested. It
+/// carries its payment's shard (the two characters after `pay_`), so that it is stored in
+/// its payment's hash slot and found there from its id alone.
 pub fn refund_id(payment_id: &str, idempotency_key: &str) -> String {
     let digest = Sha256::digest(format!("{payment_id}\n{idempotency_key}").as_bytes());
-    format!("rf_{}", &hex::encode(digest)[..24])
+    let tail = payment_id.strip_prefix("pay_").unwrap_or(payment_id);
+    let shard: String = tail.chars().chain(['0', '0']).take(2).collect();
+    format!("rf_{shard}{}", &hex::encode(digest)[..22])
 }
 
 /// The `cancel_payment` job of a refund.

@@ -7,11 +7,11 @@
 mod support;
 
 use apalis::prelude::*;
+use kakaopay_jobs::queue::Connection;
 use kakaopay_jobs::queue::{
     consumer_name, inspect, Delivery, EnqueueOptions, JobError, StreamBackend,
 };
 use kakaopay_jobs::JobKind;
-use redis::aio::ConnectionManager;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use support::*;
 /// then behaves like the shared test handler.
 async fn child_handle(
     job: Work,
-    conn: Data<ConnectionManager>,
+    conn: Data<Connection>,
     delivery: Data<Delivery>,
 ) -> Result<(), JobError> {
     let ns = std::env::var("QUEUE_CHILD_NS").unwrap();
@@ -135,7 +135,7 @@ async fn wait_exit(mut child: Child, within: Duration) -> std::process::ExitStat
     }
 }
 
-async fn child_runs(conn: &ConnectionManager, ns: &str) -> std::collections::HashMap<u64, u64> {
+async fn child_runs(conn: &Connection, ns: &str) -> std::collections::HashMap<u64, u64> {
     redis::cmd("HGETALL")
         .arg(format!("{ns}:runs"))
         .query_async(&mut conn.clone())

@@ -59,55 +59,8 @@ pub(super) async fn measure(
     let per_run = args.requests as usize;
     let needed = per_run * LEVELS.len() * args.runs as usize;
 
-    // Payments to call back about: created through the API (KakaoPay ready at the
-    // simulator), then approved by the member on the simulator's page.
-    let creates: Vec<Req> = (0..needed)
-        .map(|n| {
-            Req::post_json(
-                "/v1/payments",
-                &lifecycle::payment_body(LOCATION, &format!("EQ-{n}")),
-            )
-            .bearer(&env.client_token)
-        })
-        .collect();
-    let created = closed_loop(api, 64, Arc::new(creates)).await;
-    if created.unexpected(201) > 0 {
-        bail!(
-            "{} payments were not created; the first: {}",
-            created.unexpected(201),
-            created.first_unexpected(201).unwrap_or_default()
-        );
-    }
-    let created_rate = created.per_second();
-    let (payments, presses): (Vec<String>, Vec<Req>) = created
-        .answers
-        .iter()
-        .map(|a| {
-            let created = a.json();
-            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-            let path = url::Url::parse(&text(&created["redirect"]["pc"]))
-                .map(|u| u.path().to_string())
-                .unwrap_or_default();
-            (
-                text(&created["payment_id"]),
-                Req::post_form(path.replace("/info", "/action/approve"), "method=CARD"),
-            )
-        })
-        .unzip();
-    let pressed = closed_loop(sim_addr, 64, Arc::new(presses)).await;
-    let mut callbacks = Vec::with_capacity(needed);
-    for answer in &pressed.answers {
-        let url = answer
-            .location
-            .as_deref()
-            .context("the simulator did not redirect")?;
-        let url = url::Url::parse(url)?;
-        callbacks.push(Req::get(format!(
-            "{}?{}",
-            url.path(),
-            url.query().unwrap_or("")
-        )));
-    }
+    let (created_rate, payments, callbacks) =
+        payments_to_call_back(api, sim_addr, env, needed, "EQ").await?;
 
     report.line("## 1. Enqueue path (one `api` process, HTTP/1.1 keep-alive, closed loop)\n");
     report.line(format!(
@@ -236,6 +189,67 @@ pub(super) async fn measure(
     ));
     drop(api_process);
     Ok(())
+}
+
+/// `n` payments to call back about, created through the API (KakaoPay ready at the
+/// simulator) and approved by the member on the simulator's page: the creation rate, the
+/// payment ids and the callbacks.
+pub(super) async fn payments_to_call_back(
+    api: SocketAddr,
+    sim_addr: SocketAddr,
+    env: &Env,
+    needed: usize,
+    tag: &str,
+) -> anyhow::Result<(f64, Vec<String>, Vec<Req>)> {
+    let creates: Vec<Req> = (0..needed)
+        .map(|n| {
+            Req::post_json(
+                "/v1/payments",
+                &lifecycle::payment_body(LOCATION, &format!("{tag}-{n}")),
+            )
+            .bearer(&env.client_token)
+        })
+        .collect();
+    let created = closed_loop(api, 64, Arc::new(creates)).await;
+    if created.unexpected(201) > 0 {
+        bail!(
+            "{} payments were not created; the first: {}",
+            created.unexpected(201),
+            created.first_unexpected(201).unwrap_or_default()
+        );
+    }
+    let created_rate = created.per_second();
+    let (payments, presses): (Vec<String>, Vec<Req>) = created
+        .answers
+        .iter()
+        .map(|a| {
+            let created = a.json();
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let path = url::Url::parse(&text(&created["redirect"]["pc"]))
+                .map(|u| u.path().to_string())
+                .unwrap_or_default();
+            (
+                text(&created["payment_id"]),
+                Req::post_form(path.replace("/info", "/action/approve"), "method=CARD"),
+            )
+        })
+        .unzip();
+    let pressed = closed_loop(sim_addr, 64, Arc::new(presses)).await;
+    let mut callbacks = Vec::with_capacity(needed);
+    for answer in &pressed.answers {
+        let url = answer
+            .location
+            .as_deref()
+            .context("the simulator did not redirect")?;
+        let url = url::Url::parse(url)?;
+        callbacks.push(Req::get(format!(
+            "{}?{}",
+            url.path(),
+            url.query().unwrap_or("")
+        )));
+    }
+
+    Ok((created_rate, payments, callbacks))
 }
 
 /// A closed-loop run with the CPU time the api process, Redis and this process spent on it.

@@ -10,6 +10,7 @@
 //!   system and a member make it, and the webhook listener that hears its outcomes.
 //! - [`footprint`]: Redis commands (`MONITOR`) and memory by kind of key.
 //! - [`processes`]: the processes, their peak memory and CPU time.
+//! - `topologies`: part 6, one server next to a Redis Cluster (`REDIS_CLUSTER_URLS`).
 //!
 //! Every figure is the median of `--runs` runs. The queue's own benchmark (push and no-op
 //! drain next to apalis-redis) is `cargo bench -p kakaopay-jobs --bench queue`.
@@ -20,6 +21,7 @@ pub mod lifecycle;
 mod lifecycles;
 pub mod load;
 pub mod processes;
+mod topologies;
 
 use crate::config::BenchArgs;
 use anyhow::{bail, Context};
@@ -150,6 +152,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.wants("lifecycle") {
         lifecycles::measure(&args, &env, &redis, (&sim, sim_addr), &dir, &mut report).await?;
+    }
+    match &args.redis_cluster_urls {
+        Some(urls) if args.wants("topologies") => {
+            let urls: Vec<&str> = urls.0.iter().map(|u| u.expose()).collect();
+            topologies::measure(&args, &env, &urls.join(","), sim_addr, &dir, &mut report).await?;
+        }
+        _ => {}
     }
     if let Some(path) = &args.out {
         std::fs::write(path, &report.text)

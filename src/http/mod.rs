@@ -125,6 +125,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             crate::metrics::queue_depth(state.store.namespace(), queue, &counts);
         }
     }
+    crate::metrics::redis_round_trips();
     (
         [(
             axum::http::header::CONTENT_TYPE,

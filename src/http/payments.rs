@@ -15,7 +15,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::DateTime;
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -169,14 +168,6 @@ fn fingerprint(p: &NewPayment) -> String {
     ))
 }
 
-pub fn new_id(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let tail: String = (0..24)
-        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)]))
-        .collect();
-    format!("{prefix}_{tail}")
-}
-
 /// How the create call answers: the payment and its redirect URLs.
 fn created_view(p: &Payment) -> Value {
     json!({
@@ -256,9 +247,15 @@ pub async fn create(
 
     // One payment per location and order. A request that finds the order taken answers that
     // payment (or a conflict); one that finds it being created waits for it.
-    let payment_id = new_id("pay");
+    let payment_id = crate::store::payment_id_for(&location, &order);
     let waited_since = Instant::now();
-    while let Some(holder) = store.reserve_order(&location, &order, &payment_id).await? {
+    // Held for longer than the ready call can take; a reservation whose request died is free
+    // again after that.
+    let hold = state.config.kakaopay_timeout + Duration::from_secs(5);
+    while let Some(holder) = store
+        .reserve_order(&location, &order, &payment_id, hold)
+        .await?
+    {
         if let Some(existing) = store.payment(&holder).await? {
             return repeat_or_conflict(&existing, &fingerprint);
         }
@@ -271,8 +268,10 @@ pub async fn create(
     }
 
     let result = ready(&state, &payment_id, &request, fingerprint).await;
-    if result.is_err() {
-        // Give the order back so the booking system can try again.
+    // Give the order back so the booking system can try again at once, unless the payment may
+    // have been stored (the write's answer lost, or too few replicas acknowledged it in time):
+    // then the repeat must find it, and answer it.
+    if result.is_err() && matches!(store.payment_state(&payment_id).await, Ok(None)) {
         if let Err(e) = store.release_order(&location, &order, &payment_id).await {
             tracing::warn!(error = %e, "could not release an order reservation; it expires by itself");
         }

@@ -222,7 +222,9 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let ok = refund_id.len() == 27
         && refund_id.starts_with("rf_")
-        && refund_id[3..].chars().all(|c| c.is_ascii_hexdigit());
+        && refund_id[3..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !ok {
         return Err(ApiError::not_found("refund"));
     }

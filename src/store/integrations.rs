@@ -9,8 +9,10 @@ use super::{now_rfc3339, Store, StoreError};
 use crate::domain::{Cid, RefundPolicy, Service};
 use crate::kakaopay::Credentials;
 use crate::secret::Secret;
+use kakaopay_jobs::queue::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,22 +106,24 @@ pub struct IntegrationSettings {
     pub refund_policy: BTreeMap<Service, RefundPolicy>,
 }
 
+/// Writes one value to two keys at once (the current integration and its version). KEYS: the
+/// two keys. ARGV: the value.
+static SET_BOTH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"#,
+    )
+});
+
 impl Store {
-    fn integration_key(&self, location: &str) -> String {
-        self.key(&format!("loc:{location}:integration"))
-    }
-
-    fn integration_version_key(&self, location: &str, version: u64) -> String {
-        self.key(&format!("loc:{location}:integration:v{version}"))
-    }
-
     pub async fn integration(&self, location: &str) -> Result<Option<Integration>, StoreError> {
         self.read_integration(&self.integration_key(location)).await
     }
 
-    /// The location's integration now and as it was at `version`, in one round trip. The
-    /// version is made persistent as it is read: versions written by earlier releases carried a
-    /// 30-day expiry, and a payment still being worked on must not lose its credentials.
+    /// The location's integration now and as it was at `version`, in one round trip.
     pub async fn integrations_of(
         &self,
         location: &str,
@@ -132,8 +136,6 @@ impl Store {
         let (now, then): (Option<String>, Option<String>) = redis::pipe()
             .get(&now_key)
             .get(&then_key)
-            .persist(&then_key)
-            .ignore()
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(Integrations {
@@ -180,24 +182,18 @@ impl Store {
         &self,
         mut integration: Integration,
     ) -> Result<Integration, StoreError> {
-        let mut conn = self.conn.clone();
         let location = integration.location_id.clone();
+        // A number taken and then not used (a crash, an error) leaves a gap, nothing worse.
         integration.version = redis::cmd("INCR")
-            .arg(self.key(&format!("loc:{location}:integration:seq")))
-            .query_async(&mut conn)
+            .arg(self.integration_seq_key(&location))
+            .query_async(&mut self.conn.clone())
             .await?;
         let json = serde_json::to_string(&integration).expect("integrations serialize");
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(self.integration_key(&location))
+        let _: i64 = SET_BOTH
+            .key(self.integration_key(&location))
+            .key(self.integration_version_key(&location, integration.version))
             .arg(&json)
-            .ignore()
-            .cmd("SET")
-            .arg(self.integration_version_key(&location, integration.version))
-            .arg(&json)
-            .ignore()
-            .exec_async(&mut conn)
+            .run(&self.conn)
             .await?;
         Ok(integration)
     }
@@ -205,10 +201,8 @@ impl Store {
     /// Disconnects: new payments are refused; versions stay for payments in flight.
     /// Answers whether there was an integration.
     pub async fn delete_integration(&self, location: &str) -> Result<bool, StoreError> {
-        let removed: i64 = redis::cmd("DEL")
-            .arg(self.integration_key(location))
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let del = redis::pipe().del(self.integration_key(location)).to_owned();
+        let (removed,): (i64,) = self.conn.write(&del).await?;
         Ok(removed > 0)
     }
 }

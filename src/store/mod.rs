@@ -4,10 +4,13 @@
 //! the change and appends its history entry, so two racing requests or a job that runs twice
 //! cannot both win, and no change is ever recorded without its history.
 
+mod events;
 mod integrations;
-mod migrations;
+mod keys;
 mod payments;
 mod refunds;
+
+pub use keys::{payment_id_for, Shard, SHARDS};
 
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use payments::{
@@ -16,7 +19,7 @@ pub use payments::{
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
 
-use redis::aio::ConnectionManager;
+use kakaopay_jobs::queue::Connection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,7 +50,7 @@ impl From<redis::RedisError> for StoreError {
 /// The service's records in one Redis namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Connection,
     ns: String,
 }
 
@@ -60,7 +63,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    pub fn new(conn: ConnectionManager, namespace: impl Into<String>) -> Self {
+    pub fn new(conn: Connection, namespace: impl Into<String>) -> Self {
         Store {
             conn,
             ns: namespace.into(),
@@ -71,7 +74,7 @@ impl Store {
         &self.ns
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 
@@ -81,10 +84,6 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
-    }
-
-    fn key(&self, rest: &str) -> String {
-        format!("{}:{rest}", self.ns)
     }
 }
 

@@ -1,11 +1,11 @@
 //! Payment records: the validated request, what KakaoPay answered, the status with its
 //! history, and the indexes the reconciler walks.
 
-use super::{now_rfc3339, Store, StoreError};
+use super::{now_rfc3339, Shard, Store, StoreError};
 use crate::domain::{ItemName, OrderId, PaymentStatus, RefundPolicy, Service, UserId, Won};
 use crate::kakaopay::Amount;
 use chrono::{DateTime, FixedOffset};
-use redis::Script;
+use kakaopay_jobs::queue::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -114,8 +114,8 @@ pub struct ApprovalRun {
     deadline: i64,
 }
 
-/// The time indexes the reconciler walks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The time indexes the reconciler walks (one of each per shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Due {
     /// Payments `ready`, by creation.
     Ready,
@@ -250,9 +250,6 @@ return 0
     )
 });
 
-/// How long an order stays reserved while its ready call runs (longer than any call).
-const RESERVATION: Duration = Duration::from_secs(60);
-
 fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
         StoreError::Corrupt {
@@ -263,52 +260,36 @@ fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
 }
 
 impl Store {
-    pub(super) fn payment_key(&self, id: &str) -> String {
-        self.key(&format!("payment:{id}"))
-    }
-
-    pub(super) fn history_key(&self, id: &str) -> String {
-        self.key(&format!("payment:{id}:history"))
-    }
-
-    fn order_key(&self, location: &str, order: &str) -> String {
-        self.key(&format!("order:{location}:{order}"))
-    }
-
-    /// A location's payments by creation time, for the transactions report.
-    pub(super) fn location_payments_key(&self, location: &str) -> String {
-        self.key(&format!("loc:{location}:payments"))
-    }
-
-    /// A location's refunds by request time, for the transactions report.
-    pub(super) fn location_refunds_key(&self, location: &str) -> String {
-        self.key(&format!("loc:{location}:refunds"))
-    }
-
-    /// Ids in a location index created between `from_ms` and `to_ms`, newest first.
-    pub(super) async fn indexed_between(
+    /// Ids in a location's index (one key per shard, read together) created between
+    /// `from_ms` and `to_ms`, newest first.
+    async fn indexed_between(
         &self,
-        key: &str,
+        key: impl Fn(Shard) -> String,
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(redis::cmd("ZREVRANGEBYSCORE")
-            .arg(key)
-            .arg(
-                to_ms
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "+inf".into()),
-            )
-            .arg(
-                from_ms
-                    .map(|f| f.to_string())
-                    .unwrap_or_else(|| "-inf".into()),
-            )
-            .arg("LIMIT")
-            .arg(0)
-            .arg(100_000)
-            .query_async(&mut self.conn.clone())
-            .await?)
+        let to = to_ms.map_or_else(|| "+inf".into(), |t| t.to_string());
+        let from = from_ms.map_or_else(|| "-inf".into(), |f| f.to_string());
+        let reads = Shard::all().map(|shard| {
+            let mut conn = self.conn.clone();
+            let cmd = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(key(shard))
+                .arg(&to)
+                .arg(&from)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(100_000)
+                .to_owned();
+            async move { cmd.query_async::<Vec<(String, f64)>>(&mut conn).await }
+        });
+        let mut all: Vec<(String, f64)> = futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        Ok(all.into_iter().map(|(id, _)| id).collect())
     }
 
     pub async fn location_payments(
@@ -317,8 +298,8 @@ impl Store {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<String>, StoreError> {
-        self.indexed_between(&self.location_payments_key(location), from_ms, to_ms)
-            .await
+        let key = |shard| self.location_payments_key(shard, location);
+        self.indexed_between(key, from_ms, to_ms).await
     }
 
     pub async fn location_refunds(
@@ -327,21 +308,18 @@ impl Store {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<String>, StoreError> {
-        self.indexed_between(&self.location_refunds_key(location), from_ms, to_ms)
-            .await
+        let key = |shard| self.location_refunds_key(shard, location);
+        self.indexed_between(key, from_ms, to_ms).await
     }
 
-    pub(crate) fn index_key(&self, status: PaymentStatus) -> String {
-        self.key(&format!("payments:{status}"))
-    }
-
-    /// Reserves `location`+`order` for `payment_id` while its ready call runs. Answers the
-    /// payment id that holds the order if another does.
+    /// Reserves `location`+`order` for `payment_id` while its ready call runs (for `hold`, more
+    /// than the call can take). Answers the payment id that holds the order if another does.
     pub async fn reserve_order(
         &self,
         location: &str,
         order: &str,
         payment_id: &str,
+        hold: Duration,
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.order_key(location, order);
@@ -350,7 +328,7 @@ impl Store {
             .arg(payment_id)
             .arg("NX")
             .arg("PX")
-            .arg(RESERVATION.as_millis() as u64)
+            .arg(hold.as_millis().max(1) as u64)
             .query_async(&mut conn)
             .await?;
         if set.is_some() {
@@ -360,7 +338,7 @@ impl Store {
         // Expired between the two calls: try again.
         match holder {
             Some(h) => Ok(Some(h)),
-            None => Box::pin(self.reserve_order(location, order, payment_id)).await,
+            None => Box::pin(self.reserve_order(location, order, payment_id, hold)).await,
         }
     }
 
@@ -374,13 +352,13 @@ impl Store {
         let _: i64 = DELETE_IF
             .key(self.order_key(location, order))
             .arg(payment_id)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(())
     }
 
     /// Stores a payment KakaoPay accepted, in status `ready`. Answers false if the order's
-    /// reservation was lost meanwhile (it outlived [`RESERVATION`]).
+    /// reservation was lost meanwhile (it expired, or a failover lost it).
     #[allow(clippy::too_many_arguments)]
     pub async fn create_payment(
         &self,
@@ -410,18 +388,19 @@ impl Store {
             cause: "KakaoPay ready accepted the payment".into(),
         })
         .expect("history serializes");
+        let shard = Shard::of_id(payment_id);
         let created: i64 = CREATE
             .key(self.payment_key(payment_id))
             .key(self.history_key(payment_id))
             .key(self.order_key(&doc.request.location_id, doc.request.order_id.as_str()))
-            .key(self.index_key(PaymentStatus::Ready))
-            .key(self.location_payments_key(&doc.request.location_id))
+            .key(self.status_index_key(shard, PaymentStatus::Ready))
+            .key(self.location_payments_key(shard, &doc.request.location_id))
             .arg(payment_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(history)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(created == 1)
     }
@@ -526,7 +505,7 @@ impl Store {
         let (fields, earlier_ms, deadline): (HashMap<String, String>, i64, i64) = APPROVAL_RUN
             .key(self.payment_key(id))
             .arg(longest.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(self
             .parse_payment(id, fields, &[])?
@@ -546,7 +525,7 @@ impl Store {
         run.deadline = APPROVAL_CALLS
             .key(self.payment_key(&run.payment.payment_id))
             .arg(longest.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(())
     }
@@ -557,7 +536,7 @@ impl Store {
             .key(self.payment_key(&run.payment.payment_id))
             .arg("approve_deadline_ms")
             .arg(run.deadline)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(())
     }
@@ -588,7 +567,7 @@ impl Store {
         for arg in &args {
             inv.arg(arg);
         }
-        let answer: (String, String) = inv.invoke_async(&mut self.conn.clone()).await?;
+        let answer: (String, String) = inv.run(&self.conn).await?;
         self.transition_outcome(id, answer)
     }
 
@@ -600,22 +579,23 @@ impl Store {
         t: Transition,
     ) -> Result<(Option<Payment>, TransitionOutcome), StoreError> {
         let (keys, args) = self.transition_call(id, &t);
+        let mut inv = TRANSITION.prepare_invoke();
+        for key in &keys {
+            inv.key(key);
+        }
+        for arg in &args {
+            inv.arg(arg);
+        }
         let mut pipe = redis::pipe();
-        pipe.hgetall(self.payment_key(id));
-        pipe.cmd("EVALSHA")
-            .arg(TRANSITION.get_hash())
-            .arg(keys.len())
-            .arg(&keys)
-            .arg(&args);
-        let mut conn = self.conn.clone();
+        pipe.hgetall(self.payment_key(id)).add_command(inv.cmd());
         type Answer = (HashMap<String, String>, (String, String));
-        let sent: redis::RedisResult<Answer> = pipe.query_async(&mut conn).await;
+        let sent: redis::RedisResult<Answer> = self.conn.write(&pipe).await;
         let (fields, answer) = match sent {
-            // Redis does not know the script yet (a restart, a flush): nothing ran, so load
-            // it and send the pair again.
+            // Redis does not know the script yet (a restart, a flush, a promoted replica):
+            // nothing ran, so load it and send the pair again.
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                TRANSITION.prepare_invoke().load_async(&mut conn).await?;
-                pipe.query_async(&mut conn).await?
+                TRANSITION.load(&self.conn).await?;
+                self.conn.write(&pipe).await?
             }
             other => other?,
         };
@@ -629,11 +609,12 @@ impl Store {
     fn transition_call(&self, id: &str, t: &Transition) -> (Vec<String>, Vec<String>) {
         debug_assert!(t.from.iter().all(|f| f.can_move_to(t.to)), "{t:?}");
         let from: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+        let shard = Shard::of_id(id);
         let keys = vec![
             self.payment_key(id),
             self.history_key(id),
-            self.index_key(PaymentStatus::Ready),
-            self.index_key(PaymentStatus::Approving),
+            self.status_index_key(shard, PaymentStatus::Ready),
+            self.status_index_key(shard, PaymentStatus::Approving),
         ];
         let mut args = vec![
             id.to_string(),
@@ -677,25 +658,26 @@ impl Store {
         })
     }
 
-    fn due_key(&self, index: Due) -> String {
+    fn due_key(&self, index: Due, shard: Shard) -> String {
         match index {
-            Due::Ready => self.index_key(PaymentStatus::Ready),
-            Due::Approving => self.index_key(PaymentStatus::Approving),
-            Due::OpenRefunds => self.open_refunds_key(),
+            Due::Ready => self.status_index_key(shard, PaymentStatus::Ready),
+            Due::Approving => self.status_index_key(shard, PaymentStatus::Approving),
+            Due::OpenRefunds => self.open_refunds_key(shard),
         }
     }
 
-    /// A page of `index`: the ids that entered it before `before_ms`, oldest first, from the
-    /// `offset`-th on.
+    /// A page of one shard's `index`: the ids that entered it before `before_ms`, oldest
+    /// first, from the `offset`-th on.
     pub async fn due(
         &self,
         index: Due,
+        shard: Shard,
         before_ms: i64,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         Ok(redis::cmd("ZRANGEBYSCORE")
-            .arg(self.due_key(index))
+            .arg(self.due_key(index, shard))
             .arg("-inf")
             .arg(before_ms)
             .arg("LIMIT")
@@ -706,12 +688,17 @@ impl Store {
     }
 
     /// How many of `ids` are still in `index` (those settled meanwhile have left it).
-    pub async fn still_due(&self, index: Due, ids: &[String]) -> Result<usize, StoreError> {
+    pub async fn still_due(
+        &self,
+        index: Due,
+        shard: Shard,
+        ids: &[String],
+    ) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(self.due_key(index))
+            .arg(self.due_key(index, shard))
             .arg(ids)
             .query_async(&mut self.conn.clone())
             .await?;
@@ -721,11 +708,12 @@ impl Store {
     /// Drops an entry of `index` whose record is gone or final (a repair: it needs nothing
     /// more).
     pub async fn forget_due(&self, index: Due, id: &str) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("ZREM")
-            .arg(self.due_key(index))
+        let zrem = redis::pipe()
+            .cmd("ZREM")
+            .arg(self.due_key(index, Shard::of_id(id)))
             .arg(id)
-            .query_async(&mut self.conn.clone())
-            .await?;
+            .to_owned();
+        let _: (i64,) = self.conn.write(&zrem).await?;
         Ok(())
     }
 }

@@ -10,10 +10,10 @@
 //! else. The decision is recorded once, before the first cancel is sent, and every later run
 //! reuses it: settings changed between two attempts cannot change what was asked of KakaoPay.
 
-use super::{now_rfc3339, Failure, HistoryEntry, Payment, Store, StoreError};
+use super::{now_rfc3339, Failure, HistoryEntry, Payment, Shard, Store, StoreError};
 use crate::domain::{PaymentStatus, RefundStatus};
+use kakaopay_jobs::queue::Script;
 use kakaopay_jobs::RefundRequest;
-use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -306,23 +306,6 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, v: serde_json::Value) -> Res
 }
 
 impl Store {
-    fn refund_key(&self, id: &str) -> String {
-        self.key(&format!("refund:{id}"))
-    }
-
-    fn refund_history_key(&self, id: &str) -> String {
-        self.key(&format!("refund:{id}:history"))
-    }
-
-    pub(super) fn payment_refunds_key(&self, payment_id: &str) -> String {
-        self.key(&format!("payment:{payment_id}:refunds"))
-    }
-
-    /// Refunds not final yet, by request time: what the reconciler walks.
-    pub(super) fn open_refunds_key(&self) -> String {
-        self.key("refunds:open")
-    }
-
     /// Stores a new refund `queued`, unless one with its id exists.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_refund(
@@ -349,17 +332,24 @@ impl Store {
             to: RefundStatus::Queued.to_string(),
             cause: format!("requested by {} ({})", request.requested_by, source),
         };
+        let shard = Shard::of_id(payment_id);
+        if Shard::of_id(refund_id) != shard {
+            return Err(StoreError::Corrupt {
+                key: self.refund_key(refund_id),
+                reason: format!("refund id {refund_id} is not of payment {payment_id}'s shard"),
+            });
+        }
         let created: i64 = CREATE
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
             .key(self.payment_refunds_key(payment_id))
-            .key(self.location_refunds_key(location_id))
-            .key(self.open_refunds_key())
+            .key(self.location_refunds_key(shard, location_id))
+            .key(self.open_refunds_key(shard))
             .arg(refund_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
             .arg(serde_json::to_string(&history_entry).expect("history serializes"))
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         if created == 1 {
             // Answered from what was written, not read back: once stored, the answer must not
@@ -498,11 +488,11 @@ impl Store {
             .key(self.payment_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
-            .key(self.open_refunds_key())
+            .key(self.open_refunds_key(Shard::of_id(refund_id)))
             .arg(refund_id)
             .arg(now_rfc3339())
             .arg(&run)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         let key = self.refund_key(refund_id);
         let num = |i: usize| answer.get(i).and_then(|v| v.parse::<i64>().ok());
@@ -548,7 +538,7 @@ impl Store {
             .arg(decision.tax_free)
             .arg(&decision.rule)
             .arg(longest.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         match answer.first().map(String::as_str) {
             Some("ok") => decided(&self.refund_key(refund_id), answer.get(1)),
@@ -562,7 +552,7 @@ impl Store {
         let _: i64 = CALL_ENDED
             .key(self.refund_key(refund_id))
             .arg(run)
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(())
     }
@@ -586,7 +576,7 @@ impl Store {
             .key(self.payment_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
-            .key(self.open_refunds_key())
+            .key(self.open_refunds_key(Shard::of_id(refund_id)))
             .arg(refund_id)
             .arg(status.as_str())
             .arg(rule)
@@ -599,7 +589,7 @@ impl Store {
             .arg(cause)
             .arg(run)
             .arg(margin.map_or(String::new(), |m| m.as_millis().to_string()))
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(if done == 1 {
             Recorded::Applied
@@ -623,7 +613,7 @@ impl Store {
             .key(self.history_key(payment_id))
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
-            .key(self.open_refunds_key())
+            .key(self.open_refunds_key(Shard::of_id(refund_id)))
             .arg(refund_id)
             .arg(paid.amount)
             .arg(paid.tax_free)
@@ -633,7 +623,7 @@ impl Store {
             .arg(now_rfc3339())
             .arg(cause)
             .arg(if paid.by_amounts { "1" } else { "0" })
-            .invoke_async(&mut self.conn.clone())
+            .run(&self.conn)
             .await?;
         Ok(match outcome.as_str() {
             "ok" => Success::Recorded,

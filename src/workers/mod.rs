@@ -12,7 +12,9 @@ use crate::kakaopay::KakaoPay;
 use crate::store::Store;
 use apalis::prelude::*;
 use kakaopay_jobs::queue::RetrySchedule;
-use kakaopay_jobs::queue::{consumer_name, inspect, Producer, QueueConfig, StreamBackend};
+use kakaopay_jobs::queue::{
+    consumer_name, inspect, Producer, QueueConfig, StreamBackend, Topology,
+};
 use kakaopay_jobs::{ApprovePayment, CancelPayment, DeliverEvent, JobKind};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -77,7 +79,7 @@ fn queue_config<J: JobKind>(
     config
 }
 
-pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Workers {
+pub fn start(topology: Topology, deps: Deps, settings: WorkerSettings) -> Workers {
     let (stop, stopped) = watch::channel(false);
     let namespace = deps.store.namespace().to_string();
     let conn = deps.store.connection();
@@ -88,13 +90,13 @@ pub fn start(client: redis::Client, deps: Deps, settings: WorkerSettings) -> Wor
     // restarts a worker.
     macro_rules! worker {
         ($job:ty, $name:expr, $retry:expr, $handler:path) => {{
-            let (client, conn, deps, name) =
-                (client.clone(), conn.clone(), deps.clone(), $name.clone());
+            let (topology, conn, deps, name) =
+                (topology.clone(), conn.clone(), deps.clone(), $name.clone());
             let config = queue_config::<$job>(&namespace, &settings, $retry);
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
                     .backend(StreamBackend::<$job>::new(
-                        client.clone(),
+                        topology.clone(),
                         conn.clone(),
                         config.clone(),
                     ))

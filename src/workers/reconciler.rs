@@ -12,10 +12,11 @@ use super::{cancel, Deps};
 use crate::domain::PaymentStatus;
 use crate::http::callbacks::approve_job_id;
 use crate::kakaopay::{OrderRequest, OrderStatus, StatusClass};
-use crate::store::{Due, Failure, Payment, Refund, StoreError, Transition};
+use crate::store::{Due, Failure, Payment, Refund, Shard, StoreError, Transition};
 use kakaopay_jobs::queue::{inspect, EnqueueOptions};
 use kakaopay_jobs::refunds::job_id as cancel_job_id;
 use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Entries read per page.
@@ -52,9 +53,8 @@ pub async fn run(
 pub struct Reconciler {
     deps: Deps,
     settings: ReconcilerSettings,
-    offsets: [usize; 3],
-    /// Whether this process saw the store's one-time migrations done.
-    migrated: bool,
+    /// Per walk and shard.
+    offsets: HashMap<(Due, Shard), usize>,
 }
 
 const WALKS: [Due; 3] = [Due::Ready, Due::Approving, Due::OpenRefunds];
@@ -64,42 +64,40 @@ impl Reconciler {
         Reconciler {
             deps,
             settings,
-            offsets: [0; 3],
-            migrated: false,
+            offsets: HashMap::new(),
         }
     }
 
     pub async fn round(&mut self) -> Result<(), StoreError> {
-        if !self.migrated {
-            if let Some((versions, refunds)) = self.deps.store.migrate().await? {
-                tracing::info!(versions, refunds, "records of earlier releases migrated");
-            }
-            self.migrated = true;
-        }
         let now = chrono::Utc::now().timestamp_millis();
         let ready_before = now - self.deps.ready_window.as_millis() as i64;
         let grace_before = now - self.settings.approving_grace.as_millis() as i64;
-        for (walk, index) in WALKS.into_iter().enumerate() {
+        for index in WALKS {
             let before = match index {
                 Due::Ready => ready_before,
                 _ => grace_before,
             };
-            self.offsets[walk] = self.walk(index, before, self.offsets[walk]).await?;
+            for shard in Shard::all() {
+                let offset = self.offsets.get(&(index, shard)).copied().unwrap_or(0);
+                let next = self.walk(index, shard, before, offset).await?;
+                self.offsets.insert((index, shard), next);
+            }
         }
         Ok(())
     }
 
-    /// Up to [`PAGES_PER_ROUND`] pages of one index from `offset`; answers where the next
-    /// round goes on (back to the start once the end is reached).
+    /// Up to [`PAGES_PER_ROUND`] pages of one shard's index from `offset`; answers where the
+    /// next round goes on (back to the start once the end is reached).
     async fn walk(
         &self,
         index: Due,
+        shard: Shard,
         before_ms: i64,
         mut offset: usize,
     ) -> Result<usize, StoreError> {
         let store = &self.deps.store;
         for _ in 0..PAGES_PER_ROUND {
-            let page = store.due(index, before_ms, offset, PAGE).await?;
+            let page = store.due(index, shard, before_ms, offset, PAGE).await?;
             for id in &page {
                 // One record that cannot be read must not stop the rest of the walk.
                 if let Err(e) = self.settle(index, id).await {
@@ -109,7 +107,7 @@ impl Reconciler {
             if page.len() < PAGE {
                 return Ok(0);
             }
-            offset += store.still_due(index, &page).await?;
+            offset += store.still_due(index, shard, &page).await?;
         }
         Ok(offset)
     }

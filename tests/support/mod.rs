@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: a simulator on a free port and a client for it.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod matrix;
+pub mod topology;
+
+pub use kakaopay_jobs::queue::{Connection, Durability, Purpose, Topology};
 use kakaopay_worker::domain::{Cid, ItemName, OrderId, PgToken, Tid, UserId, Won};
 use kakaopay_worker::kakaopay::{
     ApproveRequest, Credentials, KakaoPay, OrderRequest, ReadyRequest, ReadyResponse, Timeouts,
@@ -236,7 +240,9 @@ pub fn assert_no_secrets_logged() {
 #[derive(Clone)]
 pub struct AppOptions {
     pub sim: SimConfig,
-    pub redis_url: String,
+    /// The test's topology (see [`matrix`]) unless a test sets its own.
+    pub redis: Topology,
+    pub durability: Option<Durability>,
     pub ready_window: Duration,
     pub workers: bool,
     pub kakaopay_timeout: Duration,
@@ -247,7 +253,8 @@ impl Default for AppOptions {
     fn default() -> Self {
         AppOptions {
             sim: SimConfig::default(),
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis: matrix::topology(),
+            durability: None,
             ready_window: Duration::from_secs(900),
             workers: true,
             kakaopay_timeout: Duration::from_millis(1500),
@@ -260,13 +267,16 @@ pub struct TestApp {
     pub address: String,
     pub sim: SimServer,
     pub namespace: String,
+    /// The Redis it runs on.
+    pub redis: Topology,
     pub http: reqwest::Client,
     pub app: Option<Application>,
 }
 
 pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Settings {
     Settings {
-        redis_url: Secret::new(options.redis_url.clone()),
+        redis: options.redis.clone(),
+        durability: options.durability,
         namespace: namespace.to_string(),
         kakaopay_api_url: Some(sim_url.parse().unwrap()),
         kakaopay_timeouts: Timeouts {
@@ -324,11 +334,13 @@ pub async fn spawn_app_tuned(options: AppOptions, tune: impl FnOnce(&mut Setting
     let namespace = format!("test-{:016x}", rand::random::<u64>());
     let mut settings = settings(&options, &sim.url, &namespace);
     tune(&mut settings);
+    let redis = settings.redis.clone();
     let app = Application::start(settings).await.expect("app starts");
     TestApp {
         address: format!("http://{}", app.address.unwrap()),
         sim,
         namespace,
+        redis,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -338,6 +350,20 @@ pub async fn spawn_app_tuned(options: AppOptions, tune: impl FnOnce(&mut Setting
 }
 
 impl TestApp {
+    /// A connection of the test's own to the app's Redis.
+    pub async fn conn(&self) -> Connection {
+        Connection::open(&self.redis, Purpose::Shared, None)
+            .await
+            .expect("Redis is reachable")
+    }
+
+    /// The environment a child process needs to run on the app's Redis and namespace.
+    pub fn redis_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = matrix::env_of(&self.redis);
+        env.push(("QUEUE_NAMESPACE", self.namespace.clone()));
+        env
+    }
+
     pub async fn send(
         &self,
         method: reqwest::Method,

@@ -9,6 +9,7 @@
 use super::{
     invocation, millis, scripts, JobError, Keys, QueueConfig, QueueError, RetrySchedule, GROUP,
 };
+use super::{Connection, Purpose, Topology};
 use crate::JobKind;
 use apalis_codec::json::JsonCodec;
 use apalis_core::backend::finalize::Durable;
@@ -22,8 +23,7 @@ use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamPendingCountReply, StreamRangeReply, StreamReadReply};
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -46,18 +46,24 @@ pub struct Delivery {
 
 /// State shared by a worker's backend, its ack layer, its settler and its lease renewer.
 struct Shared {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Keys,
     config: QueueConfig,
     /// Entries fetched and not yet settled: their leases are renewed.
     held: Mutex<HashSet<String>>,
     /// Where the next look for lost leases (`XAUTOCLAIM`) continues, and when it last ran.
     reclaim: Mutex<(String, Option<Instant>)>,
+    /// Done jobs past their retention, as the last settle named them: the next one drops them.
+    retention: Mutex<Vec<String>>,
 }
 
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn retention(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.retention.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The `XAUTOCLAIM` cursor if it is time to look for lost leases, else an empty string.
@@ -96,10 +102,10 @@ use std::time::Instant;
 /// blocking connection and leases).
 pub struct StreamBackend<J> {
     shared: Arc<Shared>,
-    client: redis::Client,
+    topology: Topology,
     /// Blocking reads get a connection of their own (on a multiplexed one they would stall
     /// every other command), opened by the first fetch.
-    blocking: Arc<OnceCell<ConnectionManager>>,
+    blocking: Arc<OnceCell<Connection>>,
     buffer: VecDeque<Task<Vec<u8>>>,
     /// The fetch under way, a task of its own so that the next batch is on its way while the
     /// worker runs this one, and leased the moment it arrives (even if the worker is busy).
@@ -120,33 +126,24 @@ impl<J> std::fmt::Debug for StreamBackend<J> {
     }
 }
 
-/// The general connection's settings: fail fast enough that an outage is noticed, and long
-/// enough for the biggest script.
-pub fn connection_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1))
-}
-
 impl<J: JobKind> StreamBackend<J> {
     /// A backend for one worker. `conn` may be shared by many backends and producers; the
-    /// worker's blocking connection is opened from `client` when it first fetches. Must be
+    /// worker's blocking connection is opened on `topology` when it first fetches. Must be
     /// called inside a Tokio runtime (it starts the worker's settler task).
-    pub fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+    pub fn new(topology: Topology, conn: Connection, config: QueueConfig) -> Self {
         let shared = Arc::new(Shared {
             keys: config.keys(),
             conn,
             config,
             held: Mutex::new(HashSet::new()),
             reclaim: Mutex::new(("0-0".into(), None)),
+            retention: Mutex::new(Vec::new()),
         });
         let (settle, rx) = mpsc::channel(1024);
         tokio::spawn(settler(shared.clone(), rx));
         StreamBackend {
             shared,
-            client,
+            topology,
             blocking: Arc::new(OnceCell::new()),
             buffer: VecDeque::new(),
             fetch: None,
@@ -199,89 +196,15 @@ fn backoff(failures: u32) -> Duration {
 /// Fetches until there is work, however long that takes and whatever Redis does meanwhile.
 async fn fetch_cycle<J: JobKind>(
     shared: Arc<Shared>,
-    client: redis::Client,
-    blocking: Arc<OnceCell<ConnectionManager>>,
+    topology: Topology,
+    blocking: Arc<OnceCell<Connection>>,
     consumer: String,
 ) -> Vec<Fetched> {
-    let mut conn = shared.conn.clone();
-    let keys = &shared.keys;
-    let config = &shared.config;
-    let batch = config.fetch_batch.max(1);
     let mut failures = 0u32;
+    // Retries the last fetch saw fall due: the next one promotes them.
+    let mut due: Vec<String> = Vec::new();
     loop {
-        let attempt: Result<Vec<Fetched>, redis::RedisError> = async {
-            let cursor = shared.reclaim_cursor();
-            let (jobs, next_due, next_cursor): (Vec<Fetched>, i64, String) =
-                invocation(&scripts::FETCH, keys)
-                    .arg(&keys.job_prefix)
-                    .arg(GROUP)
-                    .arg(&consumer)
-                    .arg(batch)
-                    .arg(millis(config.lease).max(1))
-                    .arg(config.promote_chunk.max(1))
-                    .arg(&cursor)
-                    .invoke_async(&mut conn)
-                    .await?;
-            shared.set_reclaim_cursor(next_cursor);
-            if !jobs.is_empty() {
-                return Ok(jobs);
-            }
-            // Nothing to do: block until a job arrives, a retry falls due, or it is time to
-            // look for lost leases again.
-            let mut block = config.max_block.min(config.lease);
-            if next_due >= 0 {
-                block = block.min(Duration::from_millis(next_due as u64));
-            }
-            let mut blocking = blocking
-                .get_or_try_init(|| {
-                    client.get_connection_manager_with_config(
-                        connection_config()
-                            .set_response_timeout(Some(config.max_block + Duration::from_secs(5))),
-                    )
-                })
-                .await?
-                .clone();
-            // The connection is named after the consumer (in the same round trip), so that
-            // handing the consumer's jobs back can first cut off a read still waiting.
-            let (reply,): (Option<StreamReadReply>,) = redis::pipe()
-                .cmd("CLIENT")
-                .arg("SETNAME")
-                .arg(blocking_client_name(&consumer))
-                .ignore()
-                .cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&consumer)
-                .arg("COUNT")
-                .arg(batch)
-                .arg("BLOCK")
-                .arg(millis(block).max(1))
-                .arg("STREAMS")
-                .arg(&keys.stream)
-                .arg(">")
-                .query_async(&mut blocking)
-                .await?;
-            let entries: Vec<String> = reply
-                .map(|r| {
-                    r.keys
-                        .into_iter()
-                        .flat_map(|k| k.ids)
-                        .map(|e| e.id)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if entries.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut claim = invocation(&scripts::CLAIM, keys);
-            claim
-                .arg(&keys.job_prefix)
-                .arg(GROUP)
-                .arg(&consumer)
-                .arg(&entries);
-            claim.invoke_async(&mut conn).await
-        }
-        .await;
+        let attempt = fetch_once(&shared, &topology, &blocking, &consumer, &mut due).await;
         match attempt {
             Ok(jobs) if jobs.is_empty() => failures = 0,
             Ok(jobs) => {
@@ -297,7 +220,8 @@ async fn fetch_cycle<J: JobKind>(
                 }
             }
             Err(e) => {
-                tracing::warn!(queue = %config.queue, error = %e, "fetching jobs failed; trying again");
+                let queue = &shared.config.queue;
+                tracing::warn!(queue = %queue, error = %e, "fetching jobs failed; trying again");
                 tokio::time::sleep(backoff(failures)).await;
                 failures += 1;
             }
@@ -305,10 +229,104 @@ async fn fetch_cycle<J: JobKind>(
     }
 }
 
+/// One fetch, then, when there is nothing to do, one blocking read until a job arrives, a
+/// retry falls due, or it is time to look for lost leases again. Answers the jobs claimed
+/// (none when it is worth fetching again at once).
+async fn fetch_once(
+    shared: &Shared,
+    topology: &Topology,
+    blocking: &OnceCell<Connection>,
+    consumer: &str,
+    due: &mut Vec<String>,
+) -> Result<Vec<Fetched>, redis::RedisError> {
+    let (keys, config) = (&shared.keys, &shared.config);
+    let batch = config.fetch_batch.max(1);
+    let cursor = shared.reclaim_cursor();
+    let mut fetch = invocation(&scripts::FETCH, keys);
+    fetch
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(batch)
+        .arg(millis(config.lease).max(1))
+        .arg(config.promote_chunk.max(1))
+        .arg(&cursor);
+    for id in due.iter() {
+        fetch.arg(id).key(keys.job(id));
+    }
+    let (entries, next_due_ids, next_due, next_cursor): (Vec<String>, Vec<String>, i64, String) =
+        fetch.run(&shared.conn).await?;
+    shared.set_reclaim_cursor(next_cursor);
+    *due = next_due_ids;
+    if !entries.is_empty() {
+        return claim(shared, consumer, &entries).await;
+    }
+    if !due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut block = config.max_block.min(config.lease);
+    if next_due >= 0 {
+        block = block.min(Duration::from_millis(next_due as u64));
+    }
+    let blocking = blocking
+        .get_or_try_init(|| {
+            let purpose = Purpose::Blocking {
+                longest: config.max_block,
+            };
+            Connection::open(topology, purpose, None)
+        })
+        .await?;
+    // The connection is named after the consumer (in the same round trip), so that handing
+    // the consumer's jobs back can first cut off a read still waiting.
+    let (reply,): (Option<StreamReadReply>,) = redis::pipe()
+        .cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(blocking_client_name(consumer))
+        .ignore()
+        .cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(batch)
+        .arg("BLOCK")
+        .arg(millis(block).max(1))
+        .arg("STREAMS")
+        .arg(&keys.stream)
+        .arg(">")
+        .query_async(&mut blocking.clone())
+        .await?;
+    let mut entries = Vec::new();
+    for delivered in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        // An entry that names no job is claimed as job "" (which has no record): forgotten.
+        let id: String = delivered.get("id").unwrap_or_default();
+        entries.extend([delivered.id, id]);
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    claim(shared, consumer, &entries).await
+}
+
+/// Claims delivered entries, given as entry, id pairs.
+async fn claim(
+    shared: &Shared,
+    consumer: &str,
+    entries: &[String],
+) -> Result<Vec<Fetched>, redis::RedisError> {
+    let mut inv = invocation(&scripts::CLAIM, &shared.keys);
+    inv.arg(GROUP).arg(consumer);
+    for pair in entries.chunks(2) {
+        inv.arg(&pair[0])
+            .arg(&pair[1])
+            .key(shared.keys.job(&pair[1]));
+    }
+    inv.run(&shared.conn).await
+}
+
 /// A job whose arguments do not parse as its kind can never run: dead at once, said why.
 async fn bury_undecodable(shared: &Shared, consumer: &str, jobs: Vec<Fetched>) {
     let mut inv = invocation(&scripts::SETTLE, &shared.keys);
-    settle_header(&mut inv, shared, consumer);
+    settle_header(&mut inv, shared, consumer, jobs.len());
     for (entry, id, args, _, _) in &jobs {
         tracing::error!(queue = %shared.config.queue, job = %id, "job arguments do not parse; job is dead");
         let error = format!(
@@ -320,20 +338,26 @@ async fn bury_undecodable(shared: &Shared, consumer: &str, jobs: Vec<Fetched>) {
             .arg(id)
             .arg("dead")
             .arg(0)
-            .arg(truncate(&error));
+            .arg(truncate(&error))
+            .key(shared.keys.job(id));
     }
-    if let Err(e) = inv.invoke_async::<Vec<i64>>(&mut shared.conn.clone()).await {
+    if let Err(e) = inv.run::<(Vec<i64>, Vec<String>)>(&shared.conn).await {
         tracing::warn!(error = %e, "could not record undecodable jobs; they will be seen again");
     }
 }
 
-fn settle_header(inv: &mut redis::ScriptInvocation<'_>, shared: &Shared, consumer: &str) {
+fn settle_header(
+    inv: &mut super::connection::Invocation<'_>,
+    shared: &Shared,
+    consumer: &str,
+    runs: usize,
+) {
     let retention = shared.config.done_retention;
-    inv.arg(&shared.keys.job_prefix)
-        .arg(GROUP)
+    inv.arg(GROUP)
         .arg(consumer)
         .arg(retention.max_count)
-        .arg(millis(retention.max_age));
+        .arg(millis(retention.max_age))
+        .arg(runs);
 }
 
 /// Last errors are for people: keep them to a readable size.
@@ -352,12 +376,12 @@ fn truncate(s: &str) -> String {
 /// Renews the leases of everything this worker holds, and says the worker is alive.
 async fn renew_leases(shared: Arc<Shared>, consumer: String) {
     let every = (shared.config.lease / 3).max(Duration::from_millis(100));
-    let mut conn = shared.conn.clone();
+    let conn = shared.conn.clone();
     loop {
         let held: Vec<String> = shared.held().iter().cloned().collect();
         let mut inv = invocation(&scripts::RENEW, &shared.keys);
         inv.arg(GROUP).arg(&consumer).arg(&held);
-        if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+        if let Err(e) = inv.run::<i64>(&conn).await {
             tracing::warn!(queue = %shared.config.queue, error = %e, "renewing leases failed");
         }
         tokio::time::sleep(every).await;
@@ -370,49 +394,96 @@ fn blocking_client_name(consumer: &str) -> String {
 
 /// Closes, on the server, a blocking read of `consumer` that may still be waiting: otherwise
 /// the jobs handed back could be delivered straight to it again.
-async fn cut_off_blocked_reads(conn: &ConnectionManager, consumer: &str) {
-    let mut conn = conn.clone();
+async fn cut_off_blocked_reads(conn: &Connection, keys: &Keys, consumer: &str) {
     let name = format!("name={}", blocking_client_name(consumer));
-    let clients: Result<String, _> = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut conn)
-        .await;
+    let mut list = redis::cmd("CLIENT");
+    list.arg("LIST");
+    let clients: Result<String, _> = conn.on_node_of(&keys.stream, list).await;
     let Ok(clients) = clients else { return };
     for line in clients.lines().filter(|l| l.split(' ').any(|f| f == name)) {
         if let Some(id) = line.split(' ').find_map(|f| f.strip_prefix("id=")) {
-            let _: Result<(), _> = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(id)
-                .query_async(&mut conn)
-                .await;
+            let mut kill = redis::cmd("CLIENT");
+            kill.arg("KILL").arg("ID").arg(id);
+            let _: Result<(), _> = conn.on_node_of(&keys.stream, kill).await;
         }
     }
 }
 
 /// Hands back everything `consumer` holds to its queue. For a worker stopping, and for a
 /// process whose workers were stopped without finishing (a shutdown timeout).
-pub async fn release(
-    conn: &ConnectionManager,
+pub async fn release(conn: &Connection, keys: &Keys, consumer: &str) -> Result<u64, QueueError> {
+    cut_off_blocked_reads(conn, keys, consumer).await;
+    const PAGE: usize = 200;
+    let mut released = 0;
+    loop {
+        let held = held_by(conn, keys, consumer, PAGE).await?;
+        let last = held.len() < PAGE;
+        let mut inv = invocation(&scripts::RELEASE, keys);
+        inv.arg(GROUP)
+            .arg(consumer)
+            .arg(if last { "1" } else { "0" });
+        for (entry, id) in &held {
+            // An entry whose stream entry is gone names no job: claimed as "", forgotten.
+            let id = id.as_deref().unwrap_or("");
+            inv.arg(entry).arg(id).key(keys.job(id));
+        }
+        released += inv.run::<u64>(conn).await?;
+        if last {
+            return Ok(released);
+        }
+    }
+}
+
+/// Up to `page` entries `consumer` holds, with the job each names (if its entry still exists).
+async fn held_by(
+    conn: &Connection,
     keys: &Keys,
     consumer: &str,
-) -> Result<u64, QueueError> {
-    cut_off_blocked_reads(conn, consumer).await;
-    let mut inv = invocation(&scripts::RELEASE, keys);
-    inv.arg(&keys.job_prefix).arg(GROUP).arg(consumer);
-    Ok(inv.invoke_async(&mut conn.clone()).await?)
+    page: usize,
+) -> Result<Vec<(String, Option<String>)>, QueueError> {
+    let pending: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
+        .arg(&keys.stream)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(page)
+        .arg(consumer)
+        .query_async(&mut conn.clone())
+        .await;
+    let entries: Vec<String> = match pending {
+        Ok(p) => p.ids.into_iter().map(|p| p.id).collect(),
+        // No stream or group yet: nothing can be held.
+        Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for entry in &entries {
+        pipe.cmd("XRANGE").arg(&keys.stream).arg(entry).arg(entry);
+    }
+    let ranges: Vec<StreamRangeReply> = pipe.query_async(&mut conn.clone()).await?;
+    Ok(entries
+        .into_iter()
+        .zip(ranges)
+        .map(|(entry, range)| {
+            let id = range.ids.first().and_then(|e| e.get::<String>("id"));
+            (entry, id)
+        })
+        .collect())
 }
 
 impl<J: JobKind> StreamBackend<J> {
     /// The shared, multiplexed connection (for inspection and producing).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.shared.conn.clone()
     }
 
     fn start_fetch(&mut self, worker: &WorkerContext) {
         self.fetch = Some(tokio::spawn(fetch_cycle::<J>(
             self.shared.clone(),
-            self.client.clone(),
+            self.topology.clone(),
             self.blocking.clone(),
             worker.name().to_string(),
         )));
@@ -601,24 +672,60 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::Receiver<SettleRequest>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         settle_batch(&shared, &batch).await;
-        let mut held = shared.held();
-        for request in batch.drain(..) {
-            held.remove(&request.delivery.entry);
-            let _ = request.done.send(());
+        {
+            let mut held = shared.held();
+            for request in batch.drain(..) {
+                held.remove(&request.delivery.entry);
+                let _ = request.done.send(());
+            }
+        }
+        // Busy, the next settle drops the done jobs past retention; idle, they go now.
+        if rx.is_empty() {
+            drop_retained(&shared).await;
+        }
+    }
+}
+
+/// Drops the done jobs past their retention that the last settle named (a settle of no runs),
+/// for as long as there are more, a bounded number of rounds.
+async fn drop_retained(shared: &Shared) {
+    for _ in 0..10 {
+        let beyond = std::mem::take(&mut *shared.retention());
+        if beyond.is_empty() {
+            return;
+        }
+        let mut inv = invocation(&scripts::SETTLE, &shared.keys);
+        settle_header(&mut inv, shared, "", 0);
+        for item in &beyond {
+            inv.arg(item)
+                .key(shared.keys.job(super::done_item_id(item)));
+        }
+        match inv.run::<(Vec<i64>, Vec<String>)>(&shared.conn).await {
+            Ok((_, next)) => *shared.retention() = next,
+            Err(e) => {
+                // Not lost: the next settle names them again.
+                tracing::warn!(queue = %shared.config.queue, error = %e, "could not drop old done jobs");
+                return;
+            }
         }
     }
 }
 
 async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
     // The batch may mix consumers only in theory (one settler per worker); group by consumer.
-    let mut conn = shared.conn.clone();
+    let conn = shared.conn.clone();
     let mut consumers: Vec<&str> = batch.iter().map(|r| r.delivery.consumer.as_str()).collect();
     consumers.dedup();
     for consumer in consumers {
+        let runs: Vec<&SettleRequest> = batch
+            .iter()
+            .filter(|r| r.delivery.consumer == consumer)
+            .collect();
         let mut inv = invocation(&scripts::SETTLE, &shared.keys);
-        settle_header(&mut inv, shared, consumer);
-        for r in batch.iter().filter(|r| r.delivery.consumer == consumer) {
+        settle_header(&mut inv, shared, consumer, runs.len());
+        for r in &runs {
             let d = &r.delivery;
+            inv.key(shared.keys.job(&d.job_id));
             match &r.outcome {
                 Outcome::Done => inv.arg(&d.entry).arg(&d.job_id).arg("done").arg(0).arg(""),
                 Outcome::Retry { delay, error } => inv
@@ -635,13 +742,20 @@ async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
                     .arg(error),
             };
         }
+        // Done jobs past their retention, as the previous settle named them, go with this one.
+        let beyond = std::mem::take(&mut *shared.retention());
+        for item in &beyond {
+            inv.arg(item)
+                .key(shared.keys.job(super::done_item_id(item)));
+        }
         // Keep trying for as long as the lease would have protected the jobs; after that other
         // workers take them over and run them again (at least once, never lost).
         let deadline = tokio::time::Instant::now() + shared.config.lease;
         let mut failures = 0;
         loop {
-            match inv.invoke_async::<Vec<i64>>(&mut conn).await {
-                Ok(recorded) => {
+            match inv.run::<(Vec<i64>, Vec<String>)>(&conn).await {
+                Ok((recorded, next)) => {
+                    *shared.retention() = next;
                     let lost = recorded.iter().filter(|r| **r == 0).count();
                     if lost > 0 {
                         tracing::warn!(queue = %shared.config.queue, lost, "results of jobs whose lease had passed were not recorded");

@@ -1,7 +1,7 @@
 //! What operators see and do: exact counts per queue, jobs by status, retrying a dead job.
 
+use super::Connection;
 use super::{invocation, scripts, Keys, QueueError, GROUP};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -22,15 +22,11 @@ pub struct Counts {
     pub dead: u64,
 }
 
-pub async fn counts(
-    conn: &ConnectionManager,
-    namespace: &str,
-    queue: &str,
-) -> Result<Counts, QueueError> {
+pub async fn counts(conn: &Connection, namespace: &str, queue: &str) -> Result<Counts, QueueError> {
     let keys = Keys::new(namespace, queue);
     let mut inv = invocation(&scripts::COUNTS, &keys);
     inv.arg(GROUP);
-    let c: [u64; 6] = inv.invoke_async(&mut conn.clone()).await?;
+    let c: [u64; 6] = inv.read(conn).await?;
     Ok(Counts {
         pending: c[0],
         running: c[1],
@@ -117,7 +113,7 @@ fn job_info(queue: &str, id: &str, record: &HashMap<String, Vec<u8>>) -> Option<
 }
 
 async fn load(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     queue: &str,
     ids: &[String],
@@ -139,7 +135,7 @@ async fn load(
 
 /// Jobs of one status, most recent first, at most `limit`.
 pub async fn list(
-    conn: &ConnectionManager,
+    conn: &Connection,
     namespace: &str,
     queue: &str,
     status: Status,
@@ -255,7 +251,7 @@ fn no_stream(e: &redis::RedisError) -> bool {
 }
 
 pub async fn job(
-    conn: &ConnectionManager,
+    conn: &Connection,
     namespace: &str,
     queue: &str,
     id: &str,
@@ -277,15 +273,15 @@ pub enum RetryOutcome {
 
 /// An operator's retry of a dead job (or of one waiting for its next attempt).
 pub async fn retry(
-    conn: &ConnectionManager,
+    conn: &Connection,
     namespace: &str,
     queue: &str,
     id: &str,
 ) -> Result<RetryOutcome, QueueError> {
     let keys = Keys::new(namespace, queue);
     let mut inv = invocation(&scripts::RETRY, &keys);
-    inv.arg(&keys.job_prefix).arg(GROUP).arg(id);
-    let answer: String = inv.invoke_async(&mut conn.clone()).await?;
+    inv.arg(GROUP).arg(id).key(keys.job(id));
+    let answer: String = inv.run(conn).await?;
     Ok(match answer.as_str() {
         "retried" => RetryOutcome::Retried,
         "not_retryable" => RetryOutcome::NotRetryable,
@@ -295,7 +291,7 @@ pub async fn retry(
 
 /// Hands back to the queue every job a stopped worker (a consumer) still holds.
 pub async fn release(
-    conn: &ConnectionManager,
+    conn: &Connection,
     namespace: &str,
     queue: &str,
     consumer: &str,

@@ -14,6 +14,7 @@
 //! Redis Cluster, and every state change is one Lua script (`scripts`).
 
 mod backend;
+pub mod connection;
 mod error;
 mod expose;
 pub mod inspect;
@@ -21,7 +22,8 @@ mod producer;
 mod retry;
 mod scripts;
 
-pub use backend::{classify, connection_config, Delivery, Outcome, StreamBackend};
+pub use backend::{classify, Delivery, Outcome, StreamBackend};
+pub use connection::{Connection, Durability, Purpose, Script, Topology};
 pub use error::{JobError, QueueError};
 pub use producer::{EnqueueOptions, Enqueued, Producer};
 pub use retry::RetrySchedule;
@@ -40,7 +42,8 @@ pub struct Keys {
     pub dead: String,
     pub failed: String,
     pub workers: String,
-    /// Prefix of each job's record (a hash): `{ns:queue}:job:` + id.
+    /// Prefix of each job's record (a hash): `{ns:queue}:job:` + id. Scripts get records as
+    /// keys, never build them.
     pub job_prefix: String,
 }
 
@@ -75,13 +78,18 @@ impl Keys {
     }
 }
 
-/// Calls a script with a queue's keys.
-fn invocation<'a>(script: &'a redis::Script, keys: &Keys) -> redis::ScriptInvocation<'a> {
+/// Calls a script with a queue's keys (the records of the jobs it names are added after).
+fn invocation<'a>(script: &'a Script, keys: &Keys) -> connection::Invocation<'a> {
     let mut inv = script.prepare_invoke();
     for key in keys.all() {
         inv.key(key);
     }
     inv
+}
+
+/// The id in an `done` list item (`ms:id`).
+fn done_item_id(item: &str) -> &str {
+    item.split_once(':').map_or(item, |(_, id)| id)
 }
 
 /// How long finished jobs stay visible.

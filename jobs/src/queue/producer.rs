@@ -1,7 +1,7 @@
+use super::Connection;
 use super::{invocation, millis, scripts, Keys, QueueError, GROUP};
 use crate::JobKind;
 use rand::Rng;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// How to enqueue one job. Explicit, so a caller sees every choice it makes.
@@ -37,7 +37,7 @@ pub struct Enqueued {
 /// by itself after Redis restarts or drops it.
 #[derive(Clone)]
 pub struct Producer {
-    conn: ConnectionManager,
+    conn: Connection,
     namespace: String,
 }
 
@@ -66,7 +66,7 @@ pub fn random_id() -> String {
 }
 
 impl Producer {
-    pub fn new(conn: ConnectionManager, namespace: impl Into<String>) -> Self {
+    pub fn new(conn: Connection, namespace: impl Into<String>) -> Self {
         Producer {
             conn,
             namespace: namespace.into(),
@@ -77,7 +77,7 @@ impl Producer {
         &self.namespace
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 
@@ -118,7 +118,7 @@ pub(super) struct Encoded {
 }
 
 pub(super) async fn enqueue_encoded(
-    conn: &ConnectionManager,
+    conn: &Connection,
     keys: &Keys,
     jobs: Vec<Encoded>,
 ) -> Result<Vec<Enqueued>, QueueError> {
@@ -126,7 +126,7 @@ pub(super) async fn enqueue_encoded(
         return Ok(Vec::new());
     }
     let mut inv = invocation(&scripts::ENQUEUE, keys);
-    inv.arg(&keys.job_prefix).arg(GROUP);
+    inv.arg(GROUP);
     let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
         let id = match job.id {
@@ -140,9 +140,10 @@ pub(super) async fn enqueue_encoded(
             .arg(job.args)
             .arg(job.max_attempts.max(1))
             .arg(millis(job.delay));
+        inv.key(keys.job(&id));
         ids.push(id);
     }
-    let stored: Vec<i64> = inv.invoke_async(&mut conn.clone()).await?;
+    let stored: Vec<i64> = inv.run(conn).await?;
     Ok(ids
         .into_iter()
         .zip(stored)

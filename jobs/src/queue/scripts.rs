@@ -3,13 +3,16 @@
 //! (`TIME`), so workers on machines with skewed clocks agree on what is due.
 //!
 //! Keys, all under one hash tag (see [`super::Keys`]): `KEYS[1]` stream, `KEYS[2]` scheduled,
-//! `KEYS[3]` done (a list), `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers. A job's record is the
-//! hash `ARGV[1] .. id` (the prefix shares the hash tag). A job has at most one live stream
-//! entry at a time; its record's `entry` names it.
+//! `KEYS[3]` done (a list), `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers; then the
+//! record (a hash) of each job the call names, in the order ARGV names them, so that every key
+//! a script touches is declared (a cluster routes by them). What a script can only learn as it
+//! runs (entries a read delivers, retries falling due, done jobs past their retention) it
+//! answers, and the caller names those jobs, with their records, in its next call. A job has at
+//! most one live stream entry at a time; its record's `entry` names it.
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use super::Script;
 
 /// Helpers shared by the scripts: server time in ms, group creation, and claiming delivered
 /// entries (counting the attempt, or burying a job its workers kept dying on).
@@ -58,24 +61,22 @@ local function trim_stream(stream, group)
   redis.call('XTRIM', stream, 'MINID', '~', oldest)
 end
 
-local function bury(prefix, id, now, err)
-  redis.call('HSET', prefix .. id, 'status', 'dead', 'last_error', err, 'updated_at', now, 'entry', '', 'lock_by', '')
+local function bury(key, id, now, err)
+  redis.call('HSET', key, 'status', 'dead', 'last_error', err, 'updated_at', now, 'entry', '', 'lock_by', '')
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('ZREM', KEYS[5], id)
 end
 
--- entries: list of {entry_id, {field, value, ...}} as XREADGROUP / XAUTOCLAIM give them.
--- The record's lock_by names the consumer running the job: claiming sets it, so a worker whose
--- job was taken over can tell it no longer owns it.
-local function claim(prefix, group, consumer, now, entries)
+-- Claims delivered entries, named in ARGV from `first` on as entry, id pairs (the i-th job's
+-- record is KEYS[6 + i]). The record's lock_by names the consumer running the job: claiming
+-- sets it, so a worker whose job was taken over can tell it no longer owns it.
+local function claim(group, consumer, now, first)
   local out = {}
-  for _, e in ipairs(entries) do
-    local entry = e[1]
-    local fields = e[2]
-    local id = nil
-    if type(fields) == 'table' then id = fields[2] end
-    local key = id and (prefix .. id)
-    local rec = key and redis.call('HMGET', key, 'entry', 'max_attempts', 'args', 'attempts') or {}
+  local k = 0
+  for i = first, #ARGV, 2 do
+    k = k + 1
+    local entry, id, key = ARGV[i], ARGV[i + 1], KEYS[6 + k]
+    local rec = redis.call('HMGET', key, 'entry', 'max_attempts', 'args', 'attempts')
     if rec[1] ~= entry then
       -- No record, or a stale entry of a job that has moved on: it must not run the job.
       forget_entry(KEYS[1], group, entry)
@@ -84,7 +85,7 @@ local function claim(prefix, group, consumer, now, entries)
       local max = tonumber(rec[2])
       if attempts > max then
         forget_entry(KEYS[1], group, entry)
-        bury(prefix, id, now, 'its worker was lost on every attempt (last attempt ' .. (attempts - 1) .. ')')
+        bury(key, id, now, 'its worker was lost on every attempt (last attempt ' .. (attempts - 1) .. ')')
       else
         redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'lock_by', consumer, 'updated_at', now)
         out[#out + 1] = {entry, id, rec[3], attempts, max}
@@ -93,24 +94,40 @@ local function claim(prefix, group, consumer, now, entries)
   end
   return out
 end
+
+-- Adds stream entries as {entry, id} pairs to `out`; an entry that names no job is dropped.
+local function named(group, entries, out)
+  for _, e in ipairs(entries) do
+    local fields = e[2]
+    if type(fields) == 'table' and fields[1] == 'id' then
+      out[#out + 1] = e[1]
+      out[#out + 1] = fields[2]
+    else
+      forget_entry(KEYS[1], group, e[1])
+    end
+  end
+end
 "#;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// Enqueue jobs. ARGV: prefix, group, then per job: id, args, max_attempts, delay_ms.
-/// Answers per job 1 (stored) or 0 (a job with that id exists: nothing changed).
+/// Enqueue jobs. ARGV: group, then per job: id, args, max_attempts, delay_ms (KEYS from 7:
+/// their records). Answers per job 1 (stored) or 0 (a job with that id exists: nothing
+/// changed).
 pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group = ARGV[1], ARGV[2]
+local group = ARGV[1]
 ensure_group(KEYS[1], group)
 local now = now_ms()
 local out = {}
-for i = 3, #ARGV, 4 do
+local k = 0
+for i = 2, #ARGV, 4 do
+  k = k + 1
   local id, args, max, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local key = prefix .. id
+  local key = KEYS[6 + k]
   if redis.call('EXISTS', key) == 1 then
     out[#out + 1] = 0
   else
@@ -131,79 +148,81 @@ return out
     )
 });
 
-/// One fetch without blocking: promote due scheduled jobs (a bounded chunk, so a backlog of any
-/// size never makes one call too big), take over entries whose worker stopped renewing its lease
-/// (when `cursor` is not empty: workers do it every quarter lease, not on every fetch), then
-/// read new entries. ARGV: prefix, group, consumer, count, lease_ms, promote_chunk, cursor.
-/// Answers {jobs, next_due_ms_or_-1, next_cursor}; each job {entry, id, args, attempts, max}.
+/// One fetch without blocking: promote the due jobs the caller names (the previous fetch
+/// answered them), take over entries whose worker stopped renewing its lease (when `cursor` is
+/// not empty: workers do it every quarter lease, not on every fetch), then read new entries.
+/// ARGV: group, consumer, count, lease_ms, promote_chunk, cursor, then the ids to promote (KEYS
+/// from 7: their records). Answers {entries as entry, id pairs (to [`CLAIM`]), due ids (a
+/// bounded chunk, to promote next), next_due_ms_or_-1, next_cursor}.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
-local count, lease, chunk, cursor = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local group, consumer = ARGV[1], ARGV[2]
+local count, lease, chunk, cursor = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
 ensure_group(KEYS[1], group)
 local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, chunk)
-for _, id in ipairs(due) do
-  local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
-  redis.call('HSET', prefix .. id, 'status', 'pending', 'entry', entry, 'updated_at', now)
-  redis.call('HDEL', prefix .. id, 'run_at')
-  redis.call('ZREM', KEYS[2], id)
+for i = 7, #ARGV do
+  local id, key = ARGV[i], KEYS[i]
+  local at = redis.call('ZSCORE', KEYS[2], id)
+  if at and tonumber(at) <= now then
+    redis.call('ZREM', KEYS[2], id)
+    if redis.call('EXISTS', key) == 1 then
+      local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
+      redis.call('HSET', key, 'status', 'pending', 'entry', entry, 'updated_at', now)
+      redis.call('HDEL', key, 'run_at')
+    end
+  end
 end
 local entries = {}
 if cursor ~= '' then
   local reclaimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, lease, cursor, 'COUNT', count)
   cursor = reclaimed[1]
-  for _, e in ipairs(reclaimed[2]) do entries[#entries + 1] = e end
+  named(group, reclaimed[2], entries)
 end
-if #entries < count then
-  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #entries,
+local wanted = count - math.floor(#entries / 2)
+if wanted > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', wanted,
     'STREAMS', KEYS[1], '>')
-  if read then
-    for _, e in ipairs(read[1][2]) do entries[#entries + 1] = e end
-  end
+  if read then named(group, read[1][2], entries) end
 end
-local jobs = claim(prefix, group, consumer, now, entries)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, chunk)
 local next_due = -1
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #first > 0 then next_due = tonumber(first[2]) - now end
-return {jobs, next_due, cursor}
+if #first > 0 then next_due = math.max(0, tonumber(first[2]) - now) end
+return {entries, due, next_due, cursor}
 "#,
     )
 });
 
-/// Claims entries a blocking read delivered. ARGV: prefix, group, consumer, then entry ids.
+/// Claims delivered entries. ARGV: group, consumer, then entry, id pairs (KEYS from 7: the
+/// jobs' records). Answers each job claimed as {entry, id, args, attempts, max}.
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
-local now = now_ms()
-local entries = {}
-for i = 4, #ARGV do
-  local got = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-  if #got > 0 then entries[#entries + 1] = got[1] else entries[#entries + 1] = {ARGV[i], false} end
-end
-return claim(prefix, group, consumer, now, entries)
+return claim(ARGV[1], ARGV[2], now_ms(), 3)
 "#,
     )
 });
 
-/// Records the outcome of runs. ARGV: prefix, group, consumer, done_keep_count, done_keep_ms,
-/// then per run: entry, id, outcome (done|retry|dead), delay_ms, error.
+/// Records the outcome of runs. ARGV: group, consumer, done_keep_count, done_keep_ms, the
+/// number of runs, then per run: entry, id, outcome (done|retry|dead), delay_ms, error; then
+/// done-list items past their retention that the previous call answered, to drop. KEYS from
+/// 7: the runs' records, then the dropped items' records.
 /// A run whose job this consumer no longer holds (its lease passed and another worker took
 /// the job, or it was handed back) changes nothing: the current holder settles the job.
-/// Answers per run 1 (recorded) or 0 (not ours any more).
+/// Answers {per run 1 (recorded) or 0 (not ours any more), the next items past retention}.
 pub static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
-local keep_count, keep_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local group, consumer = ARGV[1], ARGV[2]
+local keep_count, keep_ms, runs = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local out = {}
 local settled, done = {}, {}
-for i = 6, #ARGV, 5 do
+for r = 1, runs do
+  local i = 6 + (r - 1) * 5
   local entry, id, outcome, delay, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local key = prefix .. id
+  local key = KEYS[6 + r]
   local rec = redis.call('HMGET', key, 'entry', 'lock_by', 'attempts')
   if rec[1] ~= entry or rec[2] ~= consumer then
     out[#out + 1] = 0
@@ -222,7 +241,7 @@ for i = 6, #ARGV, 5 do
       redis.call('ZADD', KEYS[2], now + delay, id)
       redis.call('ZADD', KEYS[5], now, id)
     else
-      bury(prefix, id, now, err)
+      bury(key, id, now, err)
     end
     out[#out + 1] = 1
   end
@@ -232,20 +251,30 @@ chunked(settled, 500, function(i, j) redis.call('XACK', KEYS[1], group, unpack(s
 if #settled > 0 then trim_stream(KEYS[1], group) end
 -- Done jobs, newest first, as "ms:id": a list, since they only ever arrive in time order.
 chunked(done, 1000, function(i, j) redis.call('LPUSH', KEYS[3], unpack(done, i, j)) end)
--- Retention, a bounded amount per call so no call is ever slow: beyond the count, then by age.
-local function drop_oldest(n)
-  for _, item in ipairs(redis.call('RPOP', KEYS[3], n) or {}) do
-    redis.call('DEL', prefix .. string.sub(item, string.find(item, ':', 1, true) + 1))
+-- Retention: the items named are dropped while they are still the oldest (another worker may
+-- have dropped them first), with their records.
+local first_item = 6 + runs * 5
+for i = first_item, #ARGV do
+  if redis.call('LINDEX', KEYS[3], -1) ~= ARGV[i] then break end
+  redis.call('RPOP', KEYS[3])
+  redis.call('DEL', KEYS[6 + runs + (i - first_item + 1)])
+end
+-- And the next ones due to go, oldest first, a bounded number per call: beyond the count,
+-- then by age.
+local beyond = {}
+local excess = redis.call('LLEN', KEYS[3]) - keep_count
+local oldest = redis.call('LRANGE', KEYS[3], -500, -1)
+for i = #oldest, 1, -1 do
+  local item = oldest[i]
+  local at = tonumber(string.sub(item, 1, string.find(item, ':', 1, true) - 1))
+  if excess > 0 or at <= now - keep_ms then
+    beyond[#beyond + 1] = item
+    excess = excess - 1
+  else
+    break
   end
 end
-local excess = redis.call('LLEN', KEYS[3]) - keep_count
-if excess > 0 then drop_oldest(math.min(excess, 500)) end
-for _ = 1, 500 do
-  local oldest = redis.call('LINDEX', KEYS[3], -1)
-  if not oldest or tonumber(string.sub(oldest, 1, string.find(oldest, ':', 1, true) - 1)) > now - keep_ms then break end
-  drop_oldest(1)
-end
-return out
+return {out, beyond}
 "#,
     )
 });
@@ -272,52 +301,52 @@ return renewed
     )
 });
 
-/// Hands back everything a consumer holds (a worker shutting down, or a process after its
-/// workers stopped): each job goes back to the queue as a new entry, its unfinished attempt
-/// not counted. ARGV: prefix, group, consumer. Answers how many jobs went back.
+/// Hands back jobs a consumer holds (a worker shutting down, or a process after its workers
+/// stopped): each goes back to the queue as a new entry, its unfinished attempt not counted.
+/// ARGV: group, consumer, '1' when these are the last it holds, then entry, id pairs (KEYS
+/// from 7: the jobs' records). With the last, a consumer that holds nothing more is removed.
+/// Answers how many jobs went back.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local group, consumer, last = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local now = now_ms()
 local released = 0
-while true do
-  local held = redis.call('XPENDING', KEYS[1], group, '-', '+', 200, consumer)
-  if #held == 0 then break end
-  for _, p in ipairs(held) do
-    local entry = p[1]
-    local got = redis.call('XRANGE', KEYS[1], entry, entry)
+local k = 0
+for i = 4, #ARGV, 2 do
+  k = k + 1
+  local entry, id, key = ARGV[i], ARGV[i + 1], KEYS[6 + k]
+  local held = redis.call('XPENDING', KEYS[1], group, entry, entry, 1, consumer)
+  if #held > 0 then
     forget_entry(KEYS[1], group, entry)
-    if #got > 0 then
-      local id = got[1][2][2]
-      local key = prefix .. id
-      if redis.call('HGET', key, 'entry') == entry then
-        if redis.call('HGET', key, 'status') == 'running' and redis.call('HGET', key, 'lock_by') == consumer then
-          redis.call('HINCRBY', key, 'attempts', -1)
-        end
-        local fresh = redis.call('XADD', KEYS[1], '*', 'id', id)
-        redis.call('HSET', key, 'status', 'pending', 'entry', fresh, 'updated_at', now, 'lock_by', '')
-        released = released + 1
+    if redis.call('HGET', key, 'entry') == entry then
+      if redis.call('HGET', key, 'status') == 'running' and redis.call('HGET', key, 'lock_by') == consumer then
+        redis.call('HINCRBY', key, 'attempts', -1)
       end
+      local fresh = redis.call('XADD', KEYS[1], '*', 'id', id)
+      redis.call('HSET', key, 'status', 'pending', 'entry', fresh, 'updated_at', now, 'lock_by', '')
+      released = released + 1
     end
   end
 end
-redis.call('ZREM', KEYS[6], consumer)
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, consumer)
-trim_stream(KEYS[1], group)
+if last == '1' and #redis.call('XPENDING', KEYS[1], group, '-', '+', 1, consumer) == 0 then
+  redis.call('ZREM', KEYS[6], consumer)
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, consumer)
+  trim_stream(KEYS[1], group)
+end
 return released
 "#,
     )
 });
 
 /// An operator runs a dead job again (with a fresh set of attempts), or a job waiting for its
-/// retry right now. ARGV: prefix, group, id. Answers 'retried', 'not_retryable' or 'not_found'.
+/// retry right now. ARGV: group, id (KEYS[7]: its record). Answers 'retried', 'not_retryable'
+/// or 'not_found'.
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local prefix, group, id = ARGV[1], ARGV[2], ARGV[3]
-local key = prefix .. id
+local group, id, key = ARGV[1], ARGV[2], KEYS[7]
 if redis.call('EXISTS', key) == 0 then return 'not_found' end
 local dead = redis.call('ZSCORE', KEYS[4], id)
 local waiting = redis.call('ZSCORE', KEYS[2], id)

@@ -4,11 +4,10 @@
 
 use apalis::prelude::*;
 use kakaopay_jobs::queue::{
-    connection_config, consumer_name, inspect, Delivery, JobError, Producer, QueueConfig,
-    RetrySchedule, StreamBackend,
+    consumer_name, inspect, Delivery, JobError, Producer, QueueConfig, RetrySchedule, StreamBackend,
 };
+use kakaopay_jobs::queue::{Connection, Purpose, Topology};
 use kakaopay_jobs::JobKind;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -99,13 +98,13 @@ pub async fn handle(
     }
 }
 
-pub async fn connect(url: &str) -> (redis::Client, ConnectionManager) {
-    let client = redis::Client::open(url).unwrap();
-    let conn = client
-        .get_connection_manager_with_config(connection_config())
+/// Where the queue runs (for the workers' blocking connections) and the shared connection.
+pub async fn connect(url: &str) -> (Topology, Connection) {
+    let topology = Topology::Server(url.to_string());
+    let conn = Connection::open(&topology, Purpose::Shared, None)
         .await
         .unwrap();
-    (client, conn)
+    (topology, conn)
 }
 
 pub fn config(ns: &str) -> QueueConfig {
@@ -138,8 +137,8 @@ impl Running {
 
 /// Runs `workers` workers of concurrency `concurrency` under an apalis Monitor, as the service does.
 pub fn run_workers(
-    client: redis::Client,
-    conn: ConnectionManager,
+    client: Topology,
+    conn: Connection,
     config: QueueConfig,
     workers: usize,
     concurrency: usize,
@@ -234,11 +233,11 @@ where
     panic!("timed out waiting for: {what}");
 }
 
-pub async fn counts(conn: &ConnectionManager, ns: &str) -> inspect::Counts {
+pub async fn counts(conn: &Connection, ns: &str) -> inspect::Counts {
     inspect::counts(conn, ns, Work::NAME).await.unwrap()
 }
 
-pub fn producer(conn: &ConnectionManager, ns: &str) -> Producer {
+pub fn producer(conn: &Connection, ns: &str) -> Producer {
     Producer::new(conn.clone(), ns)
 }
 

@@ -1,0 +1,445 @@
+//! One connection to Redis, whichever way Redis runs: one server, a master watched by
+//! Sentinel, or a Redis Cluster. Everything else sends its commands through [`Connection`]
+//! and never knows which.
+//!
+//! - One server: redis-rs's `ConnectionManager`, which reconnects to the same address.
+//! - Sentinel: the master the Sentinels name, asked again whenever the connection fails or
+//!   the node answers as a replica (a failover), so the service follows every promotion
+//!   without a restart.
+//! - Cluster: redis-rs's async cluster client (MOVED/ASK, slot refresh, reconnects).
+//!
+//! Writes that an answer depends on go through [`Connection::write`] or [`Invocation::run`]:
+//! with [`Durability`] set, `WAIT` follows the write in the same pipeline, so it is sent on
+//! the same connection to the same node right behind it, and a write that too few replicas
+//! hold in time is reported as a timeout (the caller answers 503; repeating is safe).
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult,
+    ToRedisArgs, Value,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where Redis is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One server (`REDIS_URL`).
+    Server(String),
+    /// The master Sentinel monitors under `master` (`REDIS_SENTINEL_URLS`,
+    /// `REDIS_SENTINEL_MASTER`).
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+    /// Seed nodes of a cluster (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
+/// URLs may carry passwords: only the shape is shown.
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Server(_) => write!(f, "Server"),
+            Topology::Sentinel { sentinels, master } => {
+                write!(
+                    f,
+                    "Sentinel({} sentinels, master {master})",
+                    sentinels.len()
+                )
+            }
+            Topology::Cluster(nodes) => write!(f, "Cluster({} seed nodes)", nodes.len()),
+        }
+    }
+}
+
+/// How many replicas must hold a write before it counts (`REDIS_WAIT_REPLICAS`), and how
+/// long to wait for them (`REDIS_WAIT_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Shared by every task: fails fast enough that an outage is noticed, waits long enough
+    /// for the biggest script.
+    Shared,
+    /// A blocking read of up to `longest` (on a connection of its own, since on a shared one
+    /// it would stall every other command).
+    Blocking { longest: Duration },
+}
+
+impl Purpose {
+    fn response_timeout(self) -> Duration {
+        match self {
+            Purpose::Shared => Duration::from_secs(5),
+            Purpose::Blocking { longest } => longest + Duration::from_secs(5),
+        }
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to Redis on any topology. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Connection {
+    link: Link,
+    durability: Option<Durability>,
+}
+
+#[derive(Clone)]
+enum Link {
+    Server(ConnectionManager),
+    Sentinel(Arc<Followed>),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.link {
+            Link::Server(_) => "server",
+            Link::Sentinel(_) => "sentinel",
+            Link::Cluster(_) => "cluster",
+        };
+        f.debug_struct("Connection")
+            .field("topology", &kind)
+            .field("durability", &self.durability)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects (and, through Sentinel, finds the master). `durability` applies to the
+    /// writes made with [`Connection::write`] and [`Invocation::run`].
+    pub async fn open(
+        topology: &Topology,
+        purpose: Purpose,
+        durability: Option<Durability>,
+    ) -> RedisResult<Connection> {
+        let link = match topology {
+            Topology::Server(url) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(purpose.response_timeout()))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                let client = redis::Client::open(url.as_str())?;
+                Link::Server(client.get_connection_manager_with_config(config).await?)
+            }
+            Topology::Sentinel { sentinels, master } => {
+                let followed = Followed::new(sentinels, master, purpose)?;
+                followed.current().await?;
+                Link::Sentinel(Arc::new(followed))
+            }
+            Topology::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::builder(nodes.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(purpose.response_timeout())
+                    // A failover takes a few seconds: retry across it, not much longer.
+                    .retries(6)
+                    .min_retry_wait(100)
+                    .max_retry_wait(1_000)
+                    .build()?;
+                Link::Cluster(client.get_async_connection().await?)
+            }
+        };
+        Ok(Connection {
+            link,
+            durability: durability.filter(|d| d.replicas > 0),
+        })
+    }
+
+    pub fn durability(&self) -> Option<Durability> {
+        self.durability
+    }
+
+    /// Runs a pipeline of writes; with durability asked for, `WAIT` follows them on the same
+    /// connection (and, on a cluster, the same node: a pipeline goes to the node of its first
+    /// key) and too few replicas in time is a timeout error.
+    pub async fn write<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
+        let mut conn = self.clone();
+        let Some(d) = self.durability else {
+            return pipe.query_async(&mut conn).await;
+        };
+        let mut waited = pipe.clone();
+        waited
+            .cmd("WAIT")
+            .arg(d.replicas)
+            .arg(d.timeout.as_millis() as u64);
+        let mut values: Vec<Value> = waited.query_async(&mut conn).await?;
+        let held = values.pop().map(i64::from_redis_value).transpose()?;
+        check_replicas(d, held.unwrap_or(0))?;
+        T::from_redis_value(Value::Array(values)).map_err(Into::into)
+    }
+
+    /// Sends `cmd` to the node that holds `key` (a cluster routes keyless commands such as
+    /// `CLIENT LIST` anywhere): it rides in a pipeline behind a read of `key`.
+    pub async fn on_node_of<T: FromRedisValue>(&self, key: &str, cmd: Cmd) -> RedisResult<T> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS").arg(key).ignore().add_command(cmd);
+        let (value,): (T,) = pipe.query_async(&mut self.clone()).await?;
+        Ok(value)
+    }
+}
+
+fn check_replicas(d: Durability, held: i64) -> RedisResult<()> {
+    if held >= d.replicas as i64 {
+        return Ok(());
+    }
+    Err(RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "written, but only {held} of {} replicas acknowledged it within {} ms",
+            d.replicas,
+            d.timeout.as_millis()
+        ),
+    )))
+}
+
+/// Round trips to Redis this process has made (a command or a pipeline each), for
+/// `redis_round_trips_total` and the benchmark's count per lifecycle.
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Server(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+            Link::Sentinel(f) => {
+                let f = f.clone();
+                Box::pin(async move {
+                    let (generation, mut conn) = f.current().await?;
+                    let result = conn.req_packed_command(cmd).await;
+                    f.check(generation, result)
+                })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipe: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Server(c) => c.req_packed_commands(pipe, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipe, offset, count),
+            Link::Sentinel(f) => {
+                let f = f.clone();
+                Box::pin(async move {
+                    let (generation, mut conn) = f.current().await?;
+                    let result = conn.req_packed_commands(pipe, offset, count).await;
+                    f.check(generation, result)
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.link {
+            Link::Server(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+            Link::Sentinel(_) => 0,
+        }
+    }
+}
+
+/// The master Sentinel names, followed across failovers.
+struct Followed {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    config: AsyncConnectionConfig,
+    /// The connection to the master as last found, with a generation so that a failure seen
+    /// on an old connection does not throw away a newer one.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generations: AtomicU64,
+}
+
+impl Followed {
+    fn new(sentinels: &[String], master: &str, purpose: Purpose) -> RedisResult<Followed> {
+        let client = SentinelClient::build(
+            sentinels.to_vec(),
+            master.to_string(),
+            None,
+            SentinelServerType::Master,
+        )?;
+        Ok(Followed {
+            sentinel: tokio::sync::Mutex::new(client),
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(purpose.response_timeout())),
+            current: Mutex::new(None),
+            generations: Default::default(),
+        })
+    }
+
+    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The connection to the master, asking the Sentinels for it when there is none.
+    async fn current(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let mut sentinel = self.sentinel.lock().await;
+        // Another task may have found the master while this one waited for the lock.
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let found = async {
+            let client = sentinel.async_get_client().await?;
+            client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+        };
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, found)
+            .await
+            .map_err(|_| {
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no Sentinel named a reachable master in time",
+                ))
+            })??;
+        let generation = 1 + self.generations.fetch_add(1, Ordering::Relaxed);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
+        Ok((generation, conn))
+    }
+
+    /// Passes `result` on; when it says the master is gone or is a master no longer, the
+    /// next command asks the Sentinels again.
+    fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &result {
+            let moved_on = e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
+            if moved_on {
+                let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+                if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    *current = None;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// A Lua script. Every key it touches is passed in `KEYS` (a cluster routes the call by
+/// them, and they must share one slot).
+pub struct Script(redis::Script);
+
+impl Script {
+    pub fn new(code: &str) -> Script {
+        Script(redis::Script::new(code))
+    }
+
+    pub fn hash(&self) -> &str {
+        self.0.get_hash()
+    }
+
+    pub fn prepare_invoke(&self) -> Invocation<'_> {
+        Invocation {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn key<T: ToRedisArgs>(&self, key: T) -> Invocation<'_> {
+        let mut inv = self.prepare_invoke();
+        inv.key(key);
+        inv
+    }
+
+    /// Loads the script on every node that may run it.
+    pub async fn load(&self, conn: &Connection) -> RedisResult<()> {
+        self.0
+            .prepare_invoke()
+            .load_async(&mut conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+/// A call of a [`Script`] with its keys and arguments.
+pub struct Invocation<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Invocation<'_> {
+    pub fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// The call as a command, to send in a pipeline.
+    pub fn cmd(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    /// Runs a script that writes: durably when the connection asks for it.
+    pub async fn run<T: FromRedisValue>(&self, conn: &Connection) -> RedisResult<T> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.cmd());
+        let (value,): (T,) = self.loaded(conn, |c| c.write(&pipe)).await?;
+        Ok(value)
+    }
+
+    /// Runs a script that only reads.
+    pub async fn read<T: FromRedisValue>(&self, conn: &Connection) -> RedisResult<T> {
+        let cmd = self.cmd();
+        self.loaded(conn, |c| {
+            let mut c = c.clone();
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut c).await }
+        })
+        .await
+    }
+
+    /// Sends, and if Redis does not know the script yet (a restart, a flush, a new node),
+    /// loads it and sends again: nothing ran the first time.
+    async fn loaded<'c, T, F, Fut>(&self, conn: &'c Connection, send: F) -> RedisResult<T>
+    where
+        F: Fn(&'c Connection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        match send(conn).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                self.script.load(conn).await?;
+                send(conn).await
+            }
+            other => other,
+        }
+    }
+}

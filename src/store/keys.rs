@@ -1,0 +1,186 @@
+//! Where every record lives: the one place that names Redis keys.
+//!
+//! Payments are spread over [`SHARDS`] groups. Everything of one payment (its record,
+//! history and refund list, its refunds' records and history; a refund's id is also its
+//! idempotency record) and the indexes its changes touch (the reconciler's `ready`,
+//! `approving` and open-refund indexes, the location's payments and refunds, its order's
+//! reservation) live under the hash tag of its shard, `{ns:pNN}`. So on a Redis Cluster every
+//! state change, indexes included, is one script on one slot, and the shards spread the
+//! payments over all masters.
+//!
+//! The shard is written in the ids: the two characters after `pay_` (and after `rf_`, a
+//! refund carrying its payment's), so an id leads to its slot without a lookup. A new
+//! payment takes the shard its location and order hash to, which puts its order's
+//! reservation in the same slot as the payment it names. A location's integration has a
+//! slot of its own (`{ns:loc:ID}`); the queues have theirs (`{ns:queue}`, in `jobs/`).
+//!
+//! The cross-slot steps are ordered so that the first is the commit point: a payment is
+//! stored, then its job enqueued (a crash between leaves it `ready`/`approving` in its
+//! shard's index, where the reconciler finds it and enqueues the job again under the same
+//! id); a refund is stored, then its job enqueued (the open-refund index, likewise).
+
+use super::Store;
+use crate::domain::PaymentStatus;
+use sha2::{Digest, Sha256};
+
+/// How many groups payments are spread over. Fixed for good: ids name their shard.
+pub const SHARDS: u16 = 64;
+
+const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// One group of payments sharing a hash slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard(u16);
+
+impl Shard {
+    pub fn all() -> impl Iterator<Item = Shard> {
+        (0..SHARDS).map(Shard)
+    }
+
+    /// The shard of a new payment for this location and order.
+    pub fn of_order(location: &str, order: &str) -> Shard {
+        let digest = Sha256::digest(format!("{location}\n{order}").as_bytes());
+        Shard(u16::from_be_bytes([digest[0], digest[1]]) % SHARDS)
+    }
+
+    /// The shard an id names: the two characters after its prefix (`pay_`, `rf_`). Any string
+    /// has one, so a malformed id still reads from a slot (and finds nothing).
+    pub fn of_id(id: &str) -> Shard {
+        let tail = id.split_once('_').map(|(_, t)| t).unwrap_or(id).as_bytes();
+        let digit = |b: u8| DIGITS.iter().position(|d| *d == b).unwrap_or(0) as u16;
+        match tail {
+            [a, b, ..] => Shard((digit(*a) * 36 + digit(*b)) % SHARDS),
+            _ => Shard(0),
+        }
+    }
+
+    /// The two characters that name this shard in an id.
+    pub fn code(self) -> String {
+        let (a, b) = (self.0 / 36, self.0 % 36);
+        [DIGITS[a as usize] as char, DIGITS[b as usize] as char]
+            .iter()
+            .collect()
+    }
+}
+
+/// A new payment's id for this location and order: `pay_`, the order's shard, and 22 random
+/// characters.
+pub fn payment_id_for(location: &str, order: &str) -> String {
+    new_payment_id(Shard::of_order(location, order))
+}
+
+fn new_payment_id(shard: Shard) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let tail: String = (0..22)
+        .map(|_| char::from(DIGITS[rng.random_range(0..36)]))
+        .collect();
+    format!("pay_{}{tail}", shard.code())
+}
+
+impl Store {
+    fn tag(&self, shard: Shard) -> String {
+        format!("{{{}:p{:02}}}", self.ns, shard.0)
+    }
+
+    /// Where the record lives (for tests and operators that look at Redis itself).
+    pub fn payment_key(&self, id: &str) -> String {
+        format!("{}:payment:{id}", self.tag(Shard::of_id(id)))
+    }
+
+    pub(super) fn history_key(&self, id: &str) -> String {
+        format!("{}:history", self.payment_key(id))
+    }
+
+    pub fn payment_refunds_key(&self, payment_id: &str) -> String {
+        format!("{}:refunds", self.payment_key(payment_id))
+    }
+
+    /// Where the record lives (for tests and operators that look at Redis itself).
+    pub fn refund_key(&self, id: &str) -> String {
+        format!("{}:refund:{id}", self.tag(Shard::of_id(id)))
+    }
+
+    pub(super) fn refund_history_key(&self, id: &str) -> String {
+        format!("{}:history", self.refund_key(id))
+    }
+
+    /// An order's reservation, in the shard its payment takes.
+    pub(super) fn order_key(&self, location: &str, order: &str) -> String {
+        let shard = Shard::of_order(location, order);
+        format!("{}:order:{location}:{order}", self.tag(shard))
+    }
+
+    /// A shard's payments in `status` (`ready`, `approving`), by when they entered it.
+    pub fn status_index_key(&self, shard: Shard, status: PaymentStatus) -> String {
+        format!("{}:payments:{status}", self.tag(shard))
+    }
+
+    /// A shard's refunds not final yet, by request time: what the reconciler walks.
+    pub(super) fn open_refunds_key(&self, shard: Shard) -> String {
+        format!("{}:refunds:open", self.tag(shard))
+    }
+
+    /// A location's payments in one shard, by creation time (the transactions report).
+    pub(super) fn location_payments_key(&self, shard: Shard, location: &str) -> String {
+        format!("{}:loc:{location}:payments", self.tag(shard))
+    }
+
+    /// A location's refunds in one shard, by request time.
+    pub(super) fn location_refunds_key(&self, shard: Shard, location: &str) -> String {
+        format!("{}:loc:{location}:refunds", self.tag(shard))
+    }
+
+    fn location_tag(&self, location: &str) -> String {
+        format!("{{{}:loc:{location}}}", self.ns)
+    }
+
+    pub(super) fn integration_key(&self, location: &str) -> String {
+        format!("{}:integration", self.location_tag(location))
+    }
+
+    /// Where the record lives (for tests and operators that look at Redis itself).
+    pub fn integration_version_key(&self, location: &str, version: u64) -> String {
+        format!("{}:integration:v{version}", self.location_tag(location))
+    }
+
+    pub(super) fn integration_seq_key(&self, location: &str) -> String {
+        format!("{}:integration:seq", self.location_tag(location))
+    }
+
+    pub(super) fn event_key(&self, id: &str) -> String {
+        format!("{}:event:{id}", self.ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_the_shard_it_was_made_for() {
+        for shard in Shard::all() {
+            let id = new_payment_id(shard);
+            assert_eq!(id.len(), 28, "{id}");
+            assert_eq!(Shard::of_id(&id), shard, "{id}");
+            let refund = kakaopay_jobs::refunds::refund_id(&id, "key-1");
+            assert_eq!(Shard::of_id(&refund), shard, "{refund}");
+        }
+    }
+
+    #[test]
+    fn orders_spread_over_every_shard() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..5_000 {
+            seen.insert(Shard::of_order("loc-1", &format!("order-{i}")));
+        }
+        assert_eq!(seen.len(), SHARDS as usize);
+    }
+
+    #[test]
+    fn malformed_ids_still_have_a_shard() {
+        for id in ["", "pay_", "pay_1", "rf_{}", "x"] {
+            let _ = Shard::of_id(id);
+        }
+    }
+}
