@@ -72,6 +72,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot connect to Redis ({:?})", settings.redis))?;
         let store = Store::new(conn.clone(), &settings.namespace);
+        if store.holds_earlier_layout().await? {
+            anyhow::bail!(
+                "QUEUE_NAMESPACE {} holds records of the earlier key layout, which this release \
+                 does not read: finish its payments and refunds with the earlier release, then \
+                 run this one on a new QUEUE_NAMESPACE",
+                settings.namespace
+            );
+        }
         let producer = Producer::new(conn, &settings.namespace);
         let kakaopay = KakaoPay::new(
             settings.kakaopay_api_url.clone(),

@@ -8,6 +8,11 @@ fn bin() -> Command {
     // Start from a clean slate whatever the environment running the tests holds.
     for var in [
         "REDIS_URL",
+        "REDIS_CLUSTER_URLS",
+        "REDIS_SENTINEL_URLS",
+        "REDIS_SENTINEL_MASTER",
+        "REDIS_WAIT_REPLICAS",
+        "REDIS_WAIT_TIMEOUT_MS",
         "QUEUE_NAMESPACE",
         "BIND",
         "PUBLIC_URL",
@@ -58,17 +63,55 @@ fn an_invalid_setting_names_the_variable_without_its_value() {
         ("api", "PUBLIC_URL", "ftp://example.com"),
         ("serve", "KAKAOPAY_API_URL", "not a url"),
         ("sim", "SIM_BIND", "nowhere"),
+        (
+            "work",
+            "REDIS_CLUSTER_URLS",
+            "redis://a:1,http://u:sekrit@b:2",
+        ),
+        ("work", "REDIS_SENTINEL_URLS", ","),
+        ("work", "REDIS_WAIT_REPLICAS", "-1"),
+        ("work", "REDIS_WAIT_TIMEOUT_MS", "0"),
     ];
     for (sub, var, value) in cases {
         let (code, stderr) = run(bin().arg(sub).env("CALLBACK_SECRET", "s").env(var, value));
         assert_eq!(code, 2, "{var}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{var}: {stderr}");
         assert!(stderr.contains(var), "{var}: {stderr}");
-        if var.contains("SECRET") || var == "REDIS_URL" {
+        if var.contains("SECRET") || var.starts_with("REDIS_") && var.contains("URL") {
             assert!(
                 !stderr.contains("sekrit") && !stderr.contains(value),
                 "{var} leaked: {stderr}"
             );
+        }
+    }
+}
+
+#[test]
+fn redis_topologies_that_contradict_each_other_are_one_line_and_exit_2() {
+    let sentinels = ("REDIS_SENTINEL_URLS", "redis://127.0.0.1:26379");
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 2] = [
+        (
+            &[
+                ("REDIS_CLUSTER_URLS", "redis://127.0.0.1:7000"),
+                sentinels,
+                ("REDIS_SENTINEL_MASTER", "m"),
+            ],
+            &["REDIS_CLUSTER_URLS", "REDIS_SENTINEL_URLS"],
+        ),
+        (&[sentinels], &["REDIS_SENTINEL_MASTER"]),
+    ];
+    for (env, named) in cases {
+        for sub in ["serve", "work", "queues"] {
+            let (code, stderr) = run(bin()
+                .arg(sub)
+                .env("CALLBACK_SECRET", "s")
+                .envs(env.iter().copied()));
+            assert_eq!(code, 2, "{sub} {env:?}: {stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{sub}: {stderr}");
+            for var in named {
+                assert!(stderr.contains(var), "{sub} names {var}: {stderr}");
+            }
         }
     }
 }

@@ -326,3 +326,106 @@ async fn without_waiting_for_replicas_a_failover_may_lose_answers_but_never_doub
     let sentinel = Redis::Sentinel(tokio::task::block_in_place(PrivateSentinel::start));
     master_dies_under_load(sentinel, 0).await;
 }
+
+/// An app on the local server (which has no replica) that waits for one, in `app`'s
+/// namespace: every write it makes lands and then falls short of the replicas.
+async fn waiting_for_a_missing_replica(app: &TestApp, timeout_ms: u64) -> TestApp {
+    let namespace = app.namespace.clone();
+    spawn_app_tuned(
+        AppOptions {
+            durability: Some(Durability {
+                replicas: 1,
+                timeout: Duration::from_millis(timeout_ms),
+            }),
+            workers: false,
+            ..Default::default()
+        },
+        move |s| s.namespace = namespace,
+    )
+    .await
+}
+
+/// Writes waiting for a replica that does not answer hold up no read (they wait on links of
+/// their own).
+#[tokio::test]
+async fn reads_are_not_held_up_by_writes_waiting_for_replicas() {
+    let plain = spawn_app().await;
+    let app = waiting_for_a_missing_replica(&plain, 1000).await;
+    let writes = (0..8).map(|n| {
+        let body =
+            json!({"cid": "TC0ONETIME", "secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY});
+        let app = &app;
+        async move {
+            let path = format!("/v1/locations/loc_{n}/kakaopay");
+            app.send(reqwest::Method::PUT, &path, Some(ADMIN_TOKEN), Some(body))
+                .await
+        }
+    });
+    let read = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let path = "/v1/payments/pay_00nosuchpayment000000000";
+        let (status, _) = app
+            .send(reqwest::Method::GET, path, Some(CLIENT_TOKEN), None)
+            .await;
+        (status, started.elapsed())
+    };
+    let (written, (status, took)) = tokio::join!(futures::future::join_all(writes), read);
+    for (s, answer) in &written {
+        assert_eq!(*s, 503, "too few replicas in time: {answer}");
+    }
+    assert_eq!(status, 404);
+    assert!(
+        took < Duration::from_millis(500),
+        "the read waited {took:?}"
+    );
+}
+
+/// A request answered 503 because too few replicas held its write in time may have stored
+/// it: the repeat finds it, and answers 2xx only once the replicas hold it.
+#[tokio::test]
+async fn a_repeat_after_too_few_replicas_is_not_answered_from_what_they_may_not_hold() {
+    let plain = spawn_app().await;
+    plain.connect_open_api("loc_1").await;
+    let approved = plain.paid(payment_body("loc_1", "D-paid")).await;
+    plain.wait_status(&approved, "approved").await;
+    let app = waiting_for_a_missing_replica(&plain, 100).await;
+
+    let body = payment_body("loc_1", "D-1");
+    let (first, answer) = app.create_payment(body.clone()).await;
+    assert_eq!(first, 503, "{answer}");
+    let (again, answer) = app.create_payment(body.clone()).await;
+    assert_eq!(
+        again, 503,
+        "the repeat waits for the replicas too: {answer}"
+    );
+    // It was stored: without waiting for replicas the repeat answers it.
+    let (status, created) = plain.create_payment(body).await;
+    assert_eq!(status, 200, "answered as a repeat: {created}");
+
+    let refund =
+        json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
+    let ask = |app: &TestApp| {
+        let (app, refund) = (app.address.clone(), refund.clone());
+        let http = plain.http.clone();
+        let approved = approved.clone();
+        async move {
+            http.post(format!("{app}/v1/payments/{approved}/refunds"))
+                .bearer_auth(CLIENT_TOKEN)
+                .header("Idempotency-Key", "D-refund")
+                .json(&refund)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(ask(&app).await, 503);
+    assert_eq!(
+        ask(&app).await,
+        503,
+        "the repeat waits for the replicas too"
+    );
+    assert_eq!(ask(&plain).await, 202);
+}

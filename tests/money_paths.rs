@@ -1199,3 +1199,27 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
     worker.stop().await;
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The key layout changed (shards): records of the earlier one are not read, so the service
+// must not run on them.
+
+#[tokio::test]
+async fn a_namespace_holding_the_earlier_key_layout_is_refused_at_start() {
+    let namespace = format!("test-{:016x}", rand::random::<u64>());
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{namespace}:payments:ready"))
+        .arg(1)
+        .arg("pay_fromtheearlierlayout0000")
+        .query_async(&mut redis_conn().await)
+        .await
+        .unwrap();
+    let sim = spawn_sim().await;
+    let settings = settings(&AppOptions::default(), &sim.url, &namespace);
+    let refused = kakaopay_worker::startup::Application::start(settings).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("earlier key layout") && error.contains(&namespace),
+        "{error}"
+    );
+}

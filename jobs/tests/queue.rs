@@ -614,3 +614,82 @@ async fn done_records_are_kept_within_bounds() {
     assert_eq!(kept[0].id, "late");
     assert!(workers.stop().await.is_empty());
 }
+
+/// A retry falls due while the queue never runs dry: it is promoted by the next fetch, not
+/// once the backlog is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_runs_on_time_while_new_jobs_keep_coming() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let mut cfg = config(&ns);
+    cfg.fetch_batch = 1;
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), cfg, 1, 1, seen.clone());
+    let p = producer(&conn, &ns);
+    p.enqueue(&work(0, Behaviour::FailTimes(1)), EnqueueOptions::default())
+        .await
+        .unwrap();
+    // A steady stream of 20 ms jobs, one every 10 ms: the stream is never empty.
+    let feeding = Instant::now();
+    let mut n = 1;
+    while seen.runs_of(0).len() < 2 && feeding.elapsed() < Duration::from_secs(4) {
+        p.enqueue(&work(n, Behaviour::Sleep(20)), EnqueueOptions::default())
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let runs = seen.runs_of(0);
+    assert_eq!(
+        runs.len(),
+        2,
+        "the retry ran while jobs kept coming: {runs:?}"
+    );
+    let waited = runs[1].1 - runs[0].1;
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the retry (due after at most 400 ms) waited {waited:?}"
+    );
+    workers.stop().await;
+}
+
+/// A settle whose answer was lost is sent again (here: applied, then too few replicas in time,
+/// so the settler tries again until the lease is over): the job is recorded done once.
+#[tokio::test]
+async fn a_settle_sent_again_after_its_answer_was_lost_records_the_job_done_once() {
+    use kakaopay_jobs::queue::{Durability, Keys};
+    let ns = namespace();
+    let topology = Topology::Server(LOCAL_REDIS.into());
+    // The local server has no replica: every WAIT falls short.
+    let wait = Durability {
+        replicas: 1,
+        timeout: Duration::from_millis(10),
+    };
+    let conn = Connection::open(&topology, Purpose::Shared, Some(wait))
+        .await
+        .unwrap();
+    let (_, plain) = connect(LOCAL_REDIS).await;
+    producer(&plain, &ns)
+        .enqueue(
+            &work(1, Behaviour::Succeed),
+            EnqueueOptions::with_id("again"),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(topology, conn, config(&ns), 1, 1, seen.clone());
+    eventually(Duration::from_secs(5), "the job ran", || async {
+        seen.total() == 1
+    })
+    .await;
+    // The settler keeps sending for one lease (2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let done: i64 = redis::cmd("LLEN")
+        .arg(Keys::new(&ns, "test_work").done)
+        .query_async(&mut plain.clone())
+        .await
+        .unwrap();
+    assert_eq!(done, 1, "one done entry for one job");
+    assert_eq!(seen.total(), 1, "and it ran once");
+    workers.stop().await;
+}

@@ -156,7 +156,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.redis_cluster_urls {
         Some(urls) if args.wants("topologies") => {
             let urls: Vec<&str> = urls.0.iter().map(|u| u.expose()).collect();
-            topologies::measure(&args, &env, &urls.join(","), sim_addr, &dir, &mut report).await?;
+            let urls = urls.join(",");
+            topologies::measure(&args, &env, &redis, &urls, sim_addr, &dir, &mut report).await?;
         }
         _ => {}
     }

@@ -144,7 +144,43 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start(dir: &Path) -> anyhow::Result<PrivateRedis> {
+        Self::launch(dir, &[], "redis").await
+    }
+
+    /// A replica of `master`, in sync when this returns.
+    pub async fn start_replica_of(
+        master: &PrivateRedis,
+        dir: &Path,
+    ) -> anyhow::Result<PrivateRedis> {
+        let of = master.port.to_string();
+        let args = [
+            "--replicaof",
+            "127.0.0.1",
+            &of,
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let replica = Self::launch(dir, &args, "redis-replica").await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while replica
+            .info("replication")
+            .await?
+            .get("master_link_status")
+            .map(String::as_str)
+            != Some("up")
+        {
+            if Instant::now() > deadline {
+                bail!("the replica of port {of} did not sync within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(replica)
+    }
+
+    async fn launch(dir: &Path, extra: &[&str], name: &str) -> anyhow::Result<PrivateRedis> {
         let port = free_addr()?.port();
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir)?;
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -156,14 +192,15 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .arg("--dir")
-            .arg(dir)
+            .arg(&dir)
             .stdout(Stdio::from(std::fs::File::create(dir.join("redis.log"))?))
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start redis-server (is it installed?)")?;
         let process = Process {
-            name: "redis-server".into(),
+            name: name.into(),
             child,
         };
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;

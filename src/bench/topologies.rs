@@ -1,11 +1,13 @@
 //! Part 6: one server next to a Redis Cluster (`--redis-cluster-urls` / `REDIS_CLUSTER_URLS`),
 //! in the same run: the callback enqueue path of an `api` process, whole lifecycles through a
 //! `serve` process, and the Redis round trips each lifecycle costs (the service counts them:
-//! `redis_round_trips_total`).
+//! `redis_round_trips_total`); each also with `REDIS_WAIT_REPLICAS=1` (the private server
+//! gets a replica for it), which is what waiting for a replica costs.
 
 use super::enqueue::payments_to_call_back;
 use super::lifecycle::{self, Hooks, Target};
 use super::load::{closed_loop, Conn, Req};
+use super::processes::PrivateRedis;
 use super::{connect_location, median, start_service, Env, Report, LOCATION};
 use crate::config::BenchArgs;
 use anyhow::Context;
@@ -24,16 +26,26 @@ struct Figures {
 pub(super) async fn measure(
     args: &BenchArgs,
     env: &Env,
+    redis: &PrivateRedis,
     cluster_urls: &str,
     sim_addr: SocketAddr,
     dir: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    // A replica of the private server, so that waiting for one can be measured too.
+    let replica = PrivateRedis::start_replica_of(redis, dir).await?;
+    let wait = ("REDIS_WAIT_REPLICAS", "1".to_string());
+    let cluster = ("REDIS_CLUSTER_URLS", cluster_urls.to_string());
     let topologies = [
         ("one server", Vec::new()),
+        ("3-master cluster", vec![cluster.clone()]),
         (
-            "3-master cluster",
-            vec![("REDIS_CLUSTER_URLS", cluster_urls.to_string())],
+            "one server + replica, REDIS_WAIT_REPLICAS=1",
+            vec![wait.clone()],
+        ),
+        (
+            "3-master cluster, REDIS_WAIT_REPLICAS=1",
+            vec![cluster, wait],
         ),
     ];
     let mut rows = Vec::new();
@@ -44,6 +56,7 @@ pub(super) async fn measure(
         }
         rows.push((name, figures));
     }
+    drop(replica);
     report.line("## 6. One server next to a Redis Cluster (same run)\n");
     report.line(format!(
         "Callbacks: {} per run at 200 connections through one `api` process. Lifecycles: one `serve` process, 64 in flight, KakaoPay at 0 ms, {}-s windows. Round trips: commands and pipelines the `serve` process sent to Redis, per lifecycle finished. Medians of {} runs.\n",

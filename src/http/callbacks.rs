@@ -145,8 +145,12 @@ pub async fn callback(
             "cancel" => PaymentStatus::Canceled,
             _ => PaymentStatus::Failed,
         },
-        // A repeated callback (or one after another outcome) changes nothing.
-        TransitionOutcome::Refused(current) => current,
+        // A repeated callback (or one after another outcome) changes nothing; what it
+        // answers from is made sure of first.
+        TransitionOutcome::Refused(current) => {
+            state.store.confirm_durable(&payment_id).await?;
+            current
+        }
         TransitionOutcome::Missing => return Err(ApiError::not_found("payment")),
     };
     if matches!(status, PaymentStatus::Canceled | PaymentStatus::Failed) && action != "approve" {

@@ -257,6 +257,9 @@ pub async fn create(
         .await?
     {
         if let Some(existing) = store.payment(&holder).await? {
+            // It may be what an earlier request stored and answered 503 for (too few
+            // replicas in time): answered only once the replicas hold it.
+            store.confirm_durable(&holder).await?;
             return repeat_or_conflict(&existing, &fingerprint);
         }
         if waited_since.elapsed() > state.config.kakaopay_timeout + Duration::from_secs(2) {

@@ -141,6 +141,8 @@ pub async fn create(
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     if let Some(existing) = existing {
         let answer = same_or_conflict(&existing, &request)?;
+        // Perhaps stored by a request answered 503 (too few replicas in time).
+        state.store.confirm_durable(&refund_id).await?;
         if existing.status == RefundStatus::Queued {
             // A repeat of a request whose job may not have been enqueued: make sure it is.
             enqueue(&state, &existing).await;
@@ -185,7 +187,11 @@ pub async fn create(
     let refund = match created {
         Created::Created(refund) => refund,
         // The same key at the same moment.
-        Created::Exists(existing) => return same_or_conflict(&existing, &request),
+        Created::Exists(existing) => {
+            let answer = same_or_conflict(&existing, &request)?;
+            state.store.confirm_durable(&refund_id).await?;
+            return Ok(answer);
+        }
     };
     enqueue(&state, &refund).await;
     Ok(accepted(&refund))

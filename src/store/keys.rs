@@ -148,6 +148,11 @@ impl Store {
         format!("{}:integration:seq", self.location_tag(location))
     }
 
+    /// A key in a shard that only ever takes a throwaway write (see [`Store::confirm_durable`]).
+    pub(super) fn barrier_key(&self, shard: Shard) -> String {
+        format!("{}:barrier", self.tag(shard))
+    }
+
     pub(super) fn event_key(&self, id: &str) -> String {
         format!("{}:event:{id}", self.ns)
     }

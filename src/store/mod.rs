@@ -78,6 +78,49 @@ impl Store {
         self.conn.clone()
     }
 
+    /// Makes sure what is stored for `id` (a payment or a refund) is held by the replicas
+    /// before an answer repeats it (with `REDIS_WAIT_REPLICAS`; nothing without): a throwaway
+    /// write to its slot, waited for. A master replicates in order, so once a replica holds
+    /// this write it holds every earlier one, including those a request answered 503 made.
+    pub async fn confirm_durable(&self, id: &str) -> Result<(), StoreError> {
+        if self.conn.durability().is_none() {
+            return Ok(());
+        }
+        let barrier = redis::pipe()
+            .cmd("SET")
+            .arg(self.barrier_key(Shard::of_id(id)))
+            .arg(1)
+            .arg("PX")
+            .arg(60_000)
+            .ignore()
+            .to_owned();
+        let () = self.conn.write(&barrier).await?;
+        Ok(())
+    }
+
+    /// Whether the namespace holds records of the earlier key layout (before shards): the
+    /// indexes every deployment of it wrote, or the marker its reconciler left. This release
+    /// does not read them, so it must not run on them: a payment it cannot see could be
+    /// created again for the same order.
+    pub async fn holds_earlier_layout(&self) -> Result<bool, StoreError> {
+        let keys = [
+            "payments:ready",
+            "payments:approving",
+            "refunds:open",
+            "migrated:open-refunds-and-persistent-versions",
+        ];
+        // One command each: on a cluster they are keys of different slots.
+        let asks = keys.map(|key| {
+            let mut conn = self.conn.clone();
+            let cmd = redis::cmd("EXISTS")
+                .arg(format!("{}:{key}", self.ns))
+                .to_owned();
+            async move { cmd.query_async::<bool>(&mut conn).await }
+        });
+        let found = futures::future::try_join_all(asks).await?;
+        Ok(found.into_iter().any(|f| f))
+    }
+
     /// Whether Redis answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING")

@@ -79,8 +79,16 @@ impl Reconciler {
             };
             for shard in Shard::all() {
                 let offset = self.offsets.get(&(index, shard)).copied().unwrap_or(0);
-                let next = self.walk(index, shard, before, offset).await?;
-                self.offsets.insert((index, shard), next);
+                // One shard that cannot be read (its master failing over) must not keep the
+                // round from the others.
+                match self.walk(index, shard, before, offset).await {
+                    Ok(next) => {
+                        self.offsets.insert((index, shard), next);
+                    }
+                    Err(e) => {
+                        tracing::warn!(?index, ?shard, error = %e, "could not walk a shard; next round")
+                    }
+                }
             }
         }
         Ok(())

@@ -55,6 +55,8 @@ struct Shared {
     reclaim: Mutex<(String, Option<Instant>)>,
     /// Done jobs past their retention, as the last settle named them: the next one drops them.
     retention: Mutex<Vec<String>>,
+    /// Retries the last fetch saw fall due: the next fetch promotes them, busy or not.
+    due: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -64,6 +66,10 @@ impl Shared {
 
     fn retention(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn due(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.due.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The `XAUTOCLAIM` cursor if it is time to look for lost leases, else an empty string.
@@ -138,6 +144,7 @@ impl<J: JobKind> StreamBackend<J> {
             held: Mutex::new(HashSet::new()),
             reclaim: Mutex::new(("0-0".into(), None)),
             retention: Mutex::new(Vec::new()),
+            due: Mutex::new(Vec::new()),
         });
         let (settle, rx) = mpsc::channel(1024);
         tokio::spawn(settler(shared.clone(), rx));
@@ -201,10 +208,8 @@ async fn fetch_cycle<J: JobKind>(
     consumer: String,
 ) -> Vec<Fetched> {
     let mut failures = 0u32;
-    // Retries the last fetch saw fall due: the next one promotes them.
-    let mut due: Vec<String> = Vec::new();
     loop {
-        let attempt = fetch_once(&shared, &topology, &blocking, &consumer, &mut due).await;
+        let attempt = fetch_once(&shared, &topology, &blocking, &consumer).await;
         match attempt {
             Ok(jobs) if jobs.is_empty() => failures = 0,
             Ok(jobs) => {
@@ -237,7 +242,6 @@ async fn fetch_once(
     topology: &Topology,
     blocking: &OnceCell<Connection>,
     consumer: &str,
-    due: &mut Vec<String>,
 ) -> Result<Vec<Fetched>, redis::RedisError> {
     let (keys, config) = (&shared.keys, &shared.config);
     let batch = config.fetch_batch.max(1);
@@ -250,17 +254,23 @@ async fn fetch_once(
         .arg(millis(config.lease).max(1))
         .arg(config.promote_chunk.max(1))
         .arg(&cursor);
-    for id in due.iter() {
+    // A failed fetch promoted nothing: its due ids are named again by the next.
+    let promote = std::mem::take(&mut *shared.due());
+    for id in &promote {
         fetch.arg(id).key(keys.job(id));
     }
-    let (entries, next_due_ids, next_due, next_cursor): (Vec<String>, Vec<String>, i64, String) =
-        fetch.run(&shared.conn).await?;
+    let answer: Result<(Vec<String>, Vec<String>, i64, String), _> =
+        fetch.run_nowait(&shared.conn).await;
+    let (entries, due, next_due, next_cursor) = answer.inspect_err(|_| {
+        shared.due().extend(promote);
+    })?;
     shared.set_reclaim_cursor(next_cursor);
-    *due = next_due_ids;
+    let promote_next = !due.is_empty();
+    *shared.due() = due;
     if !entries.is_empty() {
         return claim(shared, consumer, &entries).await;
     }
-    if !due.is_empty() {
+    if promote_next {
         return Ok(Vec::new());
     }
     let mut block = config.max_block.min(config.lease);
@@ -320,7 +330,7 @@ async fn claim(
             .arg(&pair[1])
             .key(shared.keys.job(&pair[1]));
     }
-    inv.run(&shared.conn).await
+    inv.run_nowait(&shared.conn).await
 }
 
 /// A job whose arguments do not parse as its kind can never run: dead at once, said why.
@@ -381,7 +391,7 @@ async fn renew_leases(shared: Arc<Shared>, consumer: String) {
         let held: Vec<String> = shared.held().iter().cloned().collect();
         let mut inv = invocation(&scripts::RENEW, &shared.keys);
         inv.arg(GROUP).arg(&consumer).arg(&held);
-        if let Err(e) = inv.run::<i64>(&conn).await {
+        if let Err(e) = inv.run_nowait::<i64>(&conn).await {
             tracing::warn!(queue = %shared.config.queue, error = %e, "renewing leases failed");
         }
         tokio::time::sleep(every).await;
@@ -427,7 +437,7 @@ pub async fn release(conn: &Connection, keys: &Keys, consumer: &str) -> Result<u
             let id = id.as_deref().unwrap_or("");
             inv.arg(entry).arg(id).key(keys.job(id));
         }
-        released += inv.run::<u64>(conn).await?;
+        released += inv.run_nowait::<u64>(conn).await?;
         if last {
             return Ok(released);
         }
@@ -700,7 +710,10 @@ async fn drop_retained(shared: &Shared) {
             inv.arg(item)
                 .key(shared.keys.job(super::done_item_id(item)));
         }
-        match inv.run::<(Vec<i64>, Vec<String>)>(&shared.conn).await {
+        match inv
+            .run_nowait::<(Vec<i64>, Vec<String>)>(&shared.conn)
+            .await
+        {
             Ok((_, next)) => *shared.retention() = next,
             Err(e) => {
                 // Not lost: the next settle names them again.
@@ -768,7 +781,7 @@ async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
                     failures += 1;
                 }
                 Err(e) => {
-                    tracing::error!(queue = %shared.config.queue, error = %e, "could not record results; the jobs will run again");
+                    tracing::error!(queue = %shared.config.queue, error = %e, "could not record results; the jobs may run again");
                     break;
                 }
             }
@@ -909,5 +922,53 @@ mod tests {
         let long = "가".repeat(1000);
         let t = truncate(&long);
         assert!(t.len() <= 2004 && t.ends_with('…'));
+    }
+}
+
+#[cfg(test)]
+mod claims {
+    use super::*;
+    use crate::queue::{EnqueueOptions, Producer, RetrySchedule};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Probe;
+
+    impl JobKind for Probe {
+        const NAME: &'static str = "probe";
+        const RETRY: RetrySchedule =
+            RetrySchedule::new(3, Duration::from_millis(50), Duration::from_millis(400));
+    }
+
+    /// One worker read an entry and stalled past its lease before claiming it; another took
+    /// it over and runs it. The late claim must get nothing (the job would run twice at once).
+    #[tokio::test]
+    async fn a_claim_after_the_entry_was_taken_over_gets_nothing() {
+        let topology = Topology::Server("redis://127.0.0.1:6379".into());
+        let conn = Connection::open(&topology, Purpose::Shared, None)
+            .await
+            .unwrap();
+        let ns = format!("test-{:016x}", rand::random::<u64>());
+        Producer::new(conn.clone(), &ns)
+            .enqueue(&Probe, EnqueueOptions::with_id("taken"))
+            .await
+            .unwrap();
+        let mut config = QueueConfig::new(&ns, Probe::NAME, Probe::RETRY);
+        config.lease = Duration::from_millis(200);
+        let slow = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config.clone());
+        let mut read = invocation(&scripts::FETCH, &slow.shared.keys);
+        read.arg(GROUP).arg("slow").arg(1).arg(200).arg(10).arg("");
+        let (entries, _, _, _): (Vec<String>, Vec<String>, i64, String) =
+            read.run_nowait(&conn).await.unwrap();
+        assert_eq!(entries.len(), 2, "one entry read: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fast = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config);
+        let blocking = OnceCell::new();
+        let taken = fetch_once(&fast.shared, &topology, &blocking, "fast")
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1, "taken over: {taken:?}");
+        let late = claim(&slow.shared, "slow", &entries).await.unwrap();
+        assert!(late.is_empty(), "the late claim got {late:?}");
     }
 }

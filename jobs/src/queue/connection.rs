@@ -22,7 +22,7 @@ use redis::{
     AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult,
     ToRedisArgs, Value,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,8 +92,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Connection {
     link: Link,
-    durability: Option<Durability>,
+    durable: Option<Durable>,
 }
+
+/// The links waited-for writes go through. Redis reads nothing more from a client blocked in
+/// `WAIT`, so on the shared link one write waiting for a slow replica would hold up every
+/// read behind it; these carry only the writes.
+#[derive(Clone)]
+struct Durable {
+    wait: Durability,
+    links: Arc<Vec<Link>>,
+    next: Arc<AtomicUsize>,
+}
+
+/// How many writes may wait for replicas at once, per process.
+const DURABLE_LINKS: usize = 4;
 
 #[derive(Clone)]
 enum Link {
@@ -111,7 +124,7 @@ impl std::fmt::Debug for Connection {
         };
         f.debug_struct("Connection")
             .field("topology", &kind)
-            .field("durability", &self.durability)
+            .field("durability", &self.durability())
             .finish()
     }
 }
@@ -124,7 +137,26 @@ impl Connection {
         purpose: Purpose,
         durability: Option<Durability>,
     ) -> RedisResult<Connection> {
-        let link = match topology {
+        let link = Self::link(topology, purpose).await?;
+        let durable = match durability.filter(|d| d.replicas > 0) {
+            None => None,
+            Some(wait) => {
+                let mut links = Vec::with_capacity(DURABLE_LINKS);
+                for _ in 0..DURABLE_LINKS {
+                    links.push(Self::link(topology, purpose).await?);
+                }
+                Some(Durable {
+                    wait,
+                    links: Arc::new(links),
+                    next: Arc::default(),
+                })
+            }
+        };
+        Ok(Connection { link, durable })
+    }
+
+    async fn link(topology: &Topology, purpose: Purpose) -> RedisResult<Link> {
+        Ok(match topology {
             Topology::Server(url) => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -135,9 +167,10 @@ impl Connection {
                 Link::Server(client.get_connection_manager_with_config(config).await?)
             }
             Topology::Sentinel { sentinels, master } => {
-                let followed = Followed::new(sentinels, master, purpose)?;
+                let followed = Arc::new(Followed::new(sentinels, master, purpose)?);
                 followed.current().await?;
-                Link::Sentinel(Arc::new(followed))
+                tokio::spawn(watch(Arc::downgrade(&followed)));
+                Link::Sentinel(followed)
             }
             Topology::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClient::builder(nodes.clone())
@@ -150,24 +183,25 @@ impl Connection {
                     .build()?;
                 Link::Cluster(client.get_async_connection().await?)
             }
-        };
-        Ok(Connection {
-            link,
-            durability: durability.filter(|d| d.replicas > 0),
         })
     }
 
     pub fn durability(&self) -> Option<Durability> {
-        self.durability
+        self.durable.as_ref().map(|d| d.wait)
     }
 
     /// Runs a pipeline of writes; with durability asked for, `WAIT` follows them on the same
     /// connection (and, on a cluster, the same node: a pipeline goes to the node of its first
     /// key) and too few replicas in time is a timeout error.
     pub async fn write<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
-        let mut conn = self.clone();
-        let Some(d) = self.durability else {
-            return pipe.query_async(&mut conn).await;
+        let Some(durable) = &self.durable else {
+            return pipe.query_async(&mut self.clone()).await;
+        };
+        let d = durable.wait;
+        let n = durable.next.fetch_add(1, Ordering::Relaxed) % durable.links.len();
+        let mut conn = Connection {
+            link: durable.links[n].clone(),
+            durable: None,
         };
         let mut waited = pipe.clone();
         waited
@@ -263,10 +297,17 @@ impl ConnectionLike for Connection {
 struct Followed {
     sentinel: tokio::sync::Mutex<SentinelClient>,
     config: AsyncConnectionConfig,
-    /// The connection to the master as last found, with a generation so that a failure seen
-    /// on an old connection does not throw away a newer one.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    current: Mutex<Option<Current>>,
     generations: AtomicU64,
+}
+
+/// The connection to the master as last found: with a generation, so that a failure seen on an
+/// old connection does not throw away a newer one, and the master's address.
+#[derive(Clone)]
+struct Current {
+    generation: u64,
+    conn: MultiplexedConnection,
+    address: String,
 }
 
 impl Followed {
@@ -287,30 +328,40 @@ impl Followed {
         })
     }
 
-    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+    fn cached(&self) -> Option<Current> {
         self.current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
+    /// Drops the connection of `generation`, if it is still the current one.
+    fn forget(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|c| c.generation == generation) {
+            *current = None;
+        }
+    }
+
     /// The connection to the master, asking the Sentinels for it when there is none.
     async fn current(&self) -> RedisResult<(u64, MultiplexedConnection)> {
         if let Some(c) = self.cached() {
-            return Ok(c);
+            return Ok((c.generation, c.conn));
         }
         let mut sentinel = self.sentinel.lock().await;
         // Another task may have found the master while this one waited for the lock.
         if let Some(c) = self.cached() {
-            return Ok(c);
+            return Ok((c.generation, c.conn));
         }
         let found = async {
             let client = sentinel.async_get_client().await?;
-            client
+            let address = client.get_connection_info().addr().to_string();
+            let conn = client
                 .get_multiplexed_async_connection_with_config(&self.config)
-                .await
+                .await?;
+            Ok::<_, RedisError>((conn, address))
         };
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, found)
+        let (conn, address) = tokio::time::timeout(CONNECT_TIMEOUT * 2, found)
             .await
             .map_err(|_| {
                 RedisError::from(std::io::Error::new(
@@ -319,7 +370,11 @@ impl Followed {
                 ))
             })??;
         let generation = 1 + self.generations.fetch_add(1, Ordering::Relaxed);
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Current {
+            generation,
+            conn: conn.clone(),
+            address,
+        });
         Ok((generation, conn))
     }
 
@@ -333,13 +388,39 @@ impl Followed {
                 || e.is_timeout()
                 || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
             if moved_on {
-                let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-                if current.as_ref().is_some_and(|(g, _)| *g == generation) {
-                    *current = None;
-                }
+                self.forget(generation);
             }
         }
         result
+    }
+
+    /// Asks the Sentinels which node is the master now, and drops a connection to another.
+    async fn recheck(&self) {
+        let Some(current) = self.cached() else {
+            return;
+        };
+        let named = {
+            let mut sentinel = self.sentinel.lock().await;
+            tokio::time::timeout(CONNECT_TIMEOUT, sentinel.async_get_client()).await
+        };
+        if let Ok(Ok(client)) = named {
+            if client.get_connection_info().addr().to_string() != current.address {
+                self.forget(current.generation);
+            }
+        }
+    }
+}
+
+/// Every few seconds, asks the Sentinels which node is the master: a connection that never
+/// fails can still be to a master that was replaced (the Sentinels cut off from it, we not),
+/// and is dropped then. Ends with the connection.
+async fn watch(followed: std::sync::Weak<Followed>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        match followed.upgrade() {
+            Some(f) => f.recheck().await,
+            None => return,
+        }
     }
 }
 
@@ -416,8 +497,9 @@ impl Invocation<'_> {
         Ok(value)
     }
 
-    /// Runs a script that only reads.
-    pub async fn read<T: FromRedisValue>(&self, conn: &Connection) -> RedisResult<T> {
+    /// Runs a script without waiting for replicas: one that only reads, or whose writes no
+    /// answer depends on (a lost one is done again: a fetch, a lease renewal).
+    pub async fn run_nowait<T: FromRedisValue>(&self, conn: &Connection) -> RedisResult<T> {
         let cmd = self.cmd();
         self.loaded(conn, |c| {
             let mut c = c.clone();

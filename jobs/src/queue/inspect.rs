@@ -26,7 +26,7 @@ pub async fn counts(conn: &Connection, namespace: &str, queue: &str) -> Result<C
     let keys = Keys::new(namespace, queue);
     let mut inv = invocation(&scripts::COUNTS, &keys);
     inv.arg(GROUP);
-    let c: [u64; 6] = inv.read(conn).await?;
+    let c: [u64; 6] = inv.run_nowait(conn).await?;
     Ok(Counts {
         pending: c[0],
         running: c[1],

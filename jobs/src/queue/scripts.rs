@@ -77,7 +77,9 @@ local function claim(group, consumer, now, first)
     k = k + 1
     local entry, id, key = ARGV[i], ARGV[i + 1], KEYS[6 + k]
     local rec = redis.call('HMGET', key, 'entry', 'max_attempts', 'args', 'attempts')
-    if rec[1] ~= entry then
+    if #redis.call('XPENDING', KEYS[1], group, entry, entry, 1, consumer) == 0 then
+      -- Taken over by another worker (its lease passed since this one read it): not ours.
+    elseif rec[1] ~= entry then
       -- No record, or a stale entry of a job that has moved on: it must not run the job.
       forget_entry(KEYS[1], group, entry)
     else
@@ -223,9 +225,12 @@ for r = 1, runs do
   local i = 6 + (r - 1) * 5
   local entry, id, outcome, delay, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   local key = KEYS[6 + r]
-  local rec = redis.call('HMGET', key, 'entry', 'lock_by', 'attempts')
+  local rec = redis.call('HMGET', key, 'entry', 'lock_by', 'attempts', 'status')
   if rec[1] ~= entry or rec[2] ~= consumer then
     out[#out + 1] = 0
+  elseif rec[4] == 'done' then
+    -- Recorded already (this settle sent again after its answer was lost).
+    out[#out + 1] = 1
   else
     settled[#settled + 1] = entry
     if outcome == 'done' then

@@ -6,7 +6,7 @@ use apalis::prelude::*;
 use kakaopay_jobs::queue::{
     consumer_name, inspect, Delivery, JobError, Producer, QueueConfig, RetrySchedule, StreamBackend,
 };
-use kakaopay_jobs::queue::{Connection, Purpose, Topology};
+pub use kakaopay_jobs::queue::{Connection, Purpose, Topology};
 use kakaopay_jobs::JobKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
