@@ -140,9 +140,9 @@ pub async fn create(
         .await?;
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     if let Some(existing) = existing {
-        let answer = same_or_conflict(&existing, &request)?;
         // Perhaps stored by a request answered 503 (too few replicas in time).
         state.store.confirm_durable(&refund_id).await?;
+        let answer = same_or_conflict(&existing, &request)?;
         if existing.status == RefundStatus::Queued {
             // A repeat of a request whose job may not have been enqueued: make sure it is.
             enqueue(&state, &existing).await;
@@ -188,9 +188,8 @@ pub async fn create(
         Created::Created(refund) => refund,
         // The same key at the same moment.
         Created::Exists(existing) => {
-            let answer = same_or_conflict(&existing, &request)?;
             state.store.confirm_durable(&refund_id).await?;
-            return Ok(answer);
+            return same_or_conflict(&existing, &request);
         }
     };
     enqueue(&state, &refund).await;

@@ -82,10 +82,19 @@ impl Store {
     /// before an answer repeats it (with `REDIS_WAIT_REPLICAS`; nothing without): a throwaway
     /// write to its slot, waited for. A master replicates in order, so once a replica holds
     /// this write it holds every earlier one, including those a request answered 503 made.
+    ///
+    /// The record is looked for in the same round trip, so that what is confirmed is the node
+    /// that holds it (on Sentinel the links find the master apart; one could still be on a
+    /// master just replaced).
     pub async fn confirm_durable(&self, id: &str) -> Result<(), StoreError> {
         if self.conn.durability().is_none() {
             return Ok(());
         }
+        let record = if id.starts_with("rf_") {
+            self.refund_key(id)
+        } else {
+            self.payment_key(id)
+        };
         let barrier = redis::pipe()
             .cmd("SET")
             .arg(self.barrier_key(Shard::of_id(id)))
@@ -93,8 +102,14 @@ impl Store {
             .arg("PX")
             .arg(60_000)
             .ignore()
+            .exists(&record)
             .to_owned();
-        let () = self.conn.write(&barrier).await?;
+        let (held,): (bool,) = self.conn.write(&barrier).await?;
+        if !held {
+            return Err(StoreError::Unavailable(redis::RedisError::from(
+                std::io::Error::other("the record is not on the master that holds its slot now"),
+            )));
+        }
         Ok(())
     }
 

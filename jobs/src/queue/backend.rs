@@ -771,7 +771,7 @@ async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
                     *shared.retention() = next;
                     let lost = recorded.iter().filter(|r| **r == 0).count();
                     if lost > 0 {
-                        tracing::warn!(queue = %shared.config.queue, lost, "results of jobs whose lease had passed were not recorded");
+                        tracing::warn!(queue = %shared.config.queue, lost, "results not recorded: the lease had passed, or a settle sent again found them recorded");
                     }
                     break;
                 }
@@ -970,5 +970,41 @@ mod claims {
         assert_eq!(taken.len(), 1, "taken over: {taken:?}");
         let late = claim(&slow.shared, "slow", &entries).await.unwrap();
         assert!(late.is_empty(), "the late claim got {late:?}");
+    }
+
+    /// The other order: the slow worker claims the entry it read long ago. Its lease starts
+    /// at the claim, so another worker looking for lost leases right after does not take it.
+    #[tokio::test]
+    async fn a_late_claim_starts_the_lease_afresh() {
+        let topology = Topology::Server("redis://127.0.0.1:6379".into());
+        let conn = Connection::open(&topology, Purpose::Shared, None)
+            .await
+            .unwrap();
+        let ns = format!("test-{:016x}", rand::random::<u64>());
+        Producer::new(conn.clone(), &ns)
+            .enqueue(&Probe, EnqueueOptions::with_id("late"))
+            .await
+            .unwrap();
+        let mut config = QueueConfig::new(&ns, Probe::NAME, Probe::RETRY);
+        config.lease = Duration::from_millis(200);
+        let slow = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config.clone());
+        let mut read = invocation(&scripts::FETCH, &slow.shared.keys);
+        read.arg(GROUP).arg("slow").arg(1).arg(200).arg(10).arg("");
+        let (entries, _, _, _): (Vec<String>, Vec<String>, i64, String) =
+            read.run_nowait(&conn).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let claimed = claim(&slow.shared, "slow", &entries).await.unwrap();
+        assert_eq!(claimed.len(), 1, "the slow worker runs it");
+        let fast = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config);
+        let mut look = invocation(&scripts::FETCH, &fast.shared.keys);
+        look.arg(GROUP)
+            .arg("fast")
+            .arg(1)
+            .arg(200)
+            .arg(10)
+            .arg("0-0");
+        let (taken, _, _, _): (Vec<String>, Vec<String>, i64, String) =
+            look.run_nowait(&conn).await.unwrap();
+        assert!(taken.is_empty(), "taken over at once: {taken:?}");
     }
 }

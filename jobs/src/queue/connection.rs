@@ -86,6 +86,13 @@ impl Purpose {
     }
 }
 
+/// A link that carries writes waiting `wait` for replicas (behind the one waiting before it).
+fn durable_purpose(wait: Durability) -> Purpose {
+    Purpose::Blocking {
+        longest: wait.timeout * 2,
+    }
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to Redis on any topology. Cheap to clone; clones share the connection.
@@ -143,7 +150,7 @@ impl Connection {
             Some(wait) => {
                 let mut links = Vec::with_capacity(DURABLE_LINKS);
                 for _ in 0..DURABLE_LINKS {
-                    links.push(Self::link(topology, purpose).await?);
+                    links.push(Self::link(topology, durable_purpose(wait)).await?);
                 }
                 Some(Durable {
                     wait,

@@ -90,6 +90,9 @@ local function claim(group, consumer, now, first)
         bury(key, id, now, 'its worker was lost on every attempt (last attempt ' .. (attempts - 1) .. ')')
       else
         redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'lock_by', consumer, 'updated_at', now)
+        -- The lease starts now, not when the entry was read: no other worker takes it over
+        -- before this one's first renewal.
+        redis.call('XCLAIM', KEYS[1], group, consumer, 0, entry, 'JUSTID')
         out[#out + 1] = {entry, id, rec[3], attempts, max}
       end
     end
