@@ -324,7 +324,9 @@ async fn claim(
     entries: &[String],
 ) -> Result<Vec<Fetched>, redis::RedisError> {
     let mut inv = invocation(&scripts::CLAIM, &shared.keys);
-    inv.arg(GROUP).arg(consumer);
+    inv.arg(GROUP)
+        .arg(consumer)
+        .arg(millis(shared.config.lease / 4));
     for pair in entries.chunks(2) {
         inv.arg(&pair[0])
             .arg(&pair[1])

@@ -69,15 +69,18 @@ end
 
 -- Claims delivered entries, named in ARGV from `first` on as entry, id pairs (the i-th job's
 -- record is KEYS[6 + i]). The record's lock_by names the consumer running the job: claiming
--- sets it, so a worker whose job was taken over can tell it no longer owns it.
-local function claim(group, consumer, now, first)
+-- sets it, so a worker whose job was taken over can tell it no longer owns it. An entry read
+-- longer than `fresh_ms` ago gets its lease started afresh, so that no other worker takes it
+-- over before this one's first renewal.
+local function claim(group, consumer, now, first, fresh_ms)
   local out = {}
   local k = 0
   for i = first, #ARGV, 2 do
     k = k + 1
     local entry, id, key = ARGV[i], ARGV[i + 1], KEYS[6 + k]
     local rec = redis.call('HMGET', key, 'entry', 'max_attempts', 'args', 'attempts')
-    if #redis.call('XPENDING', KEYS[1], group, entry, entry, 1, consumer) == 0 then
+    local held = redis.call('XPENDING', KEYS[1], group, entry, entry, 1, consumer)
+    if #held == 0 then
       -- Taken over by another worker (its lease passed since this one read it): not ours.
     elseif rec[1] ~= entry then
       -- No record, or a stale entry of a job that has moved on: it must not run the job.
@@ -90,9 +93,9 @@ local function claim(group, consumer, now, first)
         bury(key, id, now, 'its worker was lost on every attempt (last attempt ' .. (attempts - 1) .. ')')
       else
         redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'lock_by', consumer, 'updated_at', now)
-        -- The lease starts now, not when the entry was read: no other worker takes it over
-        -- before this one's first renewal.
-        redis.call('XCLAIM', KEYS[1], group, consumer, 0, entry, 'JUSTID')
+        if tonumber(held[1][3]) > fresh_ms then
+          redis.call('XCLAIM', KEYS[1], group, consumer, 0, entry, 'JUSTID')
+        end
         out[#out + 1] = {entry, id, rec[3], attempts, max}
       end
     end
@@ -199,12 +202,12 @@ return {entries, due, next_due, cursor}
     )
 });
 
-/// Claims delivered entries. ARGV: group, consumer, then entry, id pairs (KEYS from 7: the
-/// jobs' records). Answers each job claimed as {entry, id, args, attempts, max}.
+/// Claims delivered entries. ARGV: group, consumer, fresh_ms (a quarter lease), then entry,
+/// id pairs (KEYS from 7: the jobs' records). Answers each job claimed as {entry, id, args, attempts, max}.
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-return claim(ARGV[1], ARGV[2], now_ms(), 3)
+return claim(ARGV[1], ARGV[2], now_ms(), 4, tonumber(ARGV[3]))
 "#,
     )
 });
