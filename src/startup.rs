@@ -73,11 +73,19 @@ impl Application {
             .with_context(|| format!("cannot connect to Redis ({:?})", settings.redis))?;
         let store = Store::new(conn.clone(), &settings.namespace);
         if store.holds_earlier_layout().await? {
-            anyhow::bail!(
-                "QUEUE_NAMESPACE {} holds records of the earlier key layout, which this release \
-                 does not read: finish its payments and refunds with the earlier release, then \
-                 run this one on a new QUEUE_NAMESPACE",
-                settings.namespace
+            // Moved before anything is served or worked on: a payment this release cannot see
+            // could be created again for the same order. The earlier layout never ran on a
+            // cluster.
+            if matches!(settings.redis, Topology::Cluster(_)) {
+                anyhow::bail!(
+                    "QUEUE_NAMESPACE {} holds records of the earlier key layout on a cluster",
+                    settings.namespace
+                );
+            }
+            let moved = store.migrate_earlier_layout().await?;
+            tracing::info!(
+                ?moved,
+                "records of the earlier key layout moved to their shards"
             );
         }
         let producer = Producer::new(conn, &settings.namespace);

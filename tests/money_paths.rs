@@ -1201,25 +1201,177 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
 }
 
 // ---------------------------------------------------------------------------------------
-// The key layout changed (shards): records of the earlier one are not read, so the service
-// must not run on them.
+// The key layout changed (shards): records of the earlier one are moved as a process starts.
 
+/// The earlier layout never ran on a cluster: finding it there is refused, not guessed at.
 #[tokio::test]
-async fn a_namespace_holding_the_earlier_key_layout_is_refused_at_start() {
+async fn a_cluster_holding_the_earlier_key_layout_is_refused_at_start() {
     let namespace = format!("test-{:016x}", rand::random::<u64>());
+    let cluster = Topology::Cluster(support::topology::shared_cluster().urls());
+    let conn = Connection::open(&cluster, Purpose::Shared, None)
+        .await
+        .unwrap();
     let _: () = redis::cmd("ZADD")
         .arg(format!("{namespace}:payments:ready"))
         .arg(1)
         .arg("pay_fromtheearlierlayout0000")
-        .query_async(&mut redis_conn().await)
+        .query_async(&mut conn.clone())
         .await
         .unwrap();
     let sim = spawn_sim().await;
-    let settings = settings(&AppOptions::default(), &sim.url, &namespace);
-    let refused = kakaopay_worker::startup::Application::start(settings).await;
+    let options = AppOptions {
+        redis: cluster,
+        ..Default::default()
+    };
+    let refused =
+        kakaopay_worker::startup::Application::start(settings(&options, &sim.url, &namespace))
+            .await;
     let error = refused.err().expect("refused").to_string();
     assert!(
         error.contains("earlier key layout") && error.contains(&namespace),
         "{error}"
     );
+}
+
+/// Every key of the namespace put back where the layout before shards kept it
+/// (`{ns:pNN}:payment:ID` → `ns:payment:ID`, the shards' indexes merged into one each,
+/// `{ns:loc:L}:integration` → `ns:loc:L:integration`), and the earlier release's marker set.
+async fn back_to_the_earlier_layout(namespace: &str) {
+    let mut conn = redis_conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{namespace}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in keys {
+        let (tag, rest) = key.split_once("}:").unwrap();
+        let earlier = match tag.strip_prefix(&format!("{{{namespace}:")).unwrap() {
+            location if location.starts_with("loc:") => format!("{namespace}:{location}:{rest}"),
+            _ if rest == "barrier" => continue,
+            _ => format!("{namespace}:{rest}"),
+        };
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if kind == "zset" {
+            let _: i64 = redis::cmd("ZUNIONSTORE")
+                .arg(&earlier)
+                .arg(2)
+                .arg(&earlier)
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let _: i64 = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        } else {
+            let _: () = redis::cmd("RENAME")
+                .arg(&key)
+                .arg(&earlier)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let _: () = redis::cmd("SET")
+        .arg(format!(
+            "{namespace}:migrated:open-refunds-and-persistent-versions"
+        ))
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// A refund as the earlier release named it: `rf_` and 24 hex digits of its request, with
+/// no shard in them.
+async fn with_its_earlier_id(namespace: &str, payment: &str, refund: &str, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{payment}\n{key}").as_bytes());
+    let earlier: String = format!("rf_{}", &hex::encode(digest)[..24]);
+    let mut conn = redis_conn().await;
+    let record = format!("{namespace}:refund:{refund}");
+    let mut doc: Value = serde_json::from_str(
+        &redis::cmd("HGET")
+            .arg(&record)
+            .arg("doc")
+            .query_async::<String>(&mut conn)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    doc["refund_id"] = json!(earlier);
+    let _: () = redis::pipe()
+        .rename(&record, format!("{namespace}:refund:{earlier}"))
+        .rename(
+            format!("{record}:history"),
+            format!("{namespace}:refund:{earlier}:history"),
+        )
+        .hset(
+            format!("{namespace}:refund:{earlier}"),
+            "doc",
+            doc.to_string(),
+        )
+        .lrem(format!("{namespace}:payment:{payment}:refunds"), 0, refund)
+        .rpush(format!("{namespace}:payment:{payment}:refunds"), &earlier)
+        .zrem(format!("{namespace}:loc:loc_1:refunds"), refund)
+        .zadd(format!("{namespace}:loc:loc_1:refunds"), &earlier, 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    earlier
+}
+
+#[tokio::test]
+async fn records_of_the_earlier_key_layout_are_moved_and_answered_as_before() {
+    let mut app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let paid = approved(&app, "L-paid").await;
+    let refund_new = app.request_refund(&paid, "legacy-key", CANCELED_AT).await;
+    app.wait_refund(&refund_new, "succeeded", Duration::from_secs(15))
+        .await;
+    let (status, ready) = app.create_payment(body("L-ready")).await;
+    assert_eq!(status, 201, "{ready}");
+    app.app.take().unwrap().stop().await;
+
+    back_to_the_earlier_layout(&app.namespace).await;
+    let refund = with_its_earlier_id(&app.namespace, &paid, &refund_new, "legacy-key").await;
+
+    // This release starts on them.
+    let settings = settings(&AppOptions::default(), &app.sim.url, &app.namespace);
+    let started = kakaopay_worker::startup::Application::start(settings)
+        .await
+        .unwrap();
+    app.address = format!("http://{}", started.address.unwrap());
+    app.app = Some(started);
+    assert!(!store(&app).await.holds_earlier_layout().await.unwrap());
+
+    let payment = app.payment(&paid).await;
+    assert_eq!(payment["status"], "refunded", "{payment}");
+    assert_eq!(
+        payment["refunds"][0]["refund_id"],
+        refund.as_str(),
+        "{payment}"
+    );
+    let r = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(5))
+        .await;
+    assert_eq!(r["amount"], 22000, "{r}");
+    // The same refund request again is that refund, not a second one.
+    let member =
+        json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
+    let (status, again) = ask_refund(&app, &paid, "legacy-key", member, CLIENT_TOKEN).await;
+    assert!(status == 200 || status == 202, "{status} {again}");
+    assert_eq!(again["refund_id"], refund.as_str(), "{again}");
+    ledgers_agree(&app, &paid).await;
+    // The same payment request again is that payment, not a second one.
+    let (status, repeat) = app.create_payment(body("L-ready")).await;
+    assert_eq!(status, 200, "{repeat}");
+    assert_eq!(repeat["payment_id"], ready["payment_id"]);
+    app.stop().await;
 }

@@ -141,7 +141,7 @@ pub async fn create(
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     if let Some(existing) = existing {
         // Perhaps stored by a request answered 503 (too few replicas in time).
-        state.store.confirm_durable(&refund_id).await?;
+        state.store.confirm_durable(&existing.refund_id).await?;
         let answer = same_or_conflict(&existing, &request)?;
         if existing.status == RefundStatus::Queued {
             // A repeat of a request whose job may not have been enqueued: make sure it is.
@@ -188,7 +188,7 @@ pub async fn create(
         Created::Created(refund) => refund,
         // The same key at the same moment.
         Created::Exists(existing) => {
-            state.store.confirm_durable(&refund_id).await?;
+            state.store.confirm_durable(&existing.refund_id).await?;
             return same_or_conflict(&existing, &request);
         }
     };

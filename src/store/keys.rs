@@ -148,6 +148,12 @@ impl Store {
         format!("{}:integration:seq", self.location_tag(location))
     }
 
+    /// Which refund of the earlier key layout the refund id `id` names (`migrations`): its
+    /// id then did not carry its payment's shard, so a repeat of its request computes another.
+    pub(super) fn refund_alias_key(&self, id: &str) -> String {
+        format!("{}:alias", self.refund_key(id))
+    }
+
     /// A key in a shard that only ever takes a throwaway write (see [`Store::confirm_durable`]).
     pub(super) fn barrier_key(&self, shard: Shard) -> String {
         format!("{}:barrier", self.tag(shard))

@@ -7,10 +7,12 @@
 mod events;
 mod integrations;
 mod keys;
+mod migrations;
 mod payments;
 mod refunds;
 
 pub use keys::{payment_id_for, Shard, SHARDS};
+pub use migrations::Moved;
 
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use payments::{
@@ -115,8 +117,7 @@ impl Store {
 
     /// Whether the namespace holds records of the earlier key layout (before shards): the
     /// indexes every deployment of it wrote, or the marker its reconciler left. This release
-    /// does not read them, so it must not run on them: a payment it cannot see could be
-    /// created again for the same order.
+    /// reads them only once moved ([`Store::migrate_earlier_layout`]).
     pub async fn holds_earlier_layout(&self) -> Result<bool, StoreError> {
         let keys = [
             "payments:ready",

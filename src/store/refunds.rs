@@ -376,13 +376,18 @@ impl Store {
         self.parse_refund(id, fields, &history)
     }
 
-    /// The refund without its history (left empty), read in one command.
+    /// The refund without its history (left empty), read in one round trip. An id a refund of
+    /// the earlier key layout is known by now leads to it (see `migrations`).
     pub async fn refund_state(&self, id: &str) -> Result<Option<Refund>, StoreError> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.refund_key(id))
+        let (fields, alias): (HashMap<String, String>, Option<String>) = redis::pipe()
+            .hgetall(self.refund_key(id))
+            .get(self.refund_alias_key(id))
             .query_async(&mut self.conn.clone())
             .await?;
-        self.parse_refund(id, fields, &[])
+        match alias {
+            Some(earlier) if fields.is_empty() => Box::pin(self.refund_state(&earlier)).await,
+            _ => self.parse_refund(id, fields, &[]),
+        }
     }
 
     /// A payment and one of its refunds (neither with its history) in one round trip: what a
@@ -392,18 +397,30 @@ impl Store {
         payment_id: &str,
         refund_id: &str,
     ) -> Result<(Option<Payment>, Option<Refund>), StoreError> {
-        let (payment, refund): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+        type Answer = (
+            HashMap<String, String>,
+            HashMap<String, String>,
+            Option<String>,
+        );
+        let (payment, refund, alias): Answer = redis::pipe()
             .hgetall(self.payment_key(payment_id))
             .hgetall(self.refund_key(refund_id))
+            .get(self.refund_alias_key(refund_id))
             .query_async(&mut self.conn.clone())
             .await?;
+        if let Some(earlier) = alias.filter(|_| refund.is_empty()) {
+            return Ok((
+                self.parse_payment(payment_id, payment, &[])?,
+                self.refund_state(&earlier).await?,
+            ));
+        }
         Ok((
             self.parse_payment(payment_id, payment, &[])?,
             self.parse_refund(refund_id, refund, &[])?,
         ))
     }
 
-    fn parse_refund(
+    pub(super) fn parse_refund(
         &self,
         id: &str,
         fields: HashMap<String, String>,
