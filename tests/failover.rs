@@ -88,7 +88,8 @@ async fn pay(app: &TestApp, order: &str, answered: &mut Answered) {
     // Far enough ahead that the rules refund it in full.
     body["starts_at"] = json!("2027-06-10T10:00:00+09:00");
     let (status, created) = until_accepted(answered, || app.create_payment(body.clone())).await;
-    assert_eq!(status, 201, "{created}");
+    // 200: a repeat after a 503 whose write had landed answers that payment.
+    assert!(status == 201 || status == 200, "{status} {created}");
     let tid = created["tid"].as_str().unwrap().to_string();
     let callback = app.member_presses(&tid, "approve").await;
     let deadline = Instant::now() + Duration::from_secs(30);

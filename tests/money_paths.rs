@@ -1248,7 +1248,11 @@ async fn back_to_the_earlier_layout(namespace: &str) {
         let earlier = match tag.strip_prefix(&format!("{{{namespace}:")).unwrap() {
             location if location.starts_with("loc:") => format!("{namespace}:{location}:{rest}"),
             _ if rest == "barrier" => continue,
-            _ => format!("{namespace}:{rest}"),
+            shard if shard.starts_with('p') && shard[1..].parse::<u16>().is_ok() => {
+                format!("{namespace}:{rest}")
+            }
+            // A queue: the earlier layout kept it as it is.
+            _ => continue,
         };
         let kind: String = redis::cmd("TYPE")
             .arg(&key)

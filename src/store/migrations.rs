@@ -12,7 +12,30 @@
 
 use super::{Shard, Store, StoreError};
 use crate::domain::PaymentStatus;
-use std::collections::HashMap;
+use kakaopay_jobs::queue::Script;
+use std::sync::LazyLock;
+
+/// Whether a migration began and has not finished in this namespace (a crash midway leaves it
+/// `running`, and the next process to start goes on with it).
+pub(super) const MARKER: &str = "migration:shard-layout";
+
+/// Moves a refund of the earlier layout and leaves its alias, in one step: a process that
+/// finds the refund moved finds its alias too. KEYS: old record, new record, old history, new
+/// history, alias, open refunds. ARGV: refund id, now ms. The earlier layout runs only on one
+/// server or Sentinel, where keys of several slots in one script are allowed.
+static MOVE_REFUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAMENX', KEYS[3], KEYS[4]) end
+if KEYS[5] ~= KEYS[2] .. ':alias' then redis.call('SET', KEYS[5], ARGV[1], 'NX') end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'queued' or status == 'processing' then redis.call('ZADD', KEYS[6], 'NX', ARGV[2], ARGV[1]) end
+return 1
+"#,
+    )
+});
 
 /// What a migration moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +56,11 @@ enum Target {
 
 impl Store {
     /// Moves every record of the earlier layout in this namespace; answers what it moved.
+    /// Marked `running` first and `done` last, so that no process takes a namespace half moved
+    /// for one that needs nothing.
     pub async fn migrate_earlier_layout(&self) -> Result<Moved, StoreError> {
+        self.mark_migration("running").await?;
         let mut moved = Moved::default();
-        let mut refunds = Vec::new();
         let mut cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -47,30 +72,36 @@ impl Store {
                 .query_async(&mut self.conn.clone())
                 .await?;
             for key in keys {
-                if let Some(id) = self.move_key(&key, &mut moved).await? {
-                    refunds.push(id);
-                }
+                self.move_key(&key, &mut moved).await?;
             }
             if next == 0 {
                 break;
             }
             cursor = next;
         }
-        for id in refunds {
-            moved.aliases += u64::from(self.alias_and_index(&id).await?);
-        }
+        self.mark_migration("done").await?;
         Ok(moved)
     }
 
-    /// Moves one key; answers the refund id when it moved a refund's record.
-    async fn move_key(&self, key: &str, moved: &mut Moved) -> Result<Option<String>, StoreError> {
+    async fn mark_migration(&self, state: &str) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:{MARKER}", self.ns))
+            .arg(state)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves one key.
+    async fn move_key(&self, key: &str, moved: &mut Moved) -> Result<(), StoreError> {
         let rest = &key[self.ns.len() + 1..];
-        let refund = rest
-            .strip_prefix("refund:")
-            .filter(|r| !r.contains(':'))
-            .map(str::to_string);
+        if let Some(id) = rest.strip_prefix("refund:").filter(|r| !r.contains(':')) {
+            moved.aliases += u64::from(self.move_refund(key, id).await?);
+            moved.records += 1;
+            return Ok(());
+        }
         match self.target(rest) {
-            Target::Keep => return Ok(None),
+            Target::Keep => return Ok(()),
             Target::Drop => {
                 let _: i64 = redis::cmd("DEL")
                     .arg(key)
@@ -87,7 +118,7 @@ impl Store {
                     Ok(1) => moved.records += 1,
                     Ok(_) => tracing::warn!(key, to, "not moved: a record stands at its new name"),
                     // Moved by another process meanwhile.
-                    Err(e) if e.to_string().contains("no such key") => return Ok(None),
+                    Err(e) if e.to_string().contains("no such key") => return Ok(()),
                     Err(e) => return Err(e.into()),
                 }
                 if to.contains(":integration:v") {
@@ -99,7 +130,7 @@ impl Store {
             }
             Target::Spread(to) => moved.index_entries += self.spread(key, to).await?,
         }
-        Ok(refund)
+        Ok(())
     }
 
     fn target(&self, rest: &str) -> Target {
@@ -118,10 +149,10 @@ impl Store {
                 Target::Spread(Box::new(move |id| store.open_refunds_key(Shard::of_id(id))))
             }
             ["migrated", _] => Target::Drop,
+            ["migration", _] => Target::Keep,
             ["payment", id] => Target::Rename(self.payment_key(id)),
             ["payment", id, "history"] => Target::Rename(self.history_key(id)),
             ["payment", id, "refunds"] => Target::Rename(self.payment_refunds_key(id)),
-            ["refund", id] => Target::Rename(self.refund_key(id)),
             ["refund", id, "history"] => Target::Rename(self.refund_history_key(id)),
             ["order", location, order] => Target::Rename(self.order_key(location, order)),
             ["loc", location, what] => self.location_target(location, what),
@@ -170,36 +201,37 @@ impl Store {
         Ok(members.len() as u64)
     }
 
-    /// Gives a moved refund the alias a repeat of its request looks it up by, and indexes it
-    /// as open if it is (refunds stored before the open index existed were not). Answers
-    /// whether it wrote an alias.
-    async fn alias_and_index(&self, id: &str) -> Result<bool, StoreError> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.refund_key(id))
+    /// Moves a refund's record and history, with the alias a repeat of its request looks it
+    /// up by (the id it computes now, with its payment's shard) and, if it is open, its place
+    /// in the open index. Answers whether it wrote an alias.
+    async fn move_refund(&self, key: &str, id: &str) -> Result<bool, StoreError> {
+        let doc: Option<String> = redis::cmd("HGET")
+            .arg(key)
+            .arg("doc")
             .query_async(&mut self.conn.clone())
             .await?;
-        let Some(refund) = self.parse_refund(id, fields, &[])? else {
-            return Ok(false);
-        };
-        if !refund.status.is_final() {
-            let _: i64 = redis::cmd("ZADD")
-                .arg(self.open_refunds_key(Shard::of_id(id)))
-                .arg("NX")
-                .arg(chrono::Utc::now().timestamp_millis())
-                .arg(id)
-                .query_async(&mut self.conn.clone())
-                .await?;
-        }
-        let now = kakaopay_jobs::refunds::refund_id(&refund.payment_id, &refund.idempotency_key);
-        if now == id {
-            return Ok(false);
-        }
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.refund_alias_key(&now))
+        let Some(doc) = doc else { return Ok(false) };
+        let named: serde_json::Value =
+            serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: format!("doc: {e}"),
+            })?;
+        let text = |field: &str| named[field].as_str().unwrap_or_default().to_string();
+        let now = kakaopay_jobs::refunds::refund_id(&text("payment_id"), &text("idempotency_key"));
+        let moved: i64 = MOVE_REFUND
+            .key(key)
+            .key(self.refund_key(id))
+            .key(format!("{key}:history"))
+            .key(self.refund_history_key(id))
+            .key(self.refund_alias_key(&now))
+            .key(self.open_refunds_key(Shard::of_id(id)))
             .arg(id)
-            .arg("NX")
-            .query_async(&mut self.conn.clone())
+            .arg(chrono::Utc::now().timestamp_millis())
+            .run(&self.conn)
             .await?;
-        Ok(set.is_some())
+        if moved == -1 {
+            tracing::warn!(key, "not moved: a record stands at its new name");
+        }
+        Ok(moved == 1 && now != id)
     }
 }

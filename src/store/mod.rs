@@ -134,7 +134,11 @@ impl Store {
             async move { cmd.query_async::<bool>(&mut conn).await }
         });
         let found = futures::future::try_join_all(asks).await?;
-        Ok(found.into_iter().any(|f| f))
+        let marker: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:{}", self.ns, migrations::MARKER))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(found.into_iter().any(|f| f) || marker.as_deref() == Some("running"))
     }
 
     /// Whether Redis answers (readiness).

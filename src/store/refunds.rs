@@ -368,12 +368,17 @@ impl Store {
 
     /// The refund with its history, as the API shows it.
     pub async fn refund(&self, id: &str) -> Result<Option<Refund>, StoreError> {
-        let (fields, history): (HashMap<String, String>, Vec<String>) = redis::pipe()
+        type Answer = (HashMap<String, String>, Vec<String>, Option<String>);
+        let (fields, history, alias): Answer = redis::pipe()
             .hgetall(self.refund_key(id))
             .lrange(self.refund_history_key(id), 0, -1)
+            .get(self.refund_alias_key(id))
             .query_async(&mut self.conn.clone())
             .await?;
-        self.parse_refund(id, fields, &history)
+        match alias {
+            Some(earlier) if fields.is_empty() => Box::pin(self.refund(&earlier)).await,
+            _ => self.parse_refund(id, fields, &history),
+        }
     }
 
     /// The refund without its history (left empty), read in one round trip. An id a refund of
