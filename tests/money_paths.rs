@@ -1333,6 +1333,17 @@ async fn with_its_earlier_id(namespace: &str, payment: &str, refund: &str, key: 
 
 #[tokio::test]
 async fn records_of_the_earlier_key_layout_are_moved_and_answered_as_before() {
+    earlier_layout_moved_at_start(false).await;
+}
+
+/// A process died midway through moving them (the indexes it looks for already moved, most
+/// records not): the next one to start finishes the move before it serves.
+#[tokio::test]
+async fn a_migration_cut_off_midway_is_finished_by_the_next_start() {
+    earlier_layout_moved_at_start(true).await;
+}
+
+async fn earlier_layout_moved_at_start(cut_off_midway: bool) {
     let mut app = spawn_app().await;
     app.connect_open_api("loc_1").await;
     let paid = approved(&app, "L-paid").await;
@@ -1345,6 +1356,20 @@ async fn records_of_the_earlier_key_layout_are_moved_and_answered_as_before() {
 
     back_to_the_earlier_layout(&app.namespace).await;
     let refund = with_its_earlier_id(&app.namespace, &paid, &refund_new, "legacy-key").await;
+    if cut_off_midway {
+        let ns = &app.namespace;
+        let _: () = redis::pipe()
+            .set(format!("{ns}:migration:shard-layout"), "running")
+            .del(format!("{ns}:payments:ready"))
+            .del(format!("{ns}:payments:approving"))
+            .del(format!("{ns}:refunds:open"))
+            .del(format!(
+                "{ns}:migrated:open-refunds-and-persistent-versions"
+            ))
+            .query_async(&mut redis_conn().await)
+            .await
+            .unwrap();
+    }
 
     // This release starts on them.
     let settings = settings(&AppOptions::default(), &app.sim.url, &app.namespace);
