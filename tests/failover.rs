@@ -116,19 +116,7 @@ async fn refund(app: &TestApp, payment: &str, answered: &mut Answered) {
     let body =
         json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
     let (status, r) = until_accepted(answered, || {
-        let (body, key) = (body.clone(), key.clone());
-        async move {
-            let r = app
-                .http
-                .post(format!("{}/v1/payments/{payment}/refunds", app.address))
-                .bearer_auth(CLIENT_TOKEN)
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-        }
+        app.ask_refund(payment, &key, body.clone(), CLIENT_TOKEN)
     })
     .await;
     assert_eq!(status, 202, "{r}");
@@ -406,27 +394,10 @@ async fn a_repeat_after_too_few_replicas_is_not_answered_from_what_they_may_not_
 
     let refund =
         json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
-    let ask = |app: &TestApp| {
-        let (app, refund) = (app.address.clone(), refund.clone());
-        let http = plain.http.clone();
-        let approved = approved.clone();
-        async move {
-            http.post(format!("{app}/v1/payments/{approved}/refunds"))
-                .bearer_auth(CLIENT_TOKEN)
-                .header("Idempotency-Key", "D-refund")
-                .json(&refund)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(ask(&app).await, 503);
-    assert_eq!(
-        ask(&app).await,
-        503,
-        "the repeat waits for the replicas too"
-    );
-    assert_eq!(ask(&plain).await, 202);
+    let (key, token) = ("D-refund", CLIENT_TOKEN);
+    let (first, _) = app.ask_refund(&approved, key, refund.clone(), token).await;
+    assert_eq!(first, 503);
+    let (again, _) = app.ask_refund(&approved, key, refund.clone(), token).await;
+    assert_eq!(again, 503, "the repeat waits for the replicas too");
+    assert_eq!(plain.ask_refund(&approved, key, refund, token).await.0, 202);
 }

@@ -113,29 +113,9 @@ async fn refund_of(app: &TestApp, id: &str) -> Value {
 }
 
 /// A refund request by `token`, answering the status and body as they came.
-async fn ask_refund(
-    app: &TestApp,
-    payment: &str,
-    key: &str,
-    body: Value,
-    token: &str,
-) -> (u16, Value) {
-    let r = app
-        .http
-        .post(format!("{}/v1/payments/{payment}/refunds", app.address))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn admin_refund(app: &TestApp, payment: &str, key: &str, amount: i64) -> String {
     let body = json!({"requested_by": "admin", "reason": "goodwill", "amount": amount});
-    let (status, answer) = ask_refund(app, payment, key, body, ADMIN_TOKEN).await;
+    let (status, answer) = app.ask_refund(payment, key, body, ADMIN_TOKEN).await;
     assert_eq!(status, 202, "{answer}");
     answer["refund_id"].as_str().unwrap().to_string()
 }
@@ -727,7 +707,7 @@ async fn a_refund_request_that_is_not_answered_2xx_is_never_paid() {
         .unwrap();
     let member =
         json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
-    let (status, answer) = ask_refund(&app, &id, key, member, CLIENT_TOKEN).await;
+    let (status, answer) = app.ask_refund(&id, key, member, CLIENT_TOKEN).await;
     assert!(status >= 500, "not accepted: {status} {answer}");
     let _: i64 = redis::cmd("DEL")
         .arg(&refund_key)
@@ -772,7 +752,7 @@ async fn a_refund_stored_but_not_enqueued_is_accepted_and_its_job_enqueued_by_th
         .unwrap();
     let member =
         json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
-    let (status, answer) = ask_refund(&app, &id, key, member, CLIENT_TOKEN).await;
+    let (status, answer) = app.ask_refund(&id, key, member, CLIENT_TOKEN).await;
     assert_eq!(status, 202, "the refund is stored: {answer}");
     let _: i64 = redis::cmd("DEL")
         .arg(&job_key)
@@ -1394,7 +1374,9 @@ async fn earlier_layout_moved_at_start(cut_off_midway: bool) {
     // The same refund request again is that refund, not a second one.
     let member =
         json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
-    let (status, again) = ask_refund(&app, &paid, "legacy-key", member, CLIENT_TOKEN).await;
+    let (status, again) = app
+        .ask_refund(&paid, "legacy-key", member, CLIENT_TOKEN)
+        .await;
     assert!(status == 200 || status == 202, "{status} {again}");
     assert_eq!(again["refund_id"], refund.as_str(), "{again}");
     ledgers_agree(&app, &paid).await;

@@ -38,18 +38,9 @@ async fn request(
     body: Value,
     token: &str,
 ) -> (u16, Value) {
-    let r = app
-        .http
-        .post(format!("{}/v1/payments/{payment}/refunds", app.address))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
+    let (status, answer) = app.ask_refund(payment, key, body, token).await;
     assert!(status < 500 || status == 503, "no 500");
-    (status, r.json().await.unwrap_or(Value::Null))
+    (status, answer)
 }
 
 async fn refund_done(app: &TestApp, id: &str) -> Value {

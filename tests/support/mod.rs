@@ -509,6 +509,28 @@ impl TestApp {
         }
     }
 
+    /// A refund request of `payment` under `key` with `body`, sent with `token`: the status and
+    /// the answer's body.
+    pub async fn ask_refund(
+        &self,
+        payment: &str,
+        key: &str,
+        body: Value,
+        token: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/payments/{payment}/refunds", self.address))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// A member's refund request of payment `id` under `key`; answers the refund id, queued.
     pub async fn request_refund(&self, id: &str, key: &str, canceled_at: &str) -> String {
         let r = self

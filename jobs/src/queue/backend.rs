@@ -942,29 +942,51 @@ mod claims {
             RetrySchedule::new(3, Duration::from_millis(50), Duration::from_millis(400));
     }
 
-    /// One worker read an entry and stalled past its lease before claiming it; another took
-    /// it over and runs it. The late claim must get nothing (the job would run twice at once).
-    #[tokio::test]
-    async fn a_claim_after_the_entry_was_taken_over_gets_nothing() {
+    /// A queue holding one job `id`, with a 200 ms lease.
+    async fn one_job(id: &str) -> (Topology, Connection, QueueConfig) {
         let topology = Topology::Server("redis://127.0.0.1:6379".into());
         let conn = Connection::open(&topology, Purpose::Shared, None)
             .await
             .unwrap();
         let ns = format!("test-{:016x}", rand::random::<u64>());
         Producer::new(conn.clone(), &ns)
-            .enqueue(&Probe, EnqueueOptions::with_id("taken"))
+            .enqueue(&Probe, EnqueueOptions::with_id(id))
             .await
             .unwrap();
         let mut config = QueueConfig::new(&ns, Probe::NAME, Probe::RETRY);
         config.lease = Duration::from_millis(200);
-        let slow = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config.clone());
-        let mut read = invocation(&scripts::FETCH, &slow.shared.keys);
-        read.arg(GROUP).arg("slow").arg(1).arg(200).arg(10).arg("");
+        (topology, conn, config)
+    }
+
+    /// A fetch by `consumer` without the claim that follows it: the entries it was given (and,
+    /// with a `cursor`, took over).
+    async fn fetch_unclaimed(
+        backend: &StreamBackend<Probe>,
+        consumer: &str,
+        cursor: &str,
+    ) -> Vec<String> {
+        let mut read = invocation(&scripts::FETCH, &backend.shared.keys);
+        read.arg(GROUP)
+            .arg(consumer)
+            .arg(1)
+            .arg(200)
+            .arg(10)
+            .arg(cursor);
         let (entries, _, _, _): (Vec<String>, Vec<String>, i64, String) =
-            read.run_nowait(&conn).await.unwrap();
+            read.run_nowait(&backend.shared.conn).await.unwrap();
+        entries
+    }
+
+    /// One worker read an entry and stalled past its lease before claiming it; another took
+    /// it over and runs it. The late claim must get nothing (the job would run twice at once).
+    #[tokio::test]
+    async fn a_claim_after_the_entry_was_taken_over_gets_nothing() {
+        let (topology, conn, config) = one_job("taken").await;
+        let slow = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config.clone());
+        let entries = fetch_unclaimed(&slow, "slow", "").await;
         assert_eq!(entries.len(), 2, "one entry read: {entries:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let fast = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config);
+        let fast = StreamBackend::<Probe>::new(topology.clone(), conn, config);
         let blocking = OnceCell::new();
         let taken = fetch_once(&fast.shared, &topology, &blocking, "fast")
             .await
@@ -978,35 +1000,14 @@ mod claims {
     /// at the claim, so another worker looking for lost leases right after does not take it.
     #[tokio::test]
     async fn a_late_claim_starts_the_lease_afresh() {
-        let topology = Topology::Server("redis://127.0.0.1:6379".into());
-        let conn = Connection::open(&topology, Purpose::Shared, None)
-            .await
-            .unwrap();
-        let ns = format!("test-{:016x}", rand::random::<u64>());
-        Producer::new(conn.clone(), &ns)
-            .enqueue(&Probe, EnqueueOptions::with_id("late"))
-            .await
-            .unwrap();
-        let mut config = QueueConfig::new(&ns, Probe::NAME, Probe::RETRY);
-        config.lease = Duration::from_millis(200);
+        let (topology, conn, config) = one_job("late").await;
         let slow = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config.clone());
-        let mut read = invocation(&scripts::FETCH, &slow.shared.keys);
-        read.arg(GROUP).arg("slow").arg(1).arg(200).arg(10).arg("");
-        let (entries, _, _, _): (Vec<String>, Vec<String>, i64, String) =
-            read.run_nowait(&conn).await.unwrap();
+        let entries = fetch_unclaimed(&slow, "slow", "").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let claimed = claim(&slow.shared, "slow", &entries).await.unwrap();
         assert_eq!(claimed.len(), 1, "the slow worker runs it");
-        let fast = StreamBackend::<Probe>::new(topology.clone(), conn.clone(), config);
-        let mut look = invocation(&scripts::FETCH, &fast.shared.keys);
-        look.arg(GROUP)
-            .arg("fast")
-            .arg(1)
-            .arg(200)
-            .arg(10)
-            .arg("0-0");
-        let (taken, _, _, _): (Vec<String>, Vec<String>, i64, String) =
-            look.run_nowait(&conn).await.unwrap();
+        let fast = StreamBackend::<Probe>::new(topology, conn, config);
+        let taken = fetch_unclaimed(&fast, "fast", "0-0").await;
         assert!(taken.is_empty(), "taken over at once: {taken:?}");
     }
 }
