@@ -214,11 +214,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub worker_concurrency: u32,
     /// Where outbound events are POSTed; unset sends none.
-    #[arg(long, env = "WEBHOOK_URL", value_parser = http_url)]
+    #[arg(long, env = "WEBHOOK_URL", value_parser = http_url, requires = "webhook_secret")]
     pub webhook_url: Option<Url>,
-    /// Standard Webhooks signing secret, `whsec_<base64>`.
-    #[arg(long, env = "WEBHOOK_SECRET", value_parser = webhook_secret, hide_env_values = true)]
-    pub webhook_secret: Option<Secret>,
+    /// Standard Webhooks signing secret, `whsec_<base64>` of 24 to 64 bytes; two, comma-
+    /// separated, while the receiver rotates (each delivery is signed with both).
+    #[arg(long, env = "WEBHOOK_SECRET", value_parser = webhook_secrets, hide_env_values = true)]
+    pub webhook_secret: Option<WebhookSecrets>,
     /// A job whose worker stops renewing its lease for this long runs again elsewhere.
     #[arg(long, env = "JOB_LEASE_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub job_lease_secs: u64,
@@ -361,13 +362,30 @@ fn millis(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// One or two Standard Webhooks secrets (two while the receiver rotates).
+#[derive(Debug, Clone)]
+pub struct WebhookSecrets(pub Vec<Secret>);
+
+fn webhook_secrets(s: &str) -> Result<WebhookSecrets, String> {
+    let secrets = s
+        .split(',')
+        .map(webhook_secret)
+        .collect::<Result<Vec<_>, _>>()?;
+    if secrets.len() > 2 {
+        return Err("takes one secret, or two while rotating".into());
+    }
+    Ok(WebhookSecrets(secrets))
+}
+
 fn webhook_secret(s: &str) -> Result<Secret, String> {
     let key = s
         .strip_prefix("whsec_")
         .ok_or("must look like whsec_<base64>")?;
-    match base64::engine::general_purpose::STANDARD.decode(key) {
-        Ok(bytes) if !bytes.is_empty() => Ok(Secret::new(s)),
-        _ => Err("the part after whsec_ must be non-empty base64".into()),
+    // Standard Webhooks: a key of 24 to 64 random bytes.
+    match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+        Ok(bytes) if (24..=64).contains(&bytes.len()) => Ok(Secret::new(s.trim())),
+        Ok(_) => Err("the part after whsec_ must decode to 24 to 64 bytes".into()),
+        _ => Err("the part after whsec_ must be base64".into()),
     }
 }
 
@@ -527,7 +545,7 @@ pub fn service_settings(
         webhook: workers.and_then(|w| {
             w.webhook_url.clone().map(|url| crate::workers::Webhook {
                 url,
-                secret: w.webhook_secret.clone(),
+                secrets: w.webhook_secret.clone().map(|s| s.0).unwrap_or_default(),
             })
         }),
     }

@@ -1,10 +1,33 @@
-//! TCP listeners that take a burst of new connections. tokio's `TcpListener::bind` asks for
-//! a backlog of 128, as std does: when more clients connect at once (a load balancer opening
-//! its pool, members' browsers after an outage, workers opening connections to the
-//! simulator), Linux drops the extra SYNs and each of those clients waits a one-second
-//! retransmission. The bench showed it as a 1.4 s p99 at 256 lifecycles in flight.
+//! Where connections come in: TCP listeners that take a burst of new connections, and the
+//! HTTP server on them with time limits on everything a client controls.
+//!
+//! tokio's `TcpListener::bind` asks for a backlog of 128, as std does: when more clients
+//! connect at once (a load balancer opening its pool, members' browsers after an outage,
+//! workers opening connections to the simulator), Linux drops the extra SYNs and each of
+//! those clients waits a one-second retransmission. The bench showed it as a 1.4 s p99 at
+//! 256 lifecycles in flight.
+//!
+//! `axum::serve` sets no timer, so hyper enforces no header timeout there: a client that
+//! opens a connection and never finishes its headers (slowloris) holds a task and a socket
+//! forever. [`serve`] runs hyper with a header deadline that also bounds an idle keep-alive
+//! connection (hyper starts it whenever it waits for a request head), and a deadline on the
+//! whole request body.
 
+use axum::extract::ConnectInfo;
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
+
 use tokio::net::{TcpListener, TcpSocket};
 
 /// Asked of `listen`; Linux clamps it to `net.core.somaxconn` (4096 by default).
@@ -20,6 +43,131 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+/// Time limits on what a client controls.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the moment the server waits for a request (a new connection, or an idle
+    /// keep-alive one) until its headers are in.
+    pub headers: Duration,
+    /// From the headers until the whole body is in.
+    pub body: Duration,
+    /// How long a graceful stop waits for requests under way.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            headers: Duration::from_secs(10),
+            body: Duration::from_secs(20),
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Serves `app` until `stop` resolves, then finishes the requests under way (at most
+/// `limits.drain`). Each request carries the peer's address as `ConnectInfo`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.headers);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was taken:
+                    // wait a moment rather than spin, and go on.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(|body| axum::body::Body::new(Deadline::new(body, limits.body)));
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            // A client that vanished or sent garbage: nothing to do but drop it.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still under way when the drain time ran out");
+    }
+}
+
+/// A request body that fails once its deadline passes, however slowly it trickles in.
+struct Deadline {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        Deadline {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+/// The error a body past its deadline ends with; `http::body` turns it into a 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl Body for Deadline {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -121,15 +121,15 @@ impl Application {
                     }),
                 };
                 let (stop, mut stopped) = watch::channel(false);
-                let server =
-                    axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+                let server = crate::listener::serve(
+                    listener,
+                    http::router(state),
+                    crate::listener::Limits::default(),
+                    async move {
                         let _ = stopped.wait_for(|s| *s).await;
-                    });
-                let task = tokio::spawn(async move {
-                    if let Err(e) = server.await {
-                        tracing::error!(error = %e, "HTTP server failed");
-                    }
-                });
+                    },
+                );
+                let task = tokio::spawn(server);
                 tracing::info!(address = %local, "API listening");
                 Some((stop, task))
             }
@@ -143,7 +143,10 @@ impl Application {
                     kakaopay,
                     ready_window: settings.ready_window,
                     webhook: settings.webhook.clone(),
+                    // Webhook deliveries follow no redirect: a receiver that moved says so
+                    // by configuration, not by sending signed events somewhere else.
                     http: reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
                         .timeout(Duration::from_secs(15))
                         .connect_timeout(Duration::from_secs(5))
                         .build()

@@ -604,3 +604,199 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_framework_rejection_answers_the_error_body() {
+    let app = spawn_app().await;
+    // A path parameter that is not UTF-8, on every route that takes one.
+    for path in [
+        "/v1/payments/%FF",
+        "/v1/refunds/%C3%28",
+        "/v1/locations/%FF/kakaopay",
+        "/v1/queues/%FF/jobs",
+    ] {
+        let (status, answer) = app.send(Method::GET, path, Some(ADMIN_TOKEN), None).await;
+        assert_error(status, &answer, 400, "invalid_request");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("UTF-8"),
+            "{answer}"
+        );
+    }
+    // A method a route does not take, inside and outside /v1.
+    for (method, path) in [
+        (Method::PUT, "/v1/payments"),
+        (Method::POST, "/healthz"),
+        (Method::DELETE, "/metrics"),
+    ] {
+        let (status, answer) = app.send(method, path, Some(ADMIN_TOKEN), None).await;
+        assert_error(status, &answer, 405, "method_not_allowed");
+    }
+    app.stop().await;
+}
+
+async fn post_raw(app: &TestApp, path: &str, body: &str, key: Option<&[u8]>) -> (u16, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        req = req.header(
+            "Idempotency-Key",
+            reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+        );
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_body_is_one_json_value_with_each_key_once_at_every_depth() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let body = payment_body("loc_1", "B-strict").to_string();
+    let (status, answer) = post_raw(&app, "/v1/payments", &format!("{body} {body}"), None).await;
+    assert_error(status, &answer, 400, "invalid_request");
+    assert_eq!(answer["error"]["field"], "body");
+    let (status, answer) = post_raw(&app, "/v1/payments", &format!("{body}x"), None).await;
+    assert_error(status, &answer, 400, "invalid_request");
+    let nested = body.replace(
+        r#""booking_id":"1""#,
+        r#""booking_id":"1","booking_id":"2""#,
+    );
+    assert_ne!(nested, body);
+    let (status, answer) = post_raw(&app, "/v1/payments", &nested, None).await;
+    assert_error(status, &answer, 400, "invalid_request");
+    assert_eq!(answer["error"]["field"], "metadata.booking_id");
+
+    let id = app.paid(payment_body("loc_1", "B-strict-2")).await;
+    app.wait_status(&id, "approved").await;
+    let refund =
+        r#"{"requested_by": "member", "context": {"fulfilled": false, "fulfilled": true}}"#;
+    let path = format!("/v1/payments/{id}/refunds");
+    let (status, answer) = post_raw(&app, &path, refund, Some(b"strict-1")).await;
+    assert_error(status, &answer, 400, "invalid_request");
+    assert_eq!(answer["error"]["field"], "context.fulfilled");
+    let (status, answer) = post_raw(
+        &app,
+        &path,
+        r#"{"requested_by": "member"} []"#,
+        Some(b"strict-2"),
+    )
+    .await;
+    assert_error(status, &answer, 400, "invalid_request");
+    let (_, payment) = app
+        .send(
+            Method::GET,
+            &format!("/v1/payments/{id}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(payment["refunds"], json!([]), "nothing was requested");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn small_edges_of_headers_and_messages() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    // Auth schemes are case-insensitive.
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let r = app
+            .http
+            .get(format!(
+                "{}/v1/payments/pay_000000000000000000000000",
+                app.address
+            ))
+            .header("Authorization", format!("{scheme} {CLIENT_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{scheme}");
+    }
+    // A client's request id is echoed when it is a short token, replaced otherwise.
+    for (sent, kept) in [
+        ("req-123.abc", true),
+        (&*"x".repeat(10_000), false),
+        ("two words", false),
+    ] {
+        let r = app
+            .http
+            .get(format!("{}/healthz", app.address))
+            .header("X-Request-Id", sent)
+            .send()
+            .await
+            .unwrap();
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(echoed == sent, kept, "{sent:.20}");
+        assert!(echoed.len() <= 64);
+    }
+    // A quantity out of range says what the range is.
+    let mut body = payment_body("loc_1", "B-qty");
+    body["quantity"] = json!(1u64 << 40);
+    let (status, answer) = app
+        .send(Method::POST, "/v1/payments", Some(CLIENT_TOKEN), Some(body))
+        .await;
+    assert_error(status, &answer, 400, "invalid_request");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("at least 1"), "{message}");
+    // An Idempotency-Key that is there but not text is not "missing".
+    let id = app.paid(payment_body("loc_1", "B-key")).await;
+    let path = format!("/v1/payments/{id}/refunds");
+    let (status, answer) =
+        post_raw(&app, &path, r#"{"requested_by": "member"}"#, Some(b"k\xff")).await;
+    assert_error(status, &answer, 400, "invalid_request");
+    assert_eq!(answer["error"]["field"], "Idempotency-Key");
+    assert!(
+        !answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("required"),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn head_on_a_callback_changes_nothing_and_logs_carry_no_signature() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let (_, created) = app.create_payment(payment_body("loc_1", "B-head")).await;
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    let approve = app
+        .member_presses(created["tid"].as_str().unwrap(), "approve")
+        .await;
+    let sig = approve
+        .split('/')
+        .rev()
+        .nth(1)
+        .expect("…/{sig}/approve?pg_token=…")
+        .to_string();
+    assert!(sig.len() > 20, "{approve}");
+    let r = app.http.head(&approve).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let (_, payment) = app
+        .send(
+            Method::GET,
+            &format!("/v1/payments/{id}"),
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(payment["status"], "ready", "HEAD did nothing");
+    let cancel = approve.replace("/approve", "/cancel");
+    app.follow(&cancel).await;
+    app.follow(&approve).await;
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains(&format!("/kakaopay/callback/{id}/[sig]/cancel")),
+        "the callback is logged"
+    );
+    assert!(!logs.contains(&sig), "the signature is in the logs");
+    app.stop().await;
+}

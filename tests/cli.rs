@@ -34,8 +34,22 @@ fn bin() -> Command {
     cmd
 }
 
+/// Runs to its end, or is killed after 30 s (a process that should have refused to start).
 fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -112,6 +126,36 @@ fn redis_topologies_that_contradict_each_other_are_one_line_and_exit_2() {
             for var in named {
                 assert!(stderr.contains(var), "{sub} names {var}: {stderr}");
             }
+        }
+    }
+}
+
+#[test]
+fn webhooks_need_a_secret_of_standard_length() {
+    let url = ("WEBHOOK_URL", "http://127.0.0.1:9/hooks");
+    // 16 bytes: under Standard Webhooks' 24.
+    let short = ("WEBHOOK_SECRET", "whsec_AAAAAAAAAAAAAAAAAAAAAA==");
+    let three = (
+        "WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    for (env, named) in [
+        (vec![url], "WEBHOOK_SECRET"),
+        (vec![url, short], "WEBHOOK_SECRET"),
+        (vec![url, three], "WEBHOOK_SECRET"),
+    ] {
+        for sub in ["serve", "work"] {
+            let (code, stderr) = run(bin()
+                .arg(sub)
+                .env("CALLBACK_SECRET", "s")
+                .envs(env.iter().copied()));
+            assert_eq!(code, 2, "{sub} {env:?}: {stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{sub}: {stderr}");
+            assert!(stderr.contains(named), "{sub}: {stderr}");
+            assert!(
+                !stderr.contains("MfKQ9r8G") && !stderr.contains("AAAAAAAA"),
+                "{stderr}"
+            );
         }
     }
 }

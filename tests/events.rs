@@ -104,7 +104,7 @@ async fn every_outcome_reaches_the_webhook_once_signed() {
     let app = spawn_app_with(AppOptions {
         webhook: Some(Webhook {
             url: url.parse().unwrap(),
-            secret: Some(Secret::new(WEBHOOK_SECRET)),
+            secrets: vec![Secret::new(WEBHOOK_SECRET)],
         }),
         ..Default::default()
     })
@@ -213,7 +213,7 @@ async fn undeliverable_events_end_dead_and_can_be_retried() {
     let app = spawn_app_with(AppOptions {
         webhook: Some(Webhook {
             url: url.parse().unwrap(),
-            secret: Some(Secret::new(WEBHOOK_SECRET)),
+            secrets: vec![Secret::new(WEBHOOK_SECRET)],
         }),
         ..Default::default()
     })
@@ -266,5 +266,168 @@ async fn undeliverable_events_end_dead_and_can_be_retried() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    app.stop().await;
+}
+
+/// What a scripted receiver saw: path, arrival, webhook-signature.
+type Hit = (String, Instant, String);
+
+/// A receiver at `/hooks` that answers its n-th request (from 0) as `answer` says, and
+/// counts requests to `/elsewhere`, where a redirect would lead.
+async fn scripted(answer: fn(usize) -> axum::response::Response) -> (String, Arc<Mutex<Vec<Hit>>>) {
+    let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+    let record = |path: &'static str, hits: Arc<Mutex<Vec<Hit>>>| {
+        move |headers: HeaderMap| async move {
+            let signature = headers
+                .get("webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let mut hits = hits.lock().unwrap();
+            let n = hits.iter().filter(|h| h.0 == path).count();
+            hits.push((path.to_string(), Instant::now(), signature));
+            if path == "/hooks" {
+                answer(n)
+            } else {
+                axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/hooks", post(record("/hooks", hits.clone())))
+        .route("/elsewhere", post(record("/elsewhere", hits.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+/// Starts the service with a webhook at `url` and makes one event (a payment that fails).
+async fn one_event(url: &str, secrets: &[&str]) -> TestApp {
+    let app = spawn_app_with(AppOptions {
+        webhook: Some(Webhook {
+            url: url.parse().unwrap(),
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    app.connect_open_api("loc_1").await;
+    let (_, left) = app.create_payment(payment_body("loc_1", "B-hook")).await;
+    let fail = app
+        .member_presses(left["tid"].as_str().unwrap(), "fail")
+        .await;
+    app.follow(&fail).await;
+    app
+}
+
+async fn hits_until(hits: &Arc<Mutex<Vec<Hit>>>, n: usize) -> Vec<Hit> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = hits.lock().unwrap().clone();
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} requests: {seen:?}",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn dead_job(app: &TestApp) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, jobs) = app
+            .send(
+                Method::GET,
+                "/v1/queues/deliver_event/jobs?status=dead",
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        if let Some(job) = jobs["jobs"].as_array().and_then(|j| j.first()).cloned() {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "never dead");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_410_stops_delivery_of_that_event_and_shows_it_dead() {
+    let (url, hits) =
+        scripted(|_| axum::response::IntoResponse::into_response(StatusCode::GONE)).await;
+    let app = one_event(&url, &[WEBHOOK_SECRET]).await;
+    let dead = dead_job(&app).await;
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("410"),
+        "{dead}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hits.lock().unwrap().len(), 1, "no attempt after a 410");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_are_failed_attempts_never_followed() {
+    let (url, hits) = scripted(|n| {
+        if n == 0 {
+            axum::response::IntoResponse::into_response((
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", "/elsewhere")],
+            ))
+        } else {
+            axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)
+        }
+    })
+    .await;
+    let app = one_event(&url, &[WEBHOOK_SECRET]).await;
+    let seen = hits_until(&hits, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen_after = hits.lock().unwrap().clone();
+    assert!(
+        seen_after.iter().all(|h| h.0 == "/hooks"),
+        "a redirect was followed: {seen:?}"
+    );
+    assert_eq!(seen_after.len(), 2, "one redirect, then one delivery");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (url, hits) = scripted(|n| {
+        if n == 0 {
+            axum::response::IntoResponse::into_response((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "2")],
+            ))
+        } else {
+            axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)
+        }
+    })
+    .await;
+    let app = one_event(&url, &[WEBHOOK_SECRET]).await;
+    let seen = hits_until(&hits, 2).await;
+    let gap = seen[1].1 - seen[0].1;
+    // The tests' retry schedule is milliseconds; only the receiver's word explains 2 s.
+    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn during_a_rotation_each_delivery_is_signed_with_both_secrets() {
+    const NEXT: &str = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=";
+    let (url, hits) =
+        scripted(|_| axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)).await;
+    let app = one_event(&url, &[WEBHOOK_SECRET, NEXT]).await;
+    let seen = hits_until(&hits, 1).await;
+    let signatures: Vec<&str> = seen[0].2.split(' ').collect();
+    assert_eq!(signatures.len(), 2, "{signatures:?}");
+    assert_ne!(signatures[0], signatures[1]);
+    assert!(signatures.iter().all(|s| s.starts_with("v1,")));
     app.stop().await;
 }

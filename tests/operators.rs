@@ -541,17 +541,20 @@ async fn the_board_shows_queues_and_retries_dead_jobs_for_operators_only() {
     let job = dead_job(&app).await;
     let board = format!("{}/board", app.address);
 
-    // Nobody, a client, a wrong token: the login form, not the board.
+    // Nobody, a client, a wrong token: sent to the login form, not shown the board.
     for token in [None, Some(CLIENT_TOKEN)] {
         let mut req = app.http.get(&board);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let r = req.send().await.unwrap();
-        assert_eq!(r.status(), 401);
-        let html = r.text().await.unwrap();
-        assert!(html.contains("id=\"token\"") && !html.contains("id=\"queues\""));
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/board/login");
     }
+    let r = app.http.get(format!("{board}/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"token\"") && !html.contains("id=\"queues\""));
     let r = app
         .http
         .post(format!("{board}/login"))
@@ -566,7 +569,8 @@ async fn the_board_shows_queues_and_retries_dead_jobs_for_operators_only() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401, "no retry without an operator");
+    assert_eq!(r.status(), 303, "no retry without an operator");
+    assert_eq!(r.headers()["location"], "/board/login");
 
     // An operator logs in: a session cookie, never the token itself.
     let r = app
@@ -625,6 +629,257 @@ async fn the_board_shows_queues_and_retries_dead_jobs_for_operators_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "a bearer token works too");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_csv_report_cannot_run_formulas_in_a_spreadsheet() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let mut body = payment_body("loc_1", "=HYPERLINK(\"http://evil.example\",\"x\")");
+    body["item_name"] = json!("@SUM(1+1)");
+    let (status, _) = app.create_payment(body).await;
+    assert_eq!(status, 201);
+    let report = format!("{}/v1/transactions?location_id=loc_1", app.address);
+    let csv_text = app
+        .http
+        .get(&report)
+        .bearer_auth(CLIENT_TOKEN)
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let record = reader.records().next().unwrap().unwrap();
+    assert_eq!(&record[0], "'=HYPERLINK(\"http://evil.example\",\"x\")");
+    assert!(record[2].starts_with("'@SUM(1+1)"), "{:?}", &record[2]);
+    assert_eq!(&record[4], "22000", "numbers stay numbers");
+    let (_, rows) = app
+        .send(
+            Method::GET,
+            "/v1/transactions?location_id=loc_1",
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        rows[0]["id"], "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "JSON as given"
+    );
+    app.stop().await;
+}
+
+/// Logs in as an operator, answering the `Cookie` header value of the new session.
+async fn board_session(app: &TestApp) -> (String, String) {
+    let r = app
+        .http
+        .post(format!("{}/board/login", app.address))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    (cookie.split(';').next().unwrap().to_string(), cookie)
+}
+
+async fn board_status(app: &TestApp, session: &str) -> u16 {
+    app.http
+        .get(format!("{}/board", app.address))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn board_sessions_are_fresh_expiring_and_end_at_logout() {
+    let app = spawn_app().await;
+    let (first, set_cookie) = board_session(&app).await;
+    let (second, _) = board_session(&app).await;
+    assert_ne!(first, second, "a new session at every login");
+    assert!(set_cookie.contains("Max-Age=28800"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "plain http: {set_cookie}");
+    assert_eq!(board_status(&app, &first).await, 200);
+    assert_eq!(board_status(&app, &second).await, 200);
+    let mut conn = app.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}:board}}:session:*", app.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let value = first.split_once('=').unwrap().1;
+    assert!(
+        keys.iter().all(|k| !k.contains(value)),
+        "Redis holds no cookie"
+    );
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((28_000..=28_800).contains(&ttl), "{key} expires: {ttl}");
+    }
+
+    let r = app
+        .http
+        .post(format!("{}/board/logout", app.address))
+        .header("Cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(board_status(&app, &first).await, 303, "ended at once");
+    assert_eq!(
+        board_status(&app, &second).await,
+        200,
+        "the other session lives on"
+    );
+    // A cookie nobody issued opens nothing.
+    assert_eq!(board_status(&app, "kp_board=forged").await, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn board_cookies_are_secure_under_https() {
+    let app = spawn_app_tuned(AppOptions::default(), |s| {
+        s.http.as_mut().unwrap().public_url = Some("https://pay.example.com".parse().unwrap());
+    })
+    .await;
+    let (_, set_cookie) = board_session(&app).await;
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn board_actions_from_another_origin_are_refused() {
+    let app = spawn_app().await;
+    let (session, _) = board_session(&app).await;
+    let logout = format!("{}/board/logout", app.address);
+    let post = |headers: &'static [(&'static str, &'static str)]| {
+        let mut req = app.http.post(&logout).header("Cookie", &session);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for headers in [
+        &[("Origin", "http://evil.example")][..],
+        &[("Origin", "null")],
+        &[("Sec-Fetch-Site", "cross-site")],
+        // Another port or a sibling subdomain: same site, another origin.
+        &[
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "http://127.0.0.1:1"),
+        ],
+    ] {
+        let r = post(headers).await.unwrap();
+        assert_eq!(r.status(), 403, "{headers:?}");
+        assert_eq!(
+            board_status(&app, &session).await,
+            200,
+            "{headers:?} did nothing"
+        );
+    }
+    // Login is a board action too: no logging a victim into an attacker's session.
+    let r = app
+        .http
+        .post(format!("{}/board/login", app.address))
+        .header("Origin", "http://evil.example")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Our own page's form, as a browser sends it.
+    let r = app
+        .http
+        .post(&logout)
+        .header("Cookie", &session)
+        .header("Origin", &app.address)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(board_status(&app, &session).await, 303, "logged out");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_board_tokens_are_slowed_then_refused() {
+    let app = spawn_app().await;
+    let login = format!("{}/board/login", app.address);
+    let started = std::time::Instant::now();
+    let wrong = (0..10).map(|i| {
+        app.http
+            .post(&login)
+            .form(&[("token", format!("guess-{i}"))])
+            .send()
+    });
+    for r in futures::future::join_all(wrong).await {
+        assert_eq!(r.unwrap().status(), 401);
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "each wrong token costs a second"
+    );
+    // Ten wrong in the window: not even the right token is checked now.
+    let r = app
+        .http
+        .post(&login)
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(!r.headers().contains_key("set-cookie"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn board_and_callback_pages_tell_the_browser_to_keep_them_apart() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let mut body = payment_body("loc_1", "B-page");
+    body.as_object_mut().unwrap().remove("return_url");
+    let (_, created) = app.create_payment(body).await;
+    let cancel = app
+        .member_presses(created["tid"].as_str().unwrap(), "cancel")
+        .await;
+    let callback_page = app.follow(&cancel).await;
+    let login_page = app
+        .http
+        .get(format!("{}/board/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    for r in [callback_page, login_page] {
+        let h = r.headers();
+        assert_eq!(
+            h["content-type"].to_str().unwrap().split(';').next(),
+            Some("text/html")
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+    }
     app.stop().await;
 }
 

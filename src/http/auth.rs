@@ -16,6 +16,15 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer …` header. The scheme is case-insensitive
+/// (RFC 7235: `BEARER`, `bearer` and `Bearer` are one scheme).
+pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn role(state: &AppState, parts: &Parts) -> Result<Role, ApiError> {
     let unauthorized = || {
         ApiError::new(
@@ -24,17 +33,7 @@ fn role(state: &AppState, parts: &Parts) -> Result<Role, ApiError> {
             "a valid bearer token is required",
         )
     };
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(unauthorized)?;
+    let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
     // Check every token, not stopping at a match, so timing says nothing about which.
     let admin = state.config.admin_tokens.iter().fold(false, |hit, t| {
         hit | same(t.expose().as_bytes(), token.as_bytes())
@@ -46,6 +45,38 @@ fn role(state: &AppState, parts: &Parts) -> Result<Role, ApiError> {
         (true, _) => Ok(Role::Admin),
         (false, true) => Ok(Role::Client),
         _ => Err(unauthorized()),
+    }
+}
+
+/// The operator an admin token belongs to (`admin` until tokens carry names).
+pub(super) fn operator_named(state: &AppState, token: &str) -> Option<String> {
+    let hit = state.config.admin_tokens.iter().fold(false, |hit, t| {
+        hit | same(t.expose().as_bytes(), token.as_bytes())
+    });
+    hit.then(|| "admin".to_string())
+}
+
+/// The client's address as the listener saw it (`-` when the server did not record it).
+pub struct Peer(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Peer(peer))
     }
 }
 
@@ -80,6 +111,19 @@ impl FromRequestParts<AppState> for Admin {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in ["Bearer t0k", "BEARER t0k", "bearer  t0k ", "bEaReR t0k"] {
+            headers.insert(super::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(super::bearer(&headers), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer   ", "Bearert0k"] {
+            headers.insert(super::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(super::bearer(&headers), None, "{value}");
+        }
+    }
+
     #[test]
     fn same_compares_whole_values() {
         assert!(super::same(b"abc", b"abc"));

@@ -3,39 +3,30 @@
 //! latest payments and refunds of a location.
 //!
 //! A browser cannot send a bearer token by itself, so `/board/login` takes the token once and
-//! sets an HttpOnly, SameSite=Strict cookie holding an HMAC of it (never the token itself);
-//! a bearer header works too.
+//! opens a session in Redis (`store::sessions`): the HttpOnly, SameSite=Strict cookie holds a
+//! random token that expires, and `/board/logout` revokes it; a bearer header works too.
+//! Every POST is refused unless it comes from our own origin ([`same_origin_posts`]).
 
 use super::error::ApiError;
 use super::AppState;
 use axum::extract::{Form, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use kakaopay_jobs::queue::inspect::{self, Status};
 use kakaopay_jobs::QUEUES;
 use serde::Deserialize;
-use sha2::Sha256;
 use std::collections::HashMap;
+use std::time::Duration;
 
 const COOKIE: &str = "kp_board";
+/// A session lasts a working day; a logout ends it at once.
+const SESSION: Duration = Duration::from_secs(8 * 3600);
+/// Wrong tokens allowed from one address per window before the form stops checking.
+const LOGIN_TRIES: u64 = 10;
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-fn session_for(state: &AppState, token: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(state.config.callback_secret.expose().as_bytes())
-        .expect("any key length");
-    mac.update(b"board-session\n");
-    mac.update(token.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-/// Whether the request carries an operator's token, as a bearer header or a board session.
-fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = headers
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -43,15 +34,66 @@ fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
         .find_map(|c| {
             c.trim()
                 .strip_prefix(&format!("{COOKIE}="))
+                .filter(|v| !v.is_empty())
                 .map(str::to_string)
-        });
-    let same = super::auth::same;
-    state.config.admin_tokens.iter().any(|t| {
-        bearer.is_some_and(|b| same(b.as_bytes(), t.expose().as_bytes()))
-            || cookie
-                .as_deref()
-                .is_some_and(|c| same(c.as_bytes(), session_for(state, t.expose()).as_bytes()))
-    })
+        })
+}
+
+/// The operator asking, by an admin bearer token or a live board session.
+async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(token) = super::auth::bearer(headers) {
+        if let Some(name) = super::auth::operator_named(state, token) {
+            return Ok(Some(name));
+        }
+    }
+    match session_cookie(headers) {
+        Some(token) => Ok(state.store.session(&token).await?),
+        None => Ok(None),
+    }
+}
+
+fn to_login() -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/board/login")]).into_response()
+}
+
+/// Refuses a board POST that a page of another origin made: a browser says where a request
+/// comes from in `Sec-Fetch-Site`, or at least in `Origin`; a request with neither is no
+/// browser's cross-site form (curl, a script holding a bearer token). `SameSite=Strict`
+/// alone would let a page on another port or a sibling subdomain act with the cookie.
+pub async fn same_origin_posts(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST
+        && req.uri().path().starts_with("/board")
+        && !same_origin(req.headers(), &state.config.public_url)
+    {
+        tracing::warn!(path = %req.uri().path(), "refused a board action from another origin");
+        return page(
+            StatusCode::FORBIDDEN,
+            "<p id=\"refused\">Refused: this form was sent from another site.</p>",
+        );
+    }
+    next.run(req).await
+}
+
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    let Some(origin) = value("origin") else {
+        return true;
+    };
+    let ours = url::Url::parse(public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let host = value("host").unwrap_or("");
+    origin == ours
+        || origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| !host.is_empty() && authority == host)
 }
 
 fn escape(s: &str) -> String {
@@ -72,9 +114,9 @@ fn page(status: StatusCode, body: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-fn login_page(message: &str) -> Response {
+fn login_page(status: StatusCode, message: &str) -> Response {
     page(
-        StatusCode::UNAUTHORIZED,
+        status,
         &format!(
             "<p>{}</p><form method=\"post\" action=\"/board/login\"><label>Operator token \
              <input type=\"password\" name=\"token\" id=\"token\"></label> <button id=\"login\" type=\"submit\">Open the board</button></form>",
@@ -83,33 +125,81 @@ fn login_page(message: &str) -> Response {
     )
 }
 
+pub async fn login_form() -> Response {
+    login_page(StatusCode::OK, "Operators only.")
+}
+
 #[derive(Deserialize)]
 pub struct Login {
     token: String,
 }
 
-pub async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
-    let token = form.token.trim();
-    if !state
-        .config
-        .admin_tokens
-        .iter()
-        .any(|t| super::auth::same(t.expose().as_bytes(), token.as_bytes()))
-    {
-        return login_page("That is not an operator token.");
+pub async fn login(
+    State(state): State<AppState>,
+    peer: super::auth::Peer,
+    Form(form): Form<Login>,
+) -> Result<Response, ApiError> {
+    let client = peer.to_string();
+    if state.store.login_failures(&client).await? >= LOGIN_TRIES {
+        tracing::warn!(client = %client, "board login refused: too many wrong tokens");
+        let mut response = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong tokens from this address; try again later.",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            LOGIN_WINDOW.as_secs().to_string().parse().expect("digits"),
+        );
+        return Ok(response);
     }
+    let Some(operator) = super::auth::operator_named(&state, form.token.trim()) else {
+        let n = state.store.login_failed(&client, LOGIN_WINDOW).await?;
+        tracing::warn!(client = %client, failures = n, "board login with a wrong token");
+        // Each wrong guess costs the guesser a second, on top of the window's limit.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return Ok(login_page(
+            StatusCode::UNAUTHORIZED,
+            "That is not an operator token.",
+        ));
+    };
+    let token = state.store.open_session(&operator, SESSION).await?;
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{COOKIE}={}; Path=/board; HttpOnly; SameSite=Strict",
-        session_for(&state, token)
+        "{COOKIE}={token}; Path=/board; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION.as_secs()
     );
-    (
+    tracing::info!(operator = %operator, "board session opened");
+    Ok((
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, "/board".to_string()),
             (header::SET_COOKIE, cookie),
         ],
     )
-        .into_response()
+        .into_response())
+}
+
+/// Ends the session at once: its record is deleted, so a copy of the cookie is worthless.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = session_cookie(&headers) {
+        state.store.close_session(&token).await?;
+    }
+    let clear = format!("{COOKIE}=; Path=/board; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/board/login".to_string()),
+            (header::SET_COOKIE, clear),
+        ],
+    )
+        .into_response())
 }
 
 pub async fn show(
@@ -117,8 +207,8 @@ pub async fn show(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    if !is_admin(&state, &headers) {
-        return Ok(login_page("Operators only."));
+    if operator(&state, &headers).await?.is_none() {
+        return Ok(to_login());
     }
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
@@ -135,6 +225,9 @@ pub async fn show(
         };
         body.push_str(&format!("<p id=\"flash\">Job {} {said}.</p>", escape(job)));
     }
+    body.push_str(
+        "<form method=\"post\" action=\"/board/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form>",
+    );
     body.push_str(
         "<h2>Queues</h2><table id=\"queues\"><tr><th>queue</th><th>pending</th><th>running</th>\
         <th>scheduled</th><th>done</th><th>failed</th><th>dead</th></tr>",
@@ -209,9 +302,9 @@ pub async fn retry(
     headers: HeaderMap,
     Path((queue, job)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if !is_admin(&state, &headers) {
-        return Ok(login_page("Operators only."));
-    }
+    let Some(operator) = operator(&state, &headers).await? else {
+        return Ok(to_login());
+    };
     let Some(queue) = QUEUES.iter().copied().find(|q| *q == queue) else {
         return Err(ApiError::not_found("queue"));
     };
@@ -222,7 +315,7 @@ pub async fn retry(
         &job,
     )
     .await?;
-    tracing::info!(queue, job = %job, ?outcome, "operator retried a job from the board");
+    tracing::info!(queue, job = %job, ?outcome, operator = %operator, "operator retried a job from the board");
     let outcome = serde_json::to_value(outcome)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

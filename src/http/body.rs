@@ -29,7 +29,7 @@ fn field_of(message: &str, path: &str) -> String {
             format!("{path}.{name}")
         }
     };
-    if let Some(name) = named("missing field `") {
+    if let Some(name) = named("missing field `").or_else(|| named("duplicate field `")) {
         return joined(name);
     }
     if let Some(name) = named("unknown field `") {
@@ -44,22 +44,107 @@ fn field_of(message: &str, path: &str) -> String {
     }
 }
 
-/// Parses JSON into `T`, naming the field at fault.
+/// Parses JSON into `T`, naming the field at fault. The body must be one JSON value with no
+/// key twice in any object: serde_json keeps the last of two equal keys without a word, and
+/// inside `context` that would decide a refund by whichever copy a reader happens to keep.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    whole::<Unique>(bytes)?;
+    whole(bytes)
+}
+
+/// One JSON value and nothing after it but whitespace.
+fn whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        let field = field_of(&message, &path);
-        // serde's messages carry line and column noise; keep the sentence.
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string();
-        ApiError::invalid(field, message)
-    })
+        invalid(e.into_inner(), &path)
+    })?;
+    de.end().map_err(|e| invalid(e, ""))?;
+    Ok(value)
+}
+
+fn invalid(e: serde_json::Error, path: &str) -> ApiError {
+    let message = e.to_string();
+    let field = field_of(&message, path);
+    // serde's messages carry line and column noise; keep the sentence.
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    let message = if message == "trailing characters" {
+        "the body must be one JSON value, with nothing after it".to_string()
+    } else {
+        message
+    };
+    ApiError::invalid(field, message)
+}
+
+/// Any JSON value whose objects, at every depth, name each key once.
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                // The wording of serde's derive, so `field_of` names the key.
+                return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+}
+
+/// Whether reading the body failed on the server's body deadline.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<crate::listener::BodyTimedOut>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -80,7 +165,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if timed_out(&e) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the body did not arrive in time",
+                )
+            } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
@@ -131,5 +222,33 @@ mod tests {
         let e = parse::<Body>(b"{").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body"));
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn one_value_and_nothing_after_it() {
+        let e = parse::<Body>(br#"{"name":"a"} {"name":"b"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+        assert!(e.message.contains("nothing after it"), "{}", e.message);
+        let e = parse::<serde_json::Value>(br#"{"name":"a"}x"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(parse::<Body>(b" {\"name\":\"a\"} \n").is_ok());
+    }
+
+    #[test]
+    fn no_key_twice_at_any_depth() {
+        let e = parse::<Body>(br#"{"name":"a","name":"b"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"));
+        let e = parse::<serde_json::Value>(br#"{"context":{"fulfilled":false,"fulfilled":true}}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("context.fulfilled"),
+            "{}",
+            e.message
+        );
+        let e = parse::<serde_json::Value>(br#"{"a":[{"b":{"c":1,"c":2}}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("a[0].b.c"), "{}", e.message);
+        // Equal keys in sibling objects are fine.
+        assert!(parse::<serde_json::Value>(br#"{"a":{"k":1},"b":{"k":2}}"#).is_ok());
     }
 }

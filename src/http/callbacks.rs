@@ -85,6 +85,33 @@ fn back(return_url: Option<&str>, payment_id: &str, status: PaymentStatus) -> Re
     .into_response()
 }
 
+const PREFIX: &str = "/kakaopay/callback/";
+
+/// A path as it may be logged: a callback's signature is a capability (it cancels or fails a
+/// ready payment), so it is replaced; the payment id stays for whoever follows a payment.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return path.into();
+    };
+    let mut parts = rest.splitn(3, '/');
+    let payment = parts.next().unwrap_or("");
+    match (parts.next(), parts.next()) {
+        (None, _) => path.into(),
+        (Some(_), None) => format!("{PREFIX}{payment}/[sig]").into(),
+        (Some(_), Some(action)) => format!("{PREFIX}{payment}/[sig]/{action}").into(),
+    }
+}
+
+/// HEAD answers like GET but must not act: link checkers and mail scanners send it, and a
+/// callback changes a payment.
+pub async fn head() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "GET")],
+    )
+        .into_response()
+}
+
 #[utoipa::path(get, path = "/kakaopay/callback/{payment_id}/{sig}/{action}", tag = "callbacks",
     params(("payment_id" = String, Path), ("sig" = String, Path, description = "HMAC of the payment id under CALLBACK_SECRET"),
         ("action" = String, Path, description = "approve, cancel or fail"), ("pg_token" = Option<String>, Query, description = "Required for approve")),
@@ -205,5 +232,19 @@ mod tests {
         assert!(!verify("other", "pay_1", &sig));
         assert!(!verify("s3cret", "pay_1", "not-base64!"));
         assert!(!verify("s3cret", "pay_1", &sig[..sig.len() - 1]));
+    }
+
+    #[test]
+    fn logged_paths_carry_no_signature() {
+        let sig = sign("s3cret", "pay_1");
+        let path = format!("/kakaopay/callback/pay_1/{sig}/approve");
+        assert_eq!(
+            loggable_path(&path),
+            "/kakaopay/callback/pay_1/[sig]/approve"
+        );
+        let path = format!("/kakaopay/callback/pay_1/{sig}/approve/more");
+        assert!(!loggable_path(&path).contains(&sig));
+        assert!(!loggable_path(&format!("/kakaopay/callback/pay_1/{sig}")).contains(&sig));
+        assert_eq!(loggable_path("/v1/payments/pay_1"), "/v1/payments/pay_1");
     }
 }

@@ -110,3 +110,67 @@ impl From<KakaoPayError> for ApiError {
         }
     }
 }
+
+/// The contract's error body for the responses the framework writes itself (a path that is
+/// not UTF-8, a method a route does not take, a rejected extractor): those come as
+/// text/plain, and a client of API.md must be able to read every error the same way. HTML
+/// pages (the board, the callback pages) and our own JSON pass unchanged.
+pub async fn framework_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    // The framework's sentence, bounded: it is all the client has to go on.
+    let said = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty());
+    framework_error(status, said).into_response()
+}
+
+fn framework_error(status: StatusCode, said: Option<String>) -> ApiError {
+    let message = said.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string()
+    });
+    let code = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            // axum names the parameter at fault in backticks ("Invalid UTF-8 in `payment_id`").
+            let named = message.split('`').nth(1).filter(|n| !n.is_empty());
+            let field = match named {
+                Some(name) => name.to_string(),
+                None if message.contains("query string") => "query".to_string(),
+                None => "path".to_string(),
+            };
+            return ApiError::invalid(field, message);
+        }
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "unavailable",
+        _ => "invalid_request",
+    };
+    // No 500s reach a client (API.md): whatever failed had no effect.
+    let status = if status.is_server_error() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        status
+    };
+    ApiError::new(status, code, message)
+}

@@ -79,15 +79,25 @@ pub fn router(state: AppState) -> Router {
         });
     Router::new()
         .merge(v1)
-        .route("/kakaopay/callback/{payment_id}/{sig}/{action}", get(callbacks::callback))
+        .route(
+            "/kakaopay/callback/{payment_id}/{sig}/{action}",
+            get(callbacks::callback).head(callbacks::head),
+        )
         .route("/board", get(board::show))
-        .route("/board/login", post(board::login))
+        .route("/board/login", get(board::login_form).post(board::login))
+        .route("/board/logout", post(board::logout))
         .route("/board/retry/{queue}/{job}", post(board::retry))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(|| async { Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi()) }))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(axum::middleware::from_fn(error::framework_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            board::same_origin_posts,
+        ))
+        .layer(axum::middleware::from_fn(page_headers))
         .layer(axum::middleware::from_fn({
             let namespace = state.store.namespace().to_string();
             move |req, next| crate::metrics::track_http(namespace.clone(), req, next)
@@ -101,12 +111,71 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-")
                     .to_string();
-                // The path only: query strings carry pg_tokens.
-                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                // The path only (query strings carry pg_tokens), and without a callback's
+                // signature: whoever reads logs must not be able to cancel a payment.
+                let path = callbacks::loggable_path(req.uri().path());
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path)
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unfit_request_id))
         .with_state(state)
+}
+
+/// What a browser needs told about our pages (the board, the callback pages): no framing
+/// (clickjacking), nothing loaded or posted anywhere but here, no URL in a Referer (a
+/// callback's URL holds a capability). On every response, sniffing off.
+async fn page_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut response = next.run(req).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'self'; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    response
+}
+
+/// A client's `X-Request-Id` is kept when it is a short token; anything else (long, or with
+/// characters a log reader would trip on) is replaced by our own, since it is echoed back
+/// and written into every log line of the request.
+async fn drop_unfit_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let fit = |v: &axum::http::HeaderValue| {
+        let v = v.as_bytes();
+        (1..=64).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let headers = req.headers_mut();
+    let all: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    if all.len() != 1 || !fit(all[0]) {
+        headers.remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]

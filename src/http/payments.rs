@@ -73,7 +73,9 @@ impl CreatePayment {
         let quantity = u32::try_from(self.quantity)
             .ok()
             .filter(|q| (1..=MAX_AMOUNT as u32).contains(q))
-            .ok_or_else(|| ApiError::invalid("quantity", "quantity must be at least 1"))?;
+            .ok_or_else(|| {
+                ApiError::invalid("quantity", format!("quantity must be 1 to {MAX_AMOUNT}"))
+            })?;
         if !(1..=MAX_AMOUNT).contains(&self.total_amount) {
             return Err(ApiError::invalid(
                 "total_amount",

@@ -84,6 +84,36 @@ fn same_or_conflict(existing: &Refund, request: &RefundRequest) -> Result<Respon
     }
 }
 
+/// "an approving", "a ready": statuses are English words in our messages.
+fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
+}
+
+/// The `Idempotency-Key` header, required; one that is there but not text is said to be so,
+/// not to be missing (`kakaopay_jobs::refunds::validate` checks the rest).
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    const FIELD: &str = "Idempotency-Key";
+    let raw = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::invalid(FIELD, "the Idempotency-Key header is required"))?;
+    let key = raw
+        .to_str()
+        .map_err(|_| ApiError::invalid(FIELD, "the Idempotency-Key header must be visible ASCII"))?
+        .trim();
+    if key.is_empty() {
+        return Err(ApiError::invalid(
+            FIELD,
+            "the Idempotency-Key header is empty",
+        ));
+    }
+    Ok(key.to_string())
+}
+
 #[utoipa::path(post, path = "/v1/payments/{payment_id}/refunds", tag = "refunds", request_body = RefundBody,
     params(("payment_id" = String, Path), ("Idempotency-Key" = String, Header, description = "Required; the same key and body answer the same refund")),
     responses((status = 202, description = "Refund queued: refund_id, status"), (status = 400, description = "Invalid field or no Idempotency-Key"),
@@ -98,15 +128,7 @@ pub async fn create(
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, ApiError> {
     let payment_id = checked_payment_id(&payment_id)?.to_string();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid("Idempotency-Key", "the Idempotency-Key header is required")
-        })?
-        .to_string();
+    let key = idempotency_key(&headers)?;
     if body.amount.is_some() && role != Role::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -154,8 +176,8 @@ pub async fn create(
         PaymentStatus::Approved | PaymentStatus::PartiallyRefunded
     ) {
         return Err(not_refundable(format!(
-            "a {} payment cannot be refunded",
-            payment.status
+            "{} payment cannot be refunded",
+            with_article(&payment.status.to_string())
         )));
     }
     let approved = payment
@@ -239,4 +261,15 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok(Json(view(&refund)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statuses_take_their_article() {
+        assert_eq!(super::with_article("approving"), "an approving");
+        assert_eq!(super::with_article("expired"), "an expired");
+        assert_eq!(super::with_article("ready"), "a ready");
+        assert_eq!(super::with_article("canceled"), "a canceled");
+    }
 }

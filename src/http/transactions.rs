@@ -27,6 +27,17 @@ pub struct Row {
     pub aid: String,
 }
 
+/// A text cell a spreadsheet will not run: one that starts like a formula (`=`, `+`, `-`,
+/// `@`, tab, CR; OWASP's "CSV Injection") gets a leading `'`. Order ids and item names come
+/// from the booking system and its members, and operators open this report in Excel.
+fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 fn instant(field: &str, raw: Option<&String>) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
     raw.map(|v| {
         DateTime::parse_from_rfc3339(v).map_err(|_| {
@@ -133,14 +144,14 @@ pub async fn report(
     .map_err(|e| ApiError::internal(e.to_string()))?;
     for r in &rows {
         out.write_record([
-            &r.id,
+            &*inert(&r.id),
             &r.time,
-            &r.description,
+            &*inert(&r.description),
             r.kind,
             &r.amount.to_string(),
             &r.status,
-            &r.tid,
-            &r.aid,
+            &*inert(&r.tid),
+            &*inert(&r.aid),
         ])
         .map_err(|e| ApiError::internal(e.to_string()))?;
     }
@@ -153,4 +164,27 @@ pub async fn report(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn cells_that_start_a_formula_are_made_text() {
+        for cell in [
+            "=1+1",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "=HYPERLINK(\"http://x\")",
+        ] {
+            assert_eq!(inert(cell), format!("'{cell}"));
+        }
+        for cell in ["B-2026-0001", "Meeting room A (bookings)", "", "1=1"] {
+            assert_eq!(inert(cell), cell);
+        }
+    }
 }

@@ -162,6 +162,17 @@ impl Store {
     pub(super) fn event_key(&self, id: &str) -> String {
         format!("{}:event:{id}", self.ns)
     }
+
+    /// A board session, by the SHA-256 of its token.
+    pub(super) fn session_key(&self, token: &str) -> String {
+        let digest = sha2::Sha256::digest(token.as_bytes());
+        format!("{{{}:board}}:session:{}", self.ns, hex::encode(digest))
+    }
+
+    /// Wrong login tokens from one client address in the current window.
+    pub(super) fn login_failures_key(&self, client: &str) -> String {
+        format!("{{{}:board}}:login-failures:{client}", self.ns)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod keys;
 mod migrations;
 mod payments;
 mod refunds;
+mod sessions;
 
 pub use keys::{payment_id_for, Shard, SHARDS};
 pub use migrations::Moved;

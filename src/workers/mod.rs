@@ -24,7 +24,10 @@ use tokio::task::JoinHandle;
 pub(crate) fn outcome<T>(result: &Result<T, kakaopay_jobs::queue::JobError>) -> &'static str {
     match result {
         Ok(_) => "done",
-        Err(kakaopay_jobs::queue::JobError::Retry(_)) => "retry",
+        Err(
+            kakaopay_jobs::queue::JobError::Retry(_)
+            | kakaopay_jobs::queue::JobError::RetryAfter(..),
+        ) => "retry",
         Err(kakaopay_jobs::queue::JobError::Permanent(_)) => "permanent",
     }
 }
@@ -46,7 +49,8 @@ pub struct Deps {
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub url: url::Url,
-    pub secret: Option<crate::secret::Secret>,
+    /// One secret, or two while the receiver rotates: every delivery is signed with each.
+    pub secrets: Vec<crate::secret::Secret>,
 }
 
 #[derive(Debug, Clone, Copy)]

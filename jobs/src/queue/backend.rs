@@ -664,9 +664,16 @@ pub fn classify<R>(
             ),
         };
     }
-    let delay = match err.downcast_ref::<RetryAfterError>() {
-        Some(r) => r.get_duration(),
-        None => retry.delay(delivery.attempt),
+    let delay = match (
+        err.downcast_ref::<RetryAfterError>(),
+        err.downcast_ref::<JobError>(),
+    ) {
+        (Some(r), _) => r.get_duration(),
+        // A peer's wish, within reason: never sooner than our schedule, never over a day.
+        (_, Some(JobError::RetryAfter(_, after))) => (*after)
+            .max(retry.delay(delivery.attempt))
+            .min(Duration::from_secs(24 * 3600)),
+        _ => retry.delay(delivery.attempt),
     };
     Outcome::Retry { delay, error }
 }

@@ -7,6 +7,8 @@ pub enum JobError {
     Retry(String),
     /// No attempt will ever succeed: the job is dead at once, with this as its last error.
     Permanent(String),
+    /// Worth another attempt, not before this long (a peer's `Retry-After`).
+    RetryAfter(String, std::time::Duration),
 }
 
 impl JobError {
@@ -24,6 +26,7 @@ impl fmt::Display for JobError {
         match self {
             JobError::Retry(m) => write!(f, "{m}"),
             JobError::Permanent(m) => write!(f, "permanent: {m}"),
+            JobError::RetryAfter(m, after) => write!(f, "{m} (retry after {}s)", after.as_secs()),
         }
     }
 }
