@@ -18,8 +18,8 @@ use axum::Router;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,15 +75,13 @@ pub async fn serve(
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: hyper-util's auto-detection first reads the HTTP/2 preface with no timer
+    // (a client that connects and sends nothing would be held forever), and cleartext
+    // HTTP/2 has no header deadline at all. TLS and HTTP/2 end at the proxy in front.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.headers);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -91,10 +89,12 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors, or a connection reset before it was taken:
-                    // wait a moment rather than spin, and go on.
-                    tracing::warn!(error = %e, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors or memory: wait a moment rather than spin. A
+                    // connection reset before it was taken is that client's problem only.
+                    if is_resource_error(&e) {
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
@@ -107,8 +107,8 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req)
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // A client that vanished or sent garbage: nothing to do but drop it.
             let _ = conn.await;
@@ -121,6 +121,11 @@ pub async fn serve(
     {
         tracing::warn!("requests still under way when the drain time ran out");
     }
+}
+
+fn is_resource_error(e: &std::io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
 /// A request body that fails once its deadline passes, however slowly it trickles in.

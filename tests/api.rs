@@ -631,8 +631,22 @@ async fn every_framework_rejection_answers_the_error_body() {
         (Method::POST, "/healthz"),
         (Method::DELETE, "/metrics"),
     ] {
-        let (status, answer) = app.send(method, path, Some(ADMIN_TOKEN), None).await;
+        let (status, answer) = app
+            .send(method.clone(), path, Some(ADMIN_TOKEN), None)
+            .await;
         assert_error(status, &answer, 405, "method_not_allowed");
+        if path != "/v1/payments" {
+            let r = app
+                .http
+                .request(method, format!("{}{path}", app.address))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.headers()["allow"].to_str().unwrap().contains("GET"),
+                "{path}"
+            );
+        }
     }
     app.stop().await;
 }

@@ -11,9 +11,17 @@ pub enum Role {
     Admin,
 }
 
-/// Compares without leaking through timing how much of a token matched.
+/// Compares without leaking through timing how much of a token matched, or its length: the
+/// values compared are their SHA-256 digests, always 32 bytes.
 pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (fingerprint(a), fingerprint(b));
+    a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A token's SHA-256: what a board session remembers of the token that opened it.
+pub(super) fn fingerprint(token: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token).into()
 }
 
 /// The token of an `Authorization: Bearer …` header. The scheme is case-insensitive
@@ -56,8 +64,23 @@ pub(super) fn operator_named(state: &AppState, token: &str) -> Option<String> {
     hit.then(|| "admin".to_string())
 }
 
+/// Whether an admin token with this fingerprint is still configured: a board session dies
+/// with the token that opened it.
+pub(super) fn still_admin(state: &AppState, fingerprint_hex: &str) -> bool {
+    state.config.admin_tokens.iter().fold(false, |hit, t| {
+        let ours = hex::encode(fingerprint(t.expose().as_bytes()));
+        hit | same(ours.as_bytes(), fingerprint_hex.as_bytes())
+    })
+}
+
 /// The client's address as the listener saw it (`-` when the server did not record it).
 pub struct Peer(Option<std::net::IpAddr>);
+
+impl Peer {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.0
+    }
+}
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

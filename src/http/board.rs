@@ -46,9 +46,28 @@ async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Option<String
             return Ok(Some(name));
         }
     }
-    match session_cookie(headers) {
-        Some(token) => Ok(state.store.session(&token).await?),
-        None => Ok(None),
+    let Some(cookie) = session_cookie(headers) else {
+        return Ok(None);
+    };
+    // A session records the operator and the fingerprint of the token it was opened with.
+    let session = state.store.session(&cookie).await?;
+    Ok(session.and_then(|s| {
+        let (name, fingerprint) = s.split_once('\n')?;
+        super::auth::still_admin(state, fingerprint).then(|| name.to_string())
+    }))
+}
+
+/// Whom login failures are counted for: the client's address, an IPv6 client by its /64
+/// (one host usually holds a whole /64).
+fn client_of(peer: &super::auth::Peer) -> String {
+    match peer.ip() {
+        Some(std::net::IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => {
+            let s = ip.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(std::net::IpAddr::V6(ip)) => ip.to_ipv4_mapped().expect("mapped").to_string(),
+        Some(ip) => ip.to_string(),
+        None => "-".to_string(),
     }
 }
 
@@ -137,10 +156,23 @@ pub struct Login {
 pub async fn login(
     State(state): State<AppState>,
     peer: super::auth::Peer,
+    headers: HeaderMap,
     Form(form): Form<Login>,
 ) -> Result<Response, ApiError> {
-    let client = peer.to_string();
-    if state.store.login_failures(&client).await? >= LOGIN_TRIES {
+    let client = client_of(&peer);
+    let token = form.token.trim();
+    let operator = super::auth::operator_named(&state, token);
+    // Past the limit every attempt gets the same 429, right token or not, so guesses sent
+    // in parallel learn nothing once the count (incremented atomically) is over.
+    let failures = match operator {
+        None => state.store.login_failed(&client, LOGIN_WINDOW).await?,
+        Some(_) => state.store.login_failures(&client).await?,
+    };
+    let over = match operator {
+        None => failures > LOGIN_TRIES,
+        Some(_) => failures >= LOGIN_TRIES,
+    };
+    if over {
         tracing::warn!(client = %client, "board login refused: too many wrong tokens");
         let mut response = login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -152,9 +184,8 @@ pub async fn login(
         );
         return Ok(response);
     }
-    let Some(operator) = super::auth::operator_named(&state, form.token.trim()) else {
-        let n = state.store.login_failed(&client, LOGIN_WINDOW).await?;
-        tracing::warn!(client = %client, failures = n, "board login with a wrong token");
+    let Some(operator) = operator else {
+        tracing::warn!(client = %client, failures, "board login with a wrong token");
         // Each wrong guess costs the guesser a second, on top of the window's limit.
         tokio::time::sleep(Duration::from_secs(1)).await;
         return Ok(login_page(
@@ -162,7 +193,15 @@ pub async fn login(
             "That is not an operator token.",
         ));
     };
-    let token = state.store.open_session(&operator, SESSION).await?;
+    // A login replaces the session the browser had, rather than leaving it open.
+    if let Some(old) = session_cookie(&headers) {
+        state.store.close_session(&old).await?;
+    }
+    let fingerprint = hex::encode(super::auth::fingerprint(token.as_bytes()));
+    let token = state
+        .store
+        .open_session(&format!("{operator}\n{fingerprint}"), SESSION)
+        .await?;
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {

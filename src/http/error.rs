@@ -129,13 +129,21 @@ pub async fn framework_errors(
     if !(status.is_client_error() || status.is_server_error()) || !plain {
         return response;
     }
+    let (parts, body) = response.into_parts();
     // The framework's sentence, bounded: it is all the client has to go on.
-    let said = axum::body::to_bytes(response.into_body(), 1024)
+    let said = axum::body::to_bytes(body, 1024)
         .await
         .ok()
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .filter(|s| !s.is_empty());
-    framework_error(status, said).into_response()
+    let mut rewritten = framework_error(status, said).into_response();
+    // What else the response said (`Allow` on a 405, `Retry-After`) still holds.
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 fn framework_error(status: StatusCode, said: Option<String>) -> ApiError {

@@ -31,7 +31,9 @@ pub struct Row {
 /// `@`, tab, CR; OWASP's "CSV Injection") gets a leading `'`. Order ids and item names come
 /// from the booking system and its members, and operators open this report in Excel.
 fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    // Spreadsheets skip leading spaces, and Korean Excel reads the fullwidth signs too.
+    const STARTS: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+    if cell.starts_with(STARTS) || cell.trim_start_matches(' ').starts_with(STARTS) {
         format!("'{cell}").into()
     } else {
         cell.into()

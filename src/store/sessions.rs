@@ -8,14 +8,14 @@ use base64::Engine;
 use std::time::Duration;
 
 impl Store {
-    /// Opens a session for `operator`, answering the token for the cookie.
-    pub async fn open_session(&self, operator: &str, keep: Duration) -> Result<String, StoreError> {
+    /// Opens a session holding `record` (who it is for), answering the token for the cookie.
+    pub async fn open_session(&self, record: &str, keep: Duration) -> Result<String, StoreError> {
         let token =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let set = redis::pipe()
             .cmd("SET")
             .arg(self.session_key(&token))
-            .arg(operator)
+            .arg(record)
             .arg("EX")
             .arg(keep.as_secs().max(1))
             .to_owned();
@@ -23,7 +23,7 @@ impl Store {
         Ok(token)
     }
 
-    /// The operator a live session belongs to.
+    /// What a live session was opened with.
     pub async fn session(&self, token: &str) -> Result<Option<String>, StoreError> {
         Ok(redis::cmd("GET")
             .arg(self.session_key(token))
