@@ -69,6 +69,9 @@ pub enum Command {
     Demo {
         #[command(flatten)]
         redis: RedisArgs,
+        /// Keep the demo's Redis keys (they are deleted at the end otherwise).
+        #[arg(long)]
+        keep: bool,
     },
     /// Operator view of the queues, read straight from Redis.
     Queues {
@@ -77,6 +80,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<QueuesAction>,
     },
+    /// Exits 0 when the service's `/readyz` (or, with `--sim`, the simulator's `/healthz`)
+    /// answers 200 in time, else 1: the container healthcheck, which has no shell tools.
+    Healthcheck(HealthcheckArgs),
     /// Measures the whole service on this machine (BENCHMARKS.md): starts its own
     /// redis-server, simulator and service processes and prints a Markdown report.
     Bench(BenchArgs),
@@ -92,6 +98,7 @@ impl Command {
             Command::Sim(_) => "sim",
             Command::Demo { .. } => "demo",
             Command::Queues { .. } => "queues",
+            Command::Healthcheck(_) => "healthcheck",
             Command::Bench(_) => "bench",
         }
     }
@@ -139,6 +146,23 @@ impl BenchArgs {
     pub fn wants(&self, part: &str) -> bool {
         self.only.iter().any(|p| p == part)
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// What to ask; by default `/readyz` at `BIND` (or `/healthz` at `SIM_BIND` with
+    /// `--sim`), a wildcard address asked on loopback.
+    pub url: Option<Url>,
+    /// Check the simulator instead of the service.
+    #[arg(long)]
+    pub sim: bool,
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    #[arg(long, env = "SIM_BIND", default_value = "127.0.0.1:8090")]
+    pub sim_bind: SocketAddr,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "2000", value_parser = millis)]
+    pub timeout_ms: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,11 +1,14 @@
 //! `kakaopay-worker demo`: the simulator and the whole service in one process, walking one
 //! payment through exactly the HTTP calls a booking system and a member's browser make.
 
+use crate::bench::processes::PrivateRedis;
 use crate::config::RedisArgs;
 use crate::secret::Secret;
 use crate::sim::{SimConfig, SimServer, DEFAULT_SECRET_KEY};
 use crate::startup::{Application, HttpSettings, Settings};
+use crate::store::Store;
 use anyhow::{bail, Context};
+use kakaopay_jobs::queue::{Connection, Purpose, Topology};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -24,8 +27,9 @@ fn text(v: &Value) -> String {
         .unwrap_or_else(|| v.to_string())
 }
 
-pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
+pub async fn run(redis: RedisArgs, keep: bool) -> anyhow::Result<()> {
     crate::tls::init();
+    let (topology, _private) = redis_for_demo(&redis).await?;
     let sim = SimServer::spawn(SimConfig::default())
         .await
         .context("cannot start the simulator")?;
@@ -39,7 +43,7 @@ pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
     let mut workers = Settings::worker_defaults(4);
     workers.reconciler.every = Duration::from_secs(5);
     let app = Application::start(Settings {
-        redis: redis.topology(),
+        redis: topology.clone(),
         durability: redis.durability(),
         namespace: namespace.clone(),
         kakaopay_api_url: Some(sim.url.parse()?),
@@ -56,12 +60,80 @@ pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
         webhook: None,
     })
     .await
-    .context("cannot start the service (is Redis running at REDIS_URL?)")?;
+    .context("cannot start the service on that Redis")?;
     let api = format!("http://{}", app.address.expect("the API runs"));
     let result = walk(&api, &sim, &client_token, &admin_token).await;
     app.stop().await;
-    println!("\n(Redis keys of this demo are under the namespace {namespace}.)");
+    if keep {
+        println!("\n(The demo's Redis keys are kept under the namespace {namespace}.)");
+    } else {
+        let conn = Connection::open(&topology, Purpose::Shared, None).await?;
+        let deleted = Store::new(conn, &namespace).forget_namespace().await?;
+        println!("\n(The demo's {deleted} Redis keys are deleted; `demo --keep` keeps them.)");
+    }
     result
+}
+
+/// The Redis the demo runs on: the one configured when it answers; else, for a plain
+/// `REDIS_URL`, a private `redis-server` from PATH that lives as long as the demo.
+async fn redis_for_demo(redis: &RedisArgs) -> anyhow::Result<(Topology, Option<PrivateRedis>)> {
+    let topology = redis.topology();
+    let Topology::Server(url) = &topology else {
+        return Ok((topology, None));
+    };
+    if answers(url).await {
+        println!("Redis: {}", Redacted(url));
+        return Ok((topology, None));
+    }
+    let dir = std::env::temp_dir().join(format!("kakaopay-demo-{}", std::process::id()));
+    match PrivateRedis::start(&dir).await {
+        Ok(private) => {
+            println!(
+                "Redis: nothing answered at {}, so the demo started its own redis-server on port {} \
+                 (stopped when the demo ends).",
+                Redacted(url),
+                private.port
+            );
+            Ok((Topology::Server(private.url()), Some(private)))
+        }
+        Err(_) => bail!(
+            "no Redis answers at {} and there is no redis-server on PATH: install Redis 7 \
+             (apt-get install redis-server, or brew install redis) or set REDIS_URL to a running one",
+            Redacted(url)
+        ),
+    }
+}
+
+async fn answers(url: &str) -> bool {
+    let ping = async {
+        let client = redis::Client::open(url).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// A Redis URL without its password.
+struct Redacted<'a>(&'a str);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                write!(f, "{u}")
+            }
+            Err(_) => f.write_str("(an unparsable URL)"),
+        }
+    }
 }
 
 async fn walk(

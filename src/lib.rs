@@ -13,7 +13,9 @@
 //! - [`kakaopay`] the client for both API generations and its error classification.
 //! - [`sim`] the KakaoPay simulator every test and the demo run against.
 //! - [`bench`] `kakaopay-worker bench`: the whole service measured (BENCHMARKS.md).
-//! - [`listener`] TCP listeners with a backlog for bursts of new connections.
+//! - [`listener`] TCP listeners with a backlog for bursts of new connections, and the HTTP
+//!   server on them with deadlines on slow clients.
+//! - [`healthcheck`] the container healthcheck (`kakaopay-worker healthcheck`).
 //! - The job argument types and the Redis queue under apalis live in the `kakaopay-jobs`
 //!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod kakaopay;
 pub mod listener;

@@ -1,11 +1,14 @@
 use kakaopay_worker::config::{service_settings, Cli, Command};
 use kakaopay_worker::startup::Application;
-use kakaopay_worker::{bench, demo, queues, sim, telemetry};
+use kakaopay_worker::{bench, demo, healthcheck, queues, sim, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
-    telemetry::init(cli.log_format);
+    // The demo's narration reads alone: its log lines are warnings only, unless RUST_LOG
+    // asks for more; a healthcheck prints only why it failed.
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Healthcheck(_));
+    telemetry::init(cli.log_format, if quiet { "warn" } else { "info" });
     // Threads named after the subcommand, so that `top -H` and profilers tell the service,
     // the simulator and the load generator apart.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -32,7 +35,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let settings = match command {
         Command::Sim(args) => return sim::run(args).await,
         Command::Bench(args) => return bench::run(args).await,
-        Command::Demo { redis } => return demo::run(redis).await,
+        Command::Demo { redis, keep } => return demo::run(redis, keep).await,
+        Command::Healthcheck(args) => return healthcheck::run(args).await,
         Command::Queues { redis, action } => return queues::run(redis, action).await,
         Command::Serve {
             redis,

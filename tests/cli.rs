@@ -310,3 +310,239 @@ fn the_compose_file_parses_and_wires_the_service_to_redis_and_the_simulator() {
         );
     }
 }
+
+fn compose() -> serde_json::Value {
+    let script = "import json, yaml, sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"),
+        ])
+        .output()
+        .expect("python3 with PyYAML");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a healthcheck `test` the way Docker does: `CMD` as an argv, `CMD-SHELL` under
+/// `/bin/sh -c` (dash on Debian, as in the image), with the container's environment and
+/// `kakaopay-worker` on PATH; past `timeout` it counts as failed. Answers whether it passed.
+fn healthcheck_passes(test: &[String], env: &[(String, String)], timeout: Duration) -> bool {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = match test[0].as_str() {
+        "CMD" => {
+            let mut c = Command::new(&test[1]);
+            c.args(&test[2..]);
+            c
+        }
+        "CMD-SHELL" => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(&test[1]);
+            c
+        }
+        other => panic!("unknown healthcheck form {other}"),
+    };
+    let mut child = cmd
+        .env_clear()
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `environment` of a compose service with its listen ports moved to free ones (this
+/// machine may run anything on 8080) and the given overrides.
+fn container_env(
+    service: &serde_json::Value,
+    overrides: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = service["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .collect();
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    env
+}
+
+/// A child process killed when dropped, so a failed assertion leaves no process behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_compose_healthchecks_pass_while_the_processes_are_up_and_fail_when_they_are_down() {
+    let compose = compose();
+    let services = &compose["services"];
+    let check = |name: &str| -> (Vec<String>, Duration) {
+        let h = &services[name]["healthcheck"];
+        let test = h["test"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string());
+        let timeout = h["timeout"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('s')
+            .parse()
+            .unwrap();
+        (test.collect(), Duration::from_secs(timeout))
+    };
+
+    // The simulator, as compose starts it, but on a free port (still on 0.0.0.0).
+    let sim_port = free_port();
+    let sim_env = container_env(
+        &services["sim"],
+        &[("SIM_BIND", format!("0.0.0.0:{sim_port}"))],
+    );
+    let (sim_test, sim_timeout) = check("sim");
+    assert!(
+        !healthcheck_passes(&sim_test, &sim_env, sim_timeout),
+        "nothing runs yet"
+    );
+    let sim = Running(
+        bin()
+            .args(
+                services["sim"]["command"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap()),
+            )
+            .envs(sim_env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(
+        "the sim's healthcheck passes",
+        Duration::from_secs(20),
+        || healthcheck_passes(&sim_test, &sim_env, sim_timeout),
+    );
+
+    // The service, as compose starts it, on this machine's Redis and that simulator.
+    let port = free_port();
+    let service_env = container_env(
+        &services["service"],
+        &[
+            ("BIND", format!("0.0.0.0:{port}")),
+            ("REDIS_URL", "redis://127.0.0.1:6379".to_string()),
+            (
+                "QUEUE_NAMESPACE",
+                format!("test-health-{:08x}", rand::random::<u32>()),
+            ),
+            ("KAKAOPAY_API_URL", format!("http://127.0.0.1:{sim_port}")),
+            ("CALLBACK_SECRET", "health".to_string()),
+            ("API_TOKENS", "health-client".to_string()),
+            ("ADMIN_TOKENS", "health-admin".to_string()),
+            ("WEBHOOK_URL", String::new()),
+            ("WEBHOOK_SECRET", String::new()),
+        ],
+    );
+    let (service_test, service_timeout) = check("service");
+    let service = Running(
+        bin()
+            .args(
+                services["service"]["command"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap()),
+            )
+            .envs(service_env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(
+        "the service's healthcheck passes",
+        Duration::from_secs(20),
+        || healthcheck_passes(&service_test, &service_env, service_timeout),
+    );
+    // The image's own HEALTHCHECK (for a container run without compose) is the same check.
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let image_test: Vec<String> = {
+        let at = dockerfile
+            .find("HEALTHCHECK")
+            .expect("the Dockerfile has a HEALTHCHECK");
+        let json = &dockerfile[at..];
+        let json = &json[json.find("CMD [").unwrap() + 4..];
+        serde_json::from_str(&json[..=json.find(']').unwrap()]).unwrap()
+    };
+    let mut image_test_cmd = vec!["CMD".to_string()];
+    image_test_cmd.extend(image_test);
+    assert!(healthcheck_passes(
+        &image_test_cmd,
+        &service_env,
+        service_timeout
+    ));
+
+    // Down: each check fails, within its timeout.
+    drop(service);
+    assert!(!healthcheck_passes(
+        &service_test,
+        &service_env,
+        service_timeout
+    ));
+    assert!(!healthcheck_passes(
+        &image_test_cmd,
+        &service_env,
+        service_timeout
+    ));
+    drop(sim);
+    assert!(!healthcheck_passes(&sim_test, &sim_env, sim_timeout));
+}

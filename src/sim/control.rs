@@ -5,6 +5,7 @@
 //! - `GET /__sim/ledger`, `GET /__sim/ledger/{tid}`: every payment with amounts, status, actions.
 //! - `GET|POST|DELETE /__sim/faults`: list, add (one rule or a list), clear fault rules.
 //! - `GET /__sim/stats`: calls per endpoint.
+//! - `GET /healthz`: the simulator is up (the container healthcheck asks it).
 
 use super::faults::FaultRule;
 use super::ledger::{Method, SimError, UserAction};
@@ -28,6 +29,7 @@ pub fn routes() -> Router<Shared> {
             get(list_faults).post(add_faults).delete(clear_faults),
         )
         .route("/__sim/stats", get(stats))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

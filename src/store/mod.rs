@@ -77,6 +77,35 @@ impl Store {
         &self.ns
     }
 
+    /// Deletes every key of this namespace (what the demo leaves), answering how many. KEYS,
+    /// not SCAN: on a cluster redis-rs asks every master and joins the answers, and a demo's
+    /// namespace is small.
+    pub async fn forget_namespace(&self) -> Result<u64, StoreError> {
+        let glob: String = self
+            .ns
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, '*' | '?' | '[' | ']' | '\\');
+                escape.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        let mut deleted = 0;
+        for pattern in [format!("{{{glob}:*"), format!("{glob}:*")] {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            for key in keys {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&key)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                deleted += n;
+            }
+        }
+        Ok(deleted)
+    }
+
     pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
