@@ -571,6 +571,30 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     ];
     contract.sort();
     assert_eq!(documented, contract);
+    // An independent validator accepts the document (unique operation ids included).
+    let mut validator = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys; from openapi_spec_validator import validate; validate(json.load(sys.stdin)); print('valid')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with openapi-spec-validator (scripts/test installs it)");
+    use std::io::Write;
+    validator
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.to_string().as_bytes())
+        .unwrap();
+    let out = validator.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for route in &documented {
         let (method, path) = route.split_once(' ').unwrap();
         let concrete = path

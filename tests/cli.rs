@@ -219,21 +219,17 @@ fn sim_serves_until_terminated() {
 
 #[test]
 fn demo_walks_a_payment_to_approved() {
+    let namespace = format!("test-demo-{}", std::process::id());
+    // As a newcomer types it: no RUST_LOG, so the narration must read alone.
     let out = bin()
         .arg("demo")
-        .env(
-            "QUEUE_NAMESPACE",
-            format!("test-demo-{}", std::process::id()),
-        )
-        .env("RUST_LOG", "warn")
+        .env("QUEUE_NAMESPACE", &namespace)
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("status         approved"), "{stdout}");
     assert!(stdout.contains("SUCCESS_PAYMENT"), "{stdout}");
     assert!(
@@ -244,6 +240,50 @@ fn demo_walks_a_payment_to_approved() {
         !stdout.contains(kakaopay_worker::sim::DEFAULT_SECRET_KEY),
         "the key is masked"
     );
+    assert!(
+        !stderr.contains(" INFO "),
+        "no info lines in the narration: {stderr}"
+    );
+    // It cleans up after itself.
+    assert!(stdout.contains("Redis keys are deleted"), "{stdout}");
+    let left = Command::new("redis-cli")
+        .args(["--scan", "--pattern", &format!("*{namespace}-demo-*")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn demo_starts_its_own_redis_when_none_answers() {
+    let port = free_port();
+    let out = bin()
+        .arg("demo")
+        .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("started its own redis-server"), "{stdout}");
+    assert!(stdout.contains("refunded once"), "{stdout}");
+    // Without redis-server on PATH it says what to install, in one line.
+    let out = bin()
+        .arg("demo")
+        .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("install Redis"), "{stderr}");
 }
 
 #[test]

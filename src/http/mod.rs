@@ -9,6 +9,7 @@ pub mod callbacks;
 mod error;
 mod integrations;
 mod openapi;
+mod openapi_bodies;
 pub mod payments;
 mod queues;
 pub mod refunds;

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         callbacks::callback,
         super::healthz, super::readyz, super::metrics,
     ),
-    modifiers(&Bearer, &Errors)
+    modifiers(&Bearer, &Errors, &Bodies, &OperationIds)
 )]
 pub struct ApiDoc;
 
@@ -111,6 +111,104 @@ impl Modify for Errors {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Each `/v1` success answer gets its JSON Schema (`openapi_bodies`).
+struct Bodies;
+
+impl Modify for Bodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in operations(item) {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let (RefOr::T(response), Some(schema)) =
+                        (response, super::openapi_bodies::body(method, path, status))
+                    else {
+                        continue;
+                    };
+                    let described = serde_json::json!({
+                        "description": response.description,
+                        "content": {"application/json": {"schema": schema}},
+                    });
+                    *response = serde_json::from_value(described).expect("a valid response");
+                }
+            }
+        }
+    }
+}
+
+/// Operation ids from the method and the path (`get_v1_payments_payment_id`): utoipa takes
+/// the handler's name, and several handlers are called `get`.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in operations(item) {
+                let words: Vec<&str> = path
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+            }
+        }
+    }
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> serde_json::Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    #[test]
+    fn every_v1_success_answer_has_a_schema() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status.starts_with('2') && status != "204" {
+                        assert!(
+                            response["content"]["application/json"]["schema"].is_object(),
+                            "{method} {path} {status} has no schema"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut seen = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_string();
+                assert!(seen.insert(id.clone()), "{id} twice ({method} {path})");
             }
         }
     }
