@@ -77,6 +77,13 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<QueuesAction>,
     },
+    /// Refunds that need a person, read and resolved straight in Redis.
+    Refunds {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(subcommand)]
+        action: RefundsAction,
+    },
     /// Measures the whole service on this machine (BENCHMARKS.md): starts its own
     /// redis-server, simulator and service processes and prints a Markdown report.
     Bench(BenchArgs),
@@ -92,6 +99,7 @@ impl Command {
             Command::Sim(_) => "sim",
             Command::Demo { .. } => "demo",
             Command::Queues { .. } => "queues",
+            Command::Refunds { .. } => "refunds",
             Command::Bench(_) => "bench",
         }
     }
@@ -147,6 +155,39 @@ pub enum QueuesAction {
     Show { name: String },
     /// Runs a dead or failed job again.
     Retry { name: String, job_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RefundsAction {
+    /// The refunds waiting for a person, newest first.
+    Review {
+        /// Only this location's.
+        #[arg(long)]
+        location_id: Option<String>,
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Approves a refund in review: it runs as an admin amount (rule admin_review).
+    Approve {
+        refund_id: String,
+        /// Won to refund; what is left of the payment when not given.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        amount: Option<i64>,
+        #[arg(long)]
+        note: Option<String>,
+        /// The name recorded in the refund's history.
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+    /// Closes a refund in review without money moving.
+    Dismiss {
+        refund_id: String,
+        #[arg(long)]
+        note: String,
+        /// The name recorded in the refund's history.
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

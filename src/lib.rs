@@ -28,6 +28,7 @@ pub mod listener;
 pub mod metrics;
 pub mod queues;
 pub mod refunds;
+pub mod review;
 pub mod secret;
 pub mod shutdown;
 pub mod sim;

@@ -1,6 +1,6 @@
 use kakaopay_worker::config::{service_settings, Cli, Command};
 use kakaopay_worker::startup::Application;
-use kakaopay_worker::{bench, demo, queues, sim, telemetry};
+use kakaopay_worker::{bench, demo, queues, review, sim, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -34,6 +34,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => return bench::run(args).await,
         Command::Demo { redis } => return demo::run(redis).await,
         Command::Queues { redis, action } => return queues::run(redis, action).await,
+        Command::Refunds { redis, action } => return review::run(redis, action).await,
         Command::Serve {
             redis,
             http,

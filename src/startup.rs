@@ -107,6 +107,11 @@ impl Application {
                     .as_ref()
                     .map(|u| u.as_str().trim_end_matches('/').to_string())
                     .unwrap_or_else(|| format!("http://{local}"));
+                let operators: Vec<_> = h
+                    .admin_tokens
+                    .iter()
+                    .map(http::auth::Operator::parse)
+                    .collect();
                 let state = AppState {
                     store: store.clone(),
                     producer: producer.clone(),
@@ -114,7 +119,8 @@ impl Application {
                     config: Arc::new(HttpConfig {
                         public_url,
                         api_tokens: h.api_tokens.clone(),
-                        admin_tokens: h.admin_tokens.clone(),
+                        admin_tokens: operators.iter().map(|o| o.token.clone()).collect(),
+                        operators,
                         callback_secret: h.callback_secret.clone(),
                         ready_window: settings.ready_window,
                         kakaopay_timeout: settings.kakaopay_timeouts.total,

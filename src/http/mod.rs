@@ -2,7 +2,7 @@
 //! body of API.md everywhere, 64 KiB JSON bodies, a request id on every request and its logs.
 //! Nothing slow runs in a handler but the synchronous KakaoPay *ready* call.
 
-mod auth;
+pub mod auth;
 mod board;
 mod body;
 pub mod callbacks;
@@ -10,8 +10,11 @@ mod error;
 mod integrations;
 mod openapi;
 pub mod payments;
+mod query;
 mod queues;
 pub mod refunds;
+mod reviews;
+mod search;
 mod transactions;
 
 pub use error::ApiError;
@@ -36,7 +39,10 @@ pub struct HttpConfig {
     /// Base of the callback URLs KakaoPay sends members back to.
     pub public_url: String,
     pub api_tokens: Vec<Secret>,
+    /// The operators' bare tokens (what the board's session checks compare).
     pub admin_tokens: Vec<Secret>,
+    /// The operators, named (`ADMIN_TOKENS` entries `name=token`).
+    pub operators: Vec<auth::Operator>,
     pub callback_secret: Secret,
     /// How long after ready a payment can still be approved (KakaoPay's window).
     pub ready_window: Duration,
@@ -61,10 +67,13 @@ pub fn router(state: AppState) -> Router {
                 .get(integrations::get)
                 .delete(integrations::delete),
         )
-        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments", post(payments::create).get(search::search))
         .route("/v1/payments/{payment_id}", get(payments::get))
         .route("/v1/payments/{payment_id}/refunds", post(refunds::create))
+        .route("/v1/refunds", get(reviews::list))
         .route("/v1/refunds/{refund_id}", get(refunds::get))
+        .route("/v1/refunds/{refund_id}/approve", post(reviews::approve))
+        .route("/v1/refunds/{refund_id}/dismiss", post(reviews::dismiss))
         .route("/v1/transactions", get(transactions::report))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/jobs", get(queues::jobs))

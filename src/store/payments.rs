@@ -61,6 +61,12 @@ pub struct HistoryEntry {
     pub from: Option<String>,
     pub to: String,
     pub cause: String,
+    /// The operator whose action made the change (their `ADMIN_TOKENS` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// What the operator wrote with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The parts fixed when the payment is created.
@@ -386,6 +392,8 @@ impl Store {
             from: None,
             to: PaymentStatus::Ready.to_string(),
             cause: "KakaoPay ready accepted the payment".into(),
+            by: None,
+            note: None,
         })
         .expect("history serializes");
         let shard = Shard::of_id(payment_id);
