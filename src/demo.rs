@@ -54,6 +54,7 @@ pub async fn run(redis: RedisArgs) -> anyhow::Result<()> {
         }),
         workers: Some(workers),
         webhook: None,
+        operations: Default::default(),
     })
     .await
     .context("cannot start the service (is Redis running at REDIS_URL?)")?;

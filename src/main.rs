@@ -40,17 +40,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             http,
             kakaopay,
             workers,
-        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers)),
+            ops,
+        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers), &ops),
         Command::Api {
             redis,
             http,
             kakaopay,
-        } => service_settings(&redis, &kakaopay, Some(&http), None),
+            ops,
+        } => service_settings(&redis, &kakaopay, Some(&http), None, &ops),
         Command::Work {
             redis,
             kakaopay,
             workers,
-        } => service_settings(&redis, &kakaopay, None, Some(&workers)),
+            ops,
+        } => service_settings(&redis, &kakaopay, None, Some(&workers), &ops),
     };
     Application::start(settings).await?.run_until_signal().await;
     Ok(())

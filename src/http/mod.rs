@@ -78,6 +78,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/jobs", get(queues::jobs))
         .route("/v1/queues/{name}/jobs/{job_id}/retry", post(queues::retry))
+        .route(
+            "/v1/queues/{name}/jobs/{job_id}",
+            get(queues::job).delete(queues::discard),
+        )
+        .route("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/workers", get(queues::workers))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -126,15 +134,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Prometheus text; queue depths are read from the queue now, so they are exact.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let conn = state.store.connection();
-    for queue in kakaopay_jobs::QUEUES {
-        if let Ok(counts) =
-            kakaopay_jobs::queue::inspect::counts(&conn, state.store.namespace(), queue).await
-        {
-            crate::metrics::queue_depth(state.store.namespace(), queue, &counts);
-        }
-    }
-    crate::metrics::redis_round_trips();
+    crate::metrics::observe_queues(&state.store).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
