@@ -609,3 +609,8 @@ async fn queue_commands_on_the_command_line() {
     assert!(err.contains("no queue"), "{err}");
     app.stop().await;
 }
+
+crate::on_every_topology!(
+    dead_jobs_are_paged_shown_discarded_and_retried_in_bulk,
+    a_paused_queue_in_two_work_processes_starts_nothing_until_resumed
+);

@@ -393,3 +393,8 @@ async fn refunds_on_the_command_line() {
     assert!(err.contains("not waiting for review"), "{err}");
     app.stop().await;
 }
+
+crate::on_every_topology!(
+    an_approval_sent_ten_times_at_once_pays_once_and_names_the_operator,
+    the_review_list_pages_newest_first_with_filters
+);

@@ -376,7 +376,10 @@ impl Store {
         integration_version: u64,
         fingerprint: String,
     ) -> Result<bool, StoreError> {
-        let now = now_rfc3339();
+        // One instant for the record and its index score, so that listings ordered by the
+        // index are ordered by `created_at` too.
+        let instant = chrono::Utc::now();
+        let now = instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let doc = Doc {
             payment_id: payment_id.to_string(),
             tid,
@@ -406,7 +409,7 @@ impl Store {
             .arg(payment_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
-            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(instant.timestamp_millis())
             .arg(history)
             .run(&self.conn)
             .await?;

@@ -142,7 +142,14 @@ impl Store {
             if exhausted {
                 return Ok(Page { items, next: None });
             }
-            if items.len() >= limit || read >= SCAN {
+            if items.len() >= limit {
+                // A full page: a cursor only if anything follows it, so that the last page
+                // says it is the last.
+                let more = self.merged_page(keys, range, position.as_ref(), 1).await?;
+                let next = if more.is_empty() { None } else { position };
+                return Ok(Page { items, next });
+            }
+            if read >= SCAN {
                 return Ok(Page {
                     items,
                     next: position,
