@@ -196,6 +196,29 @@ async fn approve_keeps_the_remaining_amount_check_and_takes_what_is_left_by_defa
 }
 
 #[tokio::test]
+async fn an_operators_refund_request_records_their_name() {
+    let app = app_with_reviews().await;
+    let payment = app.paid(payment_body("loc_r", "R-named")).await;
+    app.wait_status(&payment, "approved").await;
+    let (status, answer) = app
+        .ask_refund(
+            &payment,
+            "named-1",
+            json!({"requested_by": "admin", "amount": 1000}),
+            KIM,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let refund = answer["refund_id"].as_str().unwrap();
+    let done = app
+        .wait_refund(refund, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(done["history"][0]["by"], "kim", "{done}");
+    assert_eq!(done["rule"], "admin_amount");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn dismiss_needs_a_note_closes_without_money_and_emits_its_event() {
     let app = app_with_reviews().await;
     let (payment, refund) = in_review(&app, "R-dismiss").await;

@@ -6,6 +6,9 @@
 //!   item retention dropped is empty, since everything after it went first.
 //! - `pending`: the stream entries not delivered yet, oldest first; the cursor is an entry id.
 //! - `running`: the entries delivered and not acknowledged, oldest first; likewise.
+//!
+//! Each read asks for one more than the page, so the last page says it is the last
+//! (`next_cursor` null).
 
 use super::inspect::{load, no_stream, JobInfo, Status};
 use super::{Connection, Keys, QueueError, GROUP};
@@ -94,7 +97,7 @@ async fn sorted(
         .arg("WITHSCORES")
         .arg("LIMIT")
         .arg(0)
-        .arg(limit);
+        .arg(limit + 1);
     let parts: Vec<Vec<(String, f64)>> = pipe.query_async(conn).await?;
     let mut all: Vec<(i64, String)> = parts
         .into_iter()
@@ -107,8 +110,9 @@ async fn sorted(
         })
         .collect();
     all.sort_by(|a, b| b.cmp(a));
+    let more = all.len() > limit;
     all.truncate(limit);
-    let next = (all.len() == limit)
+    let next = more
         .then(|| all.last().map(|(s, id)| format!("{s}:{id}")))
         .flatten();
     Ok((all.into_iter().map(|(_, id)| id).collect(), next))
@@ -137,15 +141,15 @@ async fn done(
             }
         }
     };
-    let items: Vec<String> = redis::cmd("LRANGE")
+    let mut items: Vec<String> = redis::cmd("LRANGE")
         .arg(&keys.done)
         .arg(start)
-        .arg(start + limit as i64 - 1)
+        .arg(start + limit as i64)
         .query_async(conn)
         .await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().cloned())
-        .flatten();
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = more.then(|| items.last().cloned()).flatten();
     let ids = items
         .iter()
         .map(|item| super::done_item_id(item).to_string())
@@ -186,15 +190,17 @@ async fn pending(
         Some(c) if entry_id(c) > entry_id(&last) => c.to_string(),
         _ => last,
     };
-    let entries: StreamRangeReply = redis::cmd("XRANGE")
+    let mut entries: StreamRangeReply = redis::cmd("XRANGE")
         .arg(&keys.stream)
         .arg(format!("({from}"))
         .arg("+")
         .arg("COUNT")
-        .arg(limit)
+        .arg(limit + 1)
         .query_async(conn)
         .await?;
-    let next = (entries.ids.len() == limit)
+    let more = entries.ids.len() > limit;
+    entries.ids.truncate(limit);
+    let next = more
         .then(|| entries.ids.last().map(|e| e.id.clone()))
         .flatten();
     let ids = entries
@@ -221,7 +227,7 @@ async fn running(
         .arg(GROUP)
         .arg(start)
         .arg("+")
-        .arg(limit)
+        .arg(limit + 1)
         .query_async(conn)
         .await
     {
@@ -229,10 +235,10 @@ async fn running(
         Err(e) if no_stream(&e) => return Ok((Vec::new(), None)),
         Err(e) => return Err(e.into()),
     };
-    let entries: Vec<String> = held.ids.into_iter().map(|p| p.id).collect();
-    let next = (entries.len() == limit)
-        .then(|| entries.last().cloned())
-        .flatten();
+    let mut entries: Vec<String> = held.ids.into_iter().map(|p| p.id).collect();
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = more.then(|| entries.last().cloned()).flatten();
     if entries.is_empty() {
         return Ok((Vec::new(), None));
     }
