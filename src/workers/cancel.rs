@@ -238,7 +238,12 @@ fn decide(
         .as_ref()
         .filter(|r| r.action == ReviewAction::Approve)
         .map(|r| r.amount);
-    let explicit = review_amount.flatten().or(refund.request.amount);
+    // A review approved without an amount refunds what is left (the request's own amount,
+    // if it had one, no longer counts).
+    let explicit = match review_amount {
+        Some(approved) => approved,
+        None => refund.request.amount,
+    };
     if explicit.is_some_and(|a| a > left.get()) {
         let cause = format!("only {left} is left");
         return Err(Closed::rejected("amount_over_remaining", cause));
