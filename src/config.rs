@@ -44,6 +44,8 @@ pub enum Command {
         kakaopay: KakaoPayArgs,
         #[command(flatten)]
         workers: WorkerArgs,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// The HTTP API only (enqueues, never processes).
     Api {
@@ -53,6 +55,8 @@ pub enum Command {
         http: HttpArgs,
         #[command(flatten)]
         kakaopay: KakaoPayArgs,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// Workers and the reconciler only; run as many as you like against one Redis.
     Work {
@@ -62,6 +66,8 @@ pub enum Command {
         kakaopay: KakaoPayArgs,
         #[command(flatten)]
         workers: WorkerArgs,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// The KakaoPay simulator.
     Sim(SimArgs),
@@ -83,6 +89,13 @@ pub enum Command {
     /// Exits 0 when the service's `/readyz` (or, with `--sim`, the simulator's `/healthz`)
     /// answers 200 in time, else 1: the container healthcheck, which has no shell tools.
     Healthcheck(HealthcheckArgs),
+    /// Refunds that need a person, read and resolved straight in Redis.
+    Refunds {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(subcommand)]
+        action: RefundsAction,
+    },
     /// Measures the whole service on this machine (BENCHMARKS.md): starts its own
     /// redis-server, simulator and service processes and prints a Markdown report.
     Bench(BenchArgs),
@@ -99,6 +112,7 @@ impl Command {
             Command::Demo { .. } => "demo",
             Command::Queues { .. } => "queues",
             Command::Healthcheck(_) => "healthcheck",
+            Command::Refunds { .. } => "refunds",
             Command::Bench(_) => "bench",
         }
     }
@@ -171,6 +185,66 @@ pub enum QueuesAction {
     Show { name: String },
     /// Runs a dead or failed job again.
     Retry { name: String, job_id: String },
+    /// One job: its status, attempts, arguments and each failed attempt's error.
+    Job { name: String, job_id: String },
+    /// Runs every dead job of the queue again.
+    RetryDead {
+        name: String,
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+    /// Discards a dead job for good.
+    Discard {
+        name: String,
+        job_id: String,
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+    /// No process starts a job of the queue until it is resumed (jobs in flight finish).
+    Pause {
+        name: String,
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+    /// Lets the queue's jobs start again.
+    Resume {
+        name: String,
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RefundsAction {
+    /// The refunds waiting for a person, newest first.
+    Review {
+        /// Only this location's.
+        #[arg(long)]
+        location_id: Option<String>,
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Approves a refund in review: it runs as an admin amount (rule admin_review).
+    Approve {
+        refund_id: String,
+        /// Won to refund; what is left of the payment when not given.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        amount: Option<i64>,
+        #[arg(long)]
+        note: Option<String>,
+        /// The name recorded in the refund's history.
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
+    /// Closes a refund in review without money moving.
+    Dismiss {
+        refund_id: String,
+        #[arg(long)]
+        note: String,
+        /// The name recorded in the refund's history.
+        #[arg(long, env = "OPERATOR_NAME", default_value = "cli")]
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -250,6 +324,77 @@ pub struct WorkerArgs {
     /// How often the reconciler looks at stuck payments.
     #[arg(long, env = "RECONCILE_EVERY_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconcile_every_secs: u64,
+}
+
+/// How the queues are kept and the process watched (every service process).
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// Attempts per queue, `name=N` pairs (a queue left out keeps its default); a job out of
+    /// attempts is dead.
+    #[arg(long, env = "JOB_ATTEMPTS", default_value = "approve_payment=8,cancel_payment=12,deliver_event=18", value_parser = job_attempts)]
+    pub job_attempts: JobAttempts,
+    /// How long a dead job waits for an operator before it is dropped.
+    #[arg(long, env = "DEAD_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub dead_retention_days: u32,
+    /// Where a `work` process serves /healthz, /readyz and /metrics (`serve` and `api` serve
+    /// them on BIND).
+    #[arg(long, env = "METRICS_BIND", default_value = "127.0.0.1:9464")]
+    pub metrics_bind: SocketAddr,
+}
+
+/// Attempts per queue (`JOB_ATTEMPTS`), the defaults of DESIGN.md where not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobAttempts(pub Vec<(String, u32)>);
+
+impl Default for JobAttempts {
+    fn default() -> Self {
+        use kakaopay_jobs::{ApprovePayment, CancelPayment, DeliverEvent, JobKind};
+        JobAttempts(vec![
+            (
+                ApprovePayment::NAME.into(),
+                ApprovePayment::RETRY.max_attempts,
+            ),
+            (
+                CancelPayment::NAME.into(),
+                CancelPayment::RETRY.max_attempts,
+            ),
+            (DeliverEvent::NAME.into(), DeliverEvent::RETRY.max_attempts),
+        ])
+    }
+}
+
+impl JobAttempts {
+    pub fn of(&self, queue: &str) -> Option<u32> {
+        self.0.iter().find(|(q, _)| q == queue).map(|(_, n)| *n)
+    }
+}
+
+fn job_attempts(s: &str) -> Result<JobAttempts, String> {
+    let mut attempts = JobAttempts::default();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, n) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not name=N"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| format!("attempts of {} must be 1 to 1000", name.trim()))?;
+        let slot = attempts
+            .0
+            .iter_mut()
+            .find(|(q, _)| q == name.trim())
+            .ok_or_else(|| {
+                format!(
+                    "no queue {:?}; the queues are {}",
+                    name.trim(),
+                    kakaopay_jobs::QUEUES.join(", ")
+                )
+            })?;
+        slot.1 = n;
+    }
+    Ok(attempts)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -414,8 +559,11 @@ fn webhook_secret(s: &str) -> Result<Secret, String> {
 }
 
 /// Every environment variable the command line reads.
-const VARIABLES: [&str; 25] = [
+const VARIABLES: [&str; 28] = [
     "LOG_FORMAT",
+    "JOB_ATTEMPTS",
+    "DEAD_RETENTION_DAYS",
+    "METRICS_BIND",
     "REDIS_URL",
     "QUEUE_NAMESPACE",
     "BIND",
@@ -556,8 +704,16 @@ pub fn service_settings(
     kakaopay: &KakaoPayArgs,
     http: Option<&HttpArgs>,
     workers: Option<&WorkerArgs>,
+    ops: &OpsArgs,
 ) -> crate::startup::Settings {
     crate::startup::Settings {
+        operations: crate::startup::Operations {
+            // `serve` and `api` serve them with the API, on BIND.
+            metrics_bind: http.is_none().then_some(ops.metrics_bind),
+            job_attempts: ops.job_attempts.clone(),
+            dead_retention: Duration::from_secs(u64::from(ops.dead_retention_days) * 86_400),
+            ..Default::default()
+        },
         redis: redis.topology(),
         durability: redis.durability(),
         namespace: redis.queue_namespace.clone(),
@@ -632,6 +788,24 @@ mod tests {
             !format!("{t:?}").contains('a'.to_string().as_str())
                 || format!("{t:?}").contains("****")
         );
+    }
+
+    #[test]
+    fn job_attempts_name_queues_and_keep_defaults() {
+        let a = job_attempts("cancel_payment=3").unwrap();
+        assert_eq!(
+            (
+                a.of("approve_payment"),
+                a.of("cancel_payment"),
+                a.of("deliver_event")
+            ),
+            (Some(8), Some(3), Some(18))
+        );
+        assert!(job_attempts("nope=3").is_err());
+        assert!(job_attempts("cancel_payment=0").is_err());
+        assert!(job_attempts("cancel_payment").is_err());
+        let err = parse(&["work", "--job-attempts", "x=1"]).unwrap_err();
+        assert!(err.contains("JOB_ATTEMPTS"), "{err}");
     }
 
     #[test]

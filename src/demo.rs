@@ -58,6 +58,7 @@ pub async fn run(redis: RedisArgs, keep: bool) -> anyhow::Result<()> {
         }),
         workers: Some(workers),
         webhook: None,
+        operations: Default::default(),
     })
     .await
     .context("cannot start the service on that Redis")?;

@@ -1,6 +1,6 @@
 use kakaopay_worker::config::{service_settings, Cli, Command};
 use kakaopay_worker::startup::Application;
-use kakaopay_worker::{bench, demo, healthcheck, queues, sim, telemetry};
+use kakaopay_worker::{bench, demo, healthcheck, queues, review, sim, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -38,22 +38,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo { redis, keep } => return demo::run(redis, keep).await,
         Command::Healthcheck(args) => return healthcheck::run(args).await,
         Command::Queues { redis, action } => return queues::run(redis, action).await,
+        Command::Refunds { redis, action } => return review::run(redis, action).await,
         Command::Serve {
             redis,
             http,
             kakaopay,
             workers,
-        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers)),
+            ops,
+        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers), &ops),
         Command::Api {
             redis,
             http,
             kakaopay,
-        } => service_settings(&redis, &kakaopay, Some(&http), None),
+            ops,
+        } => service_settings(&redis, &kakaopay, Some(&http), None, &ops),
         Command::Work {
             redis,
             kakaopay,
             workers,
-        } => service_settings(&redis, &kakaopay, None, Some(&workers)),
+            ops,
+        } => service_settings(&redis, &kakaopay, None, Some(&workers), &ops),
     };
     Application::start(settings).await?.run_until_signal().await;
     Ok(())

@@ -6,20 +6,117 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// The process-wide recorder (installed once).
+/// KakaoPay calls and HTTP requests: tens of milliseconds normally, seconds when KakaoPay is
+/// slow, up to the 10-second call timeout.
+const CALL_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0,
+];
+
+/// Job runs: one KakaoPay call or a few, plus waits for a payment's refund lock (up to a
+/// minute) and for an earlier call's window.
+const JOB_BUCKETS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// The process-wide recorder (installed once), with histogram buckets for every duration and
+/// a `# HELP` for every series.
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = builder()
                 .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+                .unwrap_or_else(|_| builder().build_recorder().handle());
+            describe();
+            handle
         })
         .clone()
+}
+
+fn builder() -> PrometheusBuilder {
+    let full = |name: &str| Matcher::Full(name.to_string());
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(full("http_request_duration_seconds"), &CALL_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(full("kakaopay_request_duration_seconds"), &CALL_BUCKETS)
+        })
+        .and_then(|b| b.set_buckets_for_metric(full("job_duration_seconds"), &JOB_BUCKETS))
+        .expect("the buckets are not empty")
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("http_requests_total", "HTTP requests by route and status");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route"
+    );
+    describe_counter!(
+        "jobs_total",
+        "Job runs by kind and outcome (done, retry, permanent)"
+    );
+    describe_histogram!(
+        "job_duration_seconds",
+        Unit::Seconds,
+        "Time a job run took, by kind"
+    );
+    describe_histogram!(
+        "kakaopay_request_duration_seconds",
+        Unit::Seconds,
+        "Time a KakaoPay call took, by endpoint"
+    );
+    describe_counter!(
+        "kakaopay_errors_total",
+        "KakaoPay calls that failed, by endpoint and code"
+    );
+    describe_gauge!("queue_jobs", "Jobs per queue and state, exact when scraped");
+    describe_gauge!(
+        "queue_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "How long the oldest job waiting for a worker has waited, per queue (0 when none waits)"
+    );
+    describe_gauge!("queue_paused", "1 while operators have the queue paused");
+    describe_counter!(
+        "reconciler_unsettled_total",
+        "Payments and refunds the reconciler could not settle in a round, by why"
+    );
+    describe_counter!(
+        "redis_round_trips_total",
+        "Redis commands and pipelines sent"
+    );
+    describe_gauge!(
+        "kakaopay_worker_build_info",
+        "The running build: 1, labelled with its version"
+    );
+    metrics::gauge!("kakaopay_worker_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Sets the per-queue gauges of one namespace from Redis, as a scrape asks: exact depths,
+/// the oldest pending job's age, whether it is paused. A queue Redis does not answer for
+/// keeps its last values.
+pub async fn observe_queues(store: &crate::store::Store) {
+    use kakaopay_jobs::queue::{inspect, operate};
+    let conn = store.connection();
+    let ns = store.namespace();
+    for queue in kakaopay_jobs::QUEUES {
+        if let Ok(counts) = inspect::counts(&conn, ns, queue).await {
+            queue_depth(ns, queue, &counts);
+        }
+        let labels = [("namespace", ns.to_string()), ("queue", queue.to_string())];
+        if let Ok(age) = inspect::oldest_pending_age(&conn, ns, queue).await {
+            metrics::gauge!("queue_oldest_pending_age_seconds", &labels)
+                .set(age.map_or(0.0, |a| a.as_secs_f64()));
+        }
+        if let Ok(paused) = operate::is_paused(&conn, ns, queue).await {
+            metrics::gauge!("queue_paused", &labels).set(if paused { 1.0 } else { 0.0 });
+        }
+    }
+    redis_round_trips();
 }
 
 /// Counts and times every HTTP request by its route template (never the raw path: ids would

@@ -3,10 +3,14 @@
 //! - `queues`: a table of every queue's counts.
 //! - `queues show NAME`: the queue's failed and dead jobs with their last errors.
 //! - `queues retry NAME JOB_ID`: runs a dead job (or a waiting retry) again.
+//! - `queues job NAME JOB_ID`: one job with each failed attempt.
+//! - `queues retry-dead NAME`, `queues discard NAME JOB_ID`, `queues pause|resume NAME`:
+//!   audited in the queue under `--by` (`OPERATOR_NAME`).
 
 use crate::config::{QueuesAction, RedisArgs};
 use anyhow::{bail, Context};
 use kakaopay_jobs::queue::inspect::{self, JobInfo, RetryOutcome, Status};
+use kakaopay_jobs::queue::operate::{self, DiscardOutcome};
 use kakaopay_jobs::queue::{Connection, Purpose};
 use kakaopay_jobs::QUEUES;
 
@@ -42,6 +46,22 @@ fn print_jobs(title: &str, jobs: &[JobInfo]) {
             time(j.updated_at_ms),
             error
         );
+    }
+}
+
+fn print_job(j: &JobInfo) {
+    let at = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), time);
+    println!("job       {}", j.id);
+    println!("queue     {}", j.queue);
+    println!("status    {}", j.status);
+    println!("attempts  {} of {}", j.attempts, j.max_attempts);
+    println!("enqueued  {} UTC", time(j.enqueued_at_ms));
+    println!("run at    {}", at(j.run_at_ms));
+    println!("finished  {}", at(j.finished_at_ms));
+    println!("args      {}", j.args);
+    println!("errors ({})", j.errors.len());
+    for e in &j.errors {
+        println!("  attempt {:>2}  {}  {}", e.attempt, time(e.at), e.error);
     }
 }
 
@@ -90,6 +110,38 @@ pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Resu
                 RetryOutcome::NotRetryable => bail!("{job_id} is not dead or waiting for a retry"),
                 RetryOutcome::NotFound => bail!("no job {job_id} in {name}"),
             }
+        }
+        Some(QueuesAction::Job { name, job_id }) => {
+            let name = known(&name)?;
+            let Some(job) = inspect::job(&conn, ns, name, &job_id).await? else {
+                bail!("no job {job_id} in {name}");
+            };
+            print_job(&job);
+        }
+        Some(QueuesAction::RetryDead { name, by }) => {
+            let name = known(&name)?;
+            let retried = operate::retry_dead(&conn, ns, name, &by).await?;
+            println!("{retried} dead jobs of {name} are back in the queue");
+        }
+        Some(QueuesAction::Discard { name, job_id, by }) => {
+            let name = known(&name)?;
+            match operate::discard(&conn, ns, name, &job_id, &by).await? {
+                DiscardOutcome::Discarded => println!("{job_id} discarded from {name}"),
+                DiscardOutcome::NotDead => {
+                    bail!("{job_id} is not dead; only dead jobs are discarded")
+                }
+                DiscardOutcome::NotFound => bail!("no job {job_id} in {name}"),
+            }
+        }
+        Some(QueuesAction::Pause { name, by }) => {
+            let name = known(&name)?;
+            operate::set_paused(&conn, ns, name, true, &by).await?;
+            println!("{name} paused: no process starts its jobs until it is resumed");
+        }
+        Some(QueuesAction::Resume { name, by }) => {
+            let name = known(&name)?;
+            operate::set_paused(&conn, ns, name, false, &by).await?;
+            println!("{name} resumed");
         }
     }
     Ok(())

@@ -195,6 +195,12 @@ fn fulfilled(ask: &RefundAsk) -> Option<bool> {
         .and_then(serde_json::Value::as_bool)
 }
 
+/// An operator's approval of a refund left to a person: executed as an admin amount (the
+/// amount approved, or what is left), the rules bypassed, rule `admin_review`.
+pub fn reviewed(p: &PaymentFacts, amount: Option<Won>) -> Decision {
+    refund(p, amount.unwrap_or_else(|| remaining(p)), "admin_review")
+}
+
 /// REFUNDS.md's decision order, first match wins.
 pub fn decide(
     p: &PaymentFacts,

@@ -38,6 +38,32 @@ pub struct Settings {
     pub workers: Option<WorkerSettings>,
     /// Where outbound events are POSTed (`WEBHOOK_URL`, `WEBHOOK_SECRET`).
     pub webhook: Option<crate::workers::Webhook>,
+    /// How the queues are kept and the process watched.
+    pub operations: Operations,
+}
+
+/// How the queues are kept and the process watched.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    /// Where a process without the API serves /healthz, /readyz, /metrics (`METRICS_BIND`).
+    pub metrics_bind: Option<SocketAddr>,
+    /// Attempts per queue of the jobs this process enqueues (`JOB_ATTEMPTS`).
+    pub job_attempts: crate::config::JobAttempts,
+    /// How long a dead job waits for an operator (`DEAD_RETENTION_DAYS`).
+    pub dead_retention: Duration,
+    /// How often a process with workers says it is alive (`GET /v1/workers`).
+    pub heartbeat: Duration,
+}
+
+impl Default for Operations {
+    fn default() -> Self {
+        Operations {
+            metrics_bind: None,
+            job_attempts: Default::default(),
+            dead_retention: Duration::from_secs(90 * 86_400),
+            heartbeat: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Settings {
@@ -62,6 +88,9 @@ pub struct Application {
     pub address: Option<SocketAddr>,
     http: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     workers: Option<Workers>,
+    /// Where a process without the API serves its metrics, when it does.
+    pub metrics_address: Option<SocketAddr>,
+    ops: Option<crate::ops::OpsServer>,
 }
 
 impl Application {
@@ -88,7 +117,8 @@ impl Application {
                 "records of the earlier key layout moved to their shards"
             );
         }
-        let producer = Producer::new(conn, &settings.namespace);
+        let producer = Producer::new(conn, &settings.namespace)
+            .with_attempts(settings.operations.job_attempts.0.clone());
         let kakaopay = KakaoPay::new(
             settings.kakaopay_api_url.clone(),
             settings.kakaopay_timeouts,
@@ -107,6 +137,11 @@ impl Application {
                     .as_ref()
                     .map(|u| u.as_str().trim_end_matches('/').to_string())
                     .unwrap_or_else(|| format!("http://{local}"));
+                let operators: Vec<_> = h
+                    .admin_tokens
+                    .iter()
+                    .map(http::auth::Operator::parse)
+                    .collect();
                 let state = AppState {
                     store: store.clone(),
                     producer: producer.clone(),
@@ -114,7 +149,7 @@ impl Application {
                     config: Arc::new(HttpConfig {
                         public_url,
                         api_tokens: h.api_tokens.clone(),
-                        admin_tokens: h.admin_tokens.clone(),
+                        operators,
                         callback_secret: h.callback_secret.clone(),
                         ready_window: settings.ready_window,
                         kakaopay_timeout: settings.kakaopay_timeouts.total,
@@ -134,6 +169,24 @@ impl Application {
                 Some((stop, task))
             }
         };
+        let ops = match settings.operations.metrics_bind {
+            None => None,
+            Some(bind) => match crate::ops::OpsServer::start(bind, store.clone()) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    // Not fatal: the jobs matter more than the scrape (two workers on one
+                    // machine with the default METRICS_BIND, say).
+                    tracing::error!(bind = %bind, error = %e, "cannot listen on METRICS_BIND; working without /metrics");
+                    None
+                }
+            },
+        };
+        let kind = if settings.http.is_some() {
+            crate::registry::ProcessKind::Serve
+        } else {
+            crate::registry::ProcessKind::Work
+        };
+        let operations = settings.operations.clone();
         let workers = settings.workers.map(|w| {
             workers::start(
                 settings.redis.clone(),
@@ -153,12 +206,19 @@ impl Application {
                         .expect("an HTTP client builds"),
                 },
                 w,
+                workers::Keeping {
+                    kind,
+                    dead_retention: operations.dead_retention,
+                    heartbeat: operations.heartbeat,
+                },
             )
         });
         Ok(Application {
             address,
             http,
             workers,
+            metrics_address: ops.as_ref().map(|o| o.address),
+            ops,
         })
     }
 
@@ -171,6 +231,9 @@ impl Application {
         }
         if let Some(workers) = self.workers {
             workers.stop().await;
+        }
+        if let Some(ops) = self.ops {
+            ops.stop().await;
         }
     }
 

@@ -90,16 +90,19 @@ pub enum RefundStatus {
     Rejected,
     ManualReview,
     Failed,
+    /// An operator closed a review without money moving.
+    Dismissed,
 }
 
 impl RefundStatus {
-    pub const ALL: [RefundStatus; 6] = [
+    pub const ALL: [RefundStatus; 7] = [
         RefundStatus::Queued,
         RefundStatus::Processing,
         RefundStatus::Succeeded,
         RefundStatus::Rejected,
         RefundStatus::ManualReview,
         RefundStatus::Failed,
+        RefundStatus::Dismissed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +113,7 @@ impl RefundStatus {
             RefundStatus::Rejected => "rejected",
             RefundStatus::ManualReview => "manual_review",
             RefundStatus::Failed => "failed",
+            RefundStatus::Dismissed => "dismissed",
         }
     }
 
@@ -121,6 +125,8 @@ impl RefundStatus {
                 | (Processing, Succeeded | Failed | Rejected | ManualReview)
                 // A correction: KakaoPay proves paid a refund recorded failed.
                 | (Failed, Succeeded)
+                // An operator's review: approved (run again as an admin amount) or dismissed.
+                | (ManualReview, Queued | Dismissed)
         )
     }
 
@@ -187,8 +193,12 @@ mod tests {
     #[test]
     fn refund_finals_go_nowhere() {
         for s in RefundStatus::ALL.into_iter().filter(|s| s.is_final()) {
-            let reopened =
-                |t: RefundStatus| (s, t) == (RefundStatus::Failed, RefundStatus::Succeeded);
+            // The corrections and an operator's review are the only ways out.
+            let reopened = |t: RefundStatus| {
+                (s, t) == (RefundStatus::Failed, RefundStatus::Succeeded)
+                    || (s == RefundStatus::ManualReview
+                        && matches!(t, RefundStatus::Queued | RefundStatus::Dismissed))
+            };
             assert!(
                 RefundStatus::ALL
                     .iter()

@@ -1,6 +1,9 @@
-//! Bearer tokens with two roles: clients (the booking system) and operators (admin).
+//! Bearer tokens with two roles: clients (the booking system) and operators (admin). An
+//! operator's token may carry a name (`ADMIN_TOKENS` entries `name=token`; a bare token is
+//! named `admin`): the name every history entry of their actions records as `by`.
 
 use super::{error::ApiError, AppState};
+use crate::secret::Secret;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -33,7 +36,55 @@ pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn role(state: &AppState, parts: &Parts) -> Result<Role, ApiError> {
+/// The name an operator's actions are recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorName(String);
+
+impl OperatorName {
+    /// The name of a bare token in `ADMIN_TOKENS`.
+    pub const DEFAULT: &'static str = "admin";
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One `ADMIN_TOKENS` entry: who, and the token that proves it.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: OperatorName,
+    pub token: Secret,
+}
+
+impl Operator {
+    /// `name=token`, or a bare token (named `admin`). Only a plain name (letters, digits,
+    /// `_.@-`, at most 64) before the first `=` counts as one, so a token that merely holds
+    /// an `=` (base64 padding) stays whole.
+    pub fn parse(entry: &Secret) -> Operator {
+        let raw = entry.expose();
+        let named = raw.split_once('=').filter(|(name, token)| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+                && !token.trim().is_empty()
+        });
+        match named {
+            Some((name, token)) => Operator {
+                name: OperatorName(name.to_string()),
+                token: Secret::new(token.trim()),
+            },
+            None => Operator {
+                name: OperatorName(OperatorName::DEFAULT.to_string()),
+                token: entry.clone(),
+            },
+        }
+    }
+}
+
+/// Who a request is from: the role, and the operator's name for an admin token.
+fn role(state: &AppState, parts: &Parts) -> Result<(Role, Option<OperatorName>), ApiError> {
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -43,32 +94,42 @@ fn role(state: &AppState, parts: &Parts) -> Result<Role, ApiError> {
     };
     let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
     // Check every token, not stopping at a match, so timing says nothing about which.
-    let admin = state.config.admin_tokens.iter().fold(false, |hit, t| {
-        hit | same(t.expose().as_bytes(), token.as_bytes())
+    let admin = state.config.operators.iter().fold(None, |hit, o| {
+        let matches = same(o.token.expose().as_bytes(), token.as_bytes());
+        if matches && hit.is_none() {
+            Some(o.name.clone())
+        } else {
+            hit
+        }
     });
     let client = state.config.api_tokens.iter().fold(false, |hit, t| {
         hit | same(t.expose().as_bytes(), token.as_bytes())
     });
     match (admin, client) {
-        (true, _) => Ok(Role::Admin),
-        (false, true) => Ok(Role::Client),
+        (Some(name), _) => Ok((Role::Admin, Some(name))),
+        (None, true) => Ok((Role::Client, None)),
         _ => Err(unauthorized()),
     }
 }
 
-/// The operator an admin token belongs to (`admin` until tokens carry names).
+/// The operator an admin token belongs to, checking every token (timing says nothing of
+/// which matched).
 pub(super) fn operator_named(state: &AppState, token: &str) -> Option<String> {
-    let hit = state.config.admin_tokens.iter().fold(false, |hit, t| {
-        hit | same(t.expose().as_bytes(), token.as_bytes())
-    });
-    hit.then(|| "admin".to_string())
+    state.config.operators.iter().fold(None, |hit, o| {
+        let matches = same(o.token.expose().as_bytes(), token.as_bytes());
+        if matches && hit.is_none() {
+            Some(o.name.as_str().to_string())
+        } else {
+            hit
+        }
+    })
 }
 
 /// Whether an admin token with this fingerprint is still configured: a board session dies
 /// with the token that opened it.
 pub(super) fn still_admin(state: &AppState, fingerprint_hex: &str) -> bool {
-    state.config.admin_tokens.iter().fold(false, |hit, t| {
-        let ours = hex::encode(fingerprint(t.expose().as_bytes()));
+    state.config.operators.iter().fold(false, |hit, o| {
+        let ours = hex::encode(fingerprint(o.token.expose().as_bytes()));
         hit | same(ours.as_bytes(), fingerprint_hex.as_bytes())
     })
 }
@@ -103,17 +164,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Any valid token: the booking system, or an operator (who may do everything a client can).
-pub struct Client(pub Role);
+/// Any valid token: the booking system, or an operator (who may do everything a client can),
+/// with the operator's name.
+pub struct Client(pub Role, pub Option<OperatorName>);
 
-/// An operator's token.
-pub struct Admin;
+/// An operator's token, and whose it is.
+pub struct Admin(pub OperatorName);
 
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        role(state, parts).map(Client)
+        role(state, parts).map(|(role, name)| Client(role, name))
     }
 }
 
@@ -122,8 +184,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match role(state, parts)? {
-            Role::Admin => Ok(Admin),
-            Role::Client => Err(ApiError::new(
+            (Role::Admin, Some(name)) => Ok(Admin(name)),
+            _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this route needs an operator token",
@@ -153,5 +215,28 @@ mod tests {
         assert!(!super::same(b"abc", b"abd"));
         assert!(!super::same(b"abc", b"abcd"));
         assert!(!super::same(b"", b"a"));
+    }
+
+    #[test]
+    fn admin_tokens_may_carry_a_name() {
+        use super::{Operator, Secret};
+        let named = Operator::parse(&Secret::new("kim=tok-123"));
+        assert_eq!(
+            (named.name.as_str(), named.token.expose()),
+            ("kim", "tok-123")
+        );
+        let bare = Operator::parse(&Secret::new("tok-123"));
+        assert_eq!(
+            (bare.name.as_str(), bare.token.expose()),
+            ("admin", "tok-123")
+        );
+        // Base64 padding is not a name.
+        let padded = Operator::parse(&Secret::new("dG9rZW4="));
+        assert_eq!(
+            (padded.name.as_str(), padded.token.expose()),
+            ("admin", "dG9rZW4=")
+        );
+        let odd = Operator::parse(&Secret::new("a b=tok"));
+        assert_eq!(odd.name.as_str(), "admin");
     }
 }

@@ -2,7 +2,7 @@
 //! body of API.md everywhere, 64 KiB JSON bodies, a request id on every request and its logs.
 //! Nothing slow runs in a handler but the synchronous KakaoPay *ready* call.
 
-mod auth;
+pub mod auth;
 mod board;
 mod body;
 pub mod callbacks;
@@ -11,8 +11,11 @@ mod integrations;
 mod openapi;
 mod openapi_bodies;
 pub mod payments;
+mod query;
 mod queues;
 pub mod refunds;
+mod reviews;
+mod search;
 mod transactions;
 
 pub use error::ApiError;
@@ -37,7 +40,8 @@ pub struct HttpConfig {
     /// Base of the callback URLs KakaoPay sends members back to.
     pub public_url: String,
     pub api_tokens: Vec<Secret>,
-    pub admin_tokens: Vec<Secret>,
+    /// The operators, named (`ADMIN_TOKENS` entries `name=token`).
+    pub operators: Vec<auth::Operator>,
     pub callback_secret: Secret,
     /// How long after ready a payment can still be approved (KakaoPay's window).
     pub ready_window: Duration,
@@ -62,14 +66,25 @@ pub fn router(state: AppState) -> Router {
                 .get(integrations::get)
                 .delete(integrations::delete),
         )
-        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments", post(payments::create).get(search::search))
         .route("/v1/payments/{payment_id}", get(payments::get))
         .route("/v1/payments/{payment_id}/refunds", post(refunds::create))
+        .route("/v1/refunds", get(reviews::list))
         .route("/v1/refunds/{refund_id}", get(refunds::get))
+        .route("/v1/refunds/{refund_id}/approve", post(reviews::approve))
+        .route("/v1/refunds/{refund_id}/dismiss", post(reviews::dismiss))
         .route("/v1/transactions", get(transactions::report))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/jobs", get(queues::jobs))
         .route("/v1/queues/{name}/jobs/{job_id}/retry", post(queues::retry))
+        .route(
+            "/v1/queues/{name}/jobs/{job_id}",
+            get(queues::job).delete(queues::discard),
+        )
+        .route("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/workers", get(queues::workers))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -187,15 +202,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Prometheus text; queue depths are read from the queue now, so they are exact.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let conn = state.store.connection();
-    for queue in kakaopay_jobs::QUEUES {
-        if let Ok(counts) =
-            kakaopay_jobs::queue::inspect::counts(&conn, state.store.namespace(), queue).await
-        {
-            crate::metrics::queue_depth(state.store.namespace(), queue, &counts);
-        }
-    }
-    crate::metrics::redis_round_trips();
+    crate::metrics::observe_queues(&state.store).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

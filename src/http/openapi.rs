@@ -1,6 +1,6 @@
 //! `/openapi.json`: the contract as OpenAPI 3, generated from the handlers' annotations.
 
-use super::{callbacks, integrations, payments, queues, refunds, transactions};
+use super::{callbacks, integrations, payments, queues, refunds, reviews, search, transactions};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response};
 use utoipa::{Modify, OpenApi};
@@ -10,10 +10,11 @@ use utoipa::{Modify, OpenApi};
     info(title = "kakaopay-worker", description = "KakaoPay payments and refunds as reliable jobs on Redis (API.md)"),
     paths(
         integrations::put, integrations::patch, integrations::get, integrations::delete,
-        payments::create, payments::get,
-        refunds::create, refunds::get,
+        payments::create, payments::get, search::search,
+        refunds::create, refunds::get, reviews::list, reviews::approve, reviews::dismiss,
         transactions::report,
-        queues::list, queues::jobs, queues::retry,
+        queues::list, queues::jobs, queues::retry, queues::job, queues::discard,
+        queues::retry_dead, queues::pause, queues::resume, queues::workers,
         callbacks::callback,
         super::healthz, super::readyz, super::metrics,
     ),

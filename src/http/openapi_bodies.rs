@@ -126,6 +126,55 @@ fn job() -> Value {
     )
 }
 
+fn page_of(key: &str, item: Value) -> Value {
+    json!({
+        "type": "object", "required": [key, "next_cursor"],
+        "properties": {key: {"type": "array", "items": item}, "next_cursor": text_or_null()},
+    })
+}
+
+fn payment_summary() -> Value {
+    object(
+        &[
+            "payment_id",
+            "location_id",
+            "order_id",
+            "status",
+            "tid",
+            "total_amount",
+            "created_at",
+        ],
+        json!({
+            "payment_id": {"type": "string"}, "location_id": {"type": "string"},
+            "order_id": {"type": "string"}, "status": {"type": "string", "enum": PAYMENT_STATUSES},
+            "tid": {"type": "string"}, "aid": text_or_null(), "total_amount": {"type": "integer"},
+            "refunded_amount": {"type": "integer"}, "created_at": {"type": "string"},
+        }),
+    )
+}
+
+fn worker() -> Value {
+    object(
+        &[
+            "id",
+            "host",
+            "pid",
+            "kind",
+            "queues",
+            "concurrency",
+            "in_flight",
+            "started_at",
+            "last_seen",
+        ],
+        json!({
+            "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+            "kind": {"type": "string"}, "queues": {"type": "array", "items": {"type": "string"}},
+            "concurrency": {"type": "integer"}, "in_flight": {"type": "integer"},
+            "started_at": {"type": "string"}, "last_seen": {"type": "string"},
+        }),
+    )
+}
+
 fn transactions() -> Value {
     json!({"type": "array", "items": object(
         &["id", "time", "description", "type", "amount", "status", "tid", "aid"],
@@ -169,10 +218,26 @@ pub fn body(method: &str, path: &str, status: &str) -> Option<Value> {
             &["queues"],
             json!({"queues": {"type": "array", "items": queue_row}}),
         ),
-        ("get", "/v1/queues/{name}/jobs", "200") => object(
-            &["jobs"],
-            json!({"jobs": {"type": "array", "items": job()}}),
+        ("get", "/v1/queues/{name}/jobs", "200") => page_of("jobs", job()),
+        ("get", "/v1/queues/{name}/jobs/{job_id}", "200") => job(),
+        ("post", "/v1/queues/{name}/retry-dead", "202") => {
+            object(&["retried"], json!({"retried": {"type": "integer"}}))
+        }
+        ("post", "/v1/queues/{name}/pause" | "/v1/queues/{name}/resume", "200") => object(
+            &["name", "paused"],
+            json!({"name": {"type": "string"}, "paused": {"type": "boolean"}}),
         ),
+        ("get", "/v1/workers", "200") => object(
+            &["workers"],
+            json!({"workers": {"type": "array", "items": worker()}}),
+        ),
+        ("get", "/v1/payments", "200") => page_of("payments", payment_summary()),
+        ("get", "/v1/refunds", "200") => page_of("refunds", refund()),
+        ("post", "/v1/refunds/{refund_id}/approve", "202") => object(
+            &["refund_id", "status"],
+            json!({"refund_id": {"type": "string"}, "status": {"type": "string", "enum": REFUND_STATUSES}}),
+        ),
+        ("post", "/v1/refunds/{refund_id}/dismiss", "200") => refund(),
         ("post", "/v1/queues/{name}/jobs/{job_id}/retry", "202") => object(
             &["id", "status"],
             json!({"id": {"type": "string"}, "status": {"type": "string"}}),

@@ -1,5 +1,7 @@
-//! `GET /v1/queues`, `GET /v1/queues/{name}/jobs`, `POST /v1/queues/{name}/jobs/{job_id}/retry`
-//! (operators): exact counts and the jobs behind them, read from the queue itself.
+//! The queues (operators): exact counts, every state listed page by page, a job's detail with
+//! each failed attempt, retrying one job or every dead one, discarding a dead job, pausing and
+//! resuming; read from and done in the queue itself. What changes a queue is audited there
+//! with the operator's name.
 
 use super::auth::Admin;
 use super::error::ApiError;
@@ -9,6 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kakaopay_jobs::queue::inspect::{self, JobInfo, RetryOutcome, Status};
+use kakaopay_jobs::queue::operate::{self, DiscardOutcome};
+use kakaopay_jobs::queue::pages;
 use kakaopay_jobs::QUEUES;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -38,7 +42,11 @@ pub fn job_view(j: &JobInfo) -> Value {
         "enqueued_at": time(j.enqueued_at_ms),
         "updated_at": time(j.updated_at_ms),
         "run_at": j.run_at_ms.map(time),
+        "finished_at": j.finished_at_ms.map(time),
         "args": j.args,
+        "errors": j.errors.iter().map(|e| json!({
+            "attempt": e.attempt, "error": e.error, "at": time(e.at),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -49,9 +57,10 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>
     let mut queues = Vec::new();
     for name in QUEUES {
         let c = inspect::counts(&conn, state.store.namespace(), name).await?;
+        let paused = operate::is_paused(&conn, state.store.namespace(), name).await?;
         queues.push(json!({
             "name": name, "pending": c.pending, "running": c.running, "scheduled": c.scheduled,
-            "done": c.done, "failed": c.failed, "dead": c.dead,
+            "done": c.done, "failed": c.failed, "dead": c.dead, "paused": paused,
         }));
     }
     Ok(Json(json!({ "queues": queues })))
@@ -59,8 +68,9 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>
 
 #[utoipa::path(get, path = "/v1/queues/{name}/jobs", tag = "queues",
     params(("name" = String, Path), ("status" = Option<String>, Query, description = "failed (default), dead, pending, running, scheduled, done"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
-    responses((status = 200, description = "Jobs with id, attempts, last_error, times"), (status = 404, description = "Unknown queue")), security(("bearer" = [])))]
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the page before")),
+    responses((status = 200, description = "Jobs with id, attempts, last_error, times, and next_cursor"), (status = 404, description = "Unknown queue")), security(("bearer" = [])))]
 pub async fn jobs(
     _: Admin,
     State(state): State<AppState>,
@@ -89,17 +99,152 @@ pub async fn jobs(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| ApiError::invalid("limit", "limit must be 1 to 1000"))?,
     };
-    let jobs = inspect::list(
+    let cursor = query
+        .get("cursor")
+        .filter(|c| !c.is_empty() && c.len() <= 300);
+    if query.get("cursor").is_some_and(|c| !c.is_empty()) && cursor.is_none() {
+        return Err(ApiError::invalid(
+            "cursor",
+            "cursor is not one this service answered",
+        ));
+    }
+    let page = pages::page(
         &state.store.connection(),
         state.store.namespace(),
         name,
         status,
         limit,
+        cursor.map(String::as_str),
     )
-    .await?;
-    Ok(Json(
-        json!({ "queue": name, "status": status, "jobs": jobs.iter().map(job_view).collect::<Vec<_>>() }),
-    ))
+    .await
+    .map_err(|e| match e {
+        kakaopay_jobs::queue::QueueError::Invalid(m) => ApiError::invalid("cursor", m),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({
+        "queue": name, "status": status,
+        "jobs": page.jobs.iter().map(job_view).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+#[utoipa::path(get, path = "/v1/queues/{name}/jobs/{job_id}", tag = "queues", operation_id = "get_job",
+    params(("name" = String, Path), ("job_id" = String, Path)),
+    responses((status = 200, description = "The job: status, attempts, max_attempts, args, errors, times"), (status = 404, description = "Unknown queue or job")),
+    security(("bearer" = [])))]
+pub async fn job(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, job_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = queue_name(&name)?;
+    let job = inspect::job(
+        &state.store.connection(),
+        state.store.namespace(),
+        name,
+        &job_id,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(Json(job_view(&job)))
+}
+
+#[utoipa::path(delete, path = "/v1/queues/{name}/jobs/{job_id}", tag = "queues", operation_id = "discard_job",
+    params(("name" = String, Path), ("job_id" = String, Path)),
+    responses((status = 204, description = "Discarded, audited"), (status = 404, description = "Unknown queue or job"),
+        (status = 409, description = "job_not_dead")),
+    security(("bearer" = [])))]
+pub async fn discard(
+    Admin(operator): Admin,
+    State(state): State<AppState>,
+    Path((name, job_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let name = queue_name(&name)?;
+    let conn = state.store.connection();
+    let ns = state.store.namespace();
+    match operate::discard(&conn, ns, name, &job_id, operator.as_str()).await? {
+        DiscardOutcome::Discarded => {
+            tracing::info!(queue = name, job = %job_id, by = operator.as_str(), "operator discarded a dead job");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        DiscardOutcome::NotDead => Err(ApiError::conflict(
+            "job_not_dead",
+            "only a dead job can be discarded",
+        )),
+        DiscardOutcome::NotFound => Err(ApiError::not_found("job")),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/queues/{name}/retry-dead", tag = "queues", operation_id = "retry_dead_jobs",
+    params(("name" = String, Path)),
+    responses((status = 202, description = "retried: how many dead jobs went back to the queue"), (status = 404, description = "Unknown queue")),
+    security(("bearer" = [])))]
+pub async fn retry_dead(
+    Admin(operator): Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = queue_name(&name)?;
+    let conn = state.store.connection();
+    let retried =
+        operate::retry_dead(&conn, state.store.namespace(), name, operator.as_str()).await?;
+    tracing::info!(
+        queue = name,
+        retried,
+        by = operator.as_str(),
+        "operator retried the dead jobs"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"queue": name, "retried": retried})),
+    )
+        .into_response())
+}
+
+async fn set_paused(
+    state: &AppState,
+    name: &str,
+    paused: bool,
+    by: &str,
+) -> Result<Json<Value>, ApiError> {
+    let name = queue_name(name)?;
+    let conn = state.store.connection();
+    let changed = operate::set_paused(&conn, state.store.namespace(), name, paused, by).await?;
+    if changed {
+        tracing::info!(queue = name, paused, by, "operator changed a queue's pause");
+    }
+    Ok(Json(json!({"name": name, "paused": paused})))
+}
+
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", operation_id = "pause_queue",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Paused: no process starts a job of it (jobs in flight finish, enqueueing goes on)"), (status = 404, description = "Unknown queue")),
+    security(("bearer" = [])))]
+pub async fn pause(
+    Admin(operator): Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &name, true, operator.as_str()).await
+}
+
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", operation_id = "resume_queue",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Running again"), (status = 404, description = "Unknown queue")),
+    security(("bearer" = [])))]
+pub async fn resume(
+    Admin(operator): Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &name, false, operator.as_str()).await
+}
+
+#[utoipa::path(get, path = "/v1/workers", tag = "queues", operation_id = "list_workers",
+    responses((status = 200, description = "The live serve and work processes")), security(("bearer" = [])))]
+pub async fn workers(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let live = crate::registry::live(&state.store).await?;
+    Ok(Json(json!({ "workers": live })))
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/jobs/{job_id}/retry", tag = "queues", params(("name" = String, Path), ("job_id" = String, Path)),

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kakaopay_jobs::queue::EnqueueOptions;
-use kakaopay_jobs::refunds::{job_id, refund_id, same_request, validate, RefundRequestError};
+use kakaopay_jobs::refunds::{refund_id, same_request, validate, RefundRequestError};
 use kakaopay_jobs::RefundRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,6 +62,7 @@ pub fn view(r: &Refund) -> Value {
         "created_at": r.created_at,
         "updated_at": r.updated_at,
         "history": r.history,
+        "review": r.review,
     })
 }
 
@@ -121,7 +122,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         (status = 409, description = "not_refundable, idempotency_conflict")),
     security(("bearer" = [])))]
 pub async fn create(
-    Client(role): Client,
+    Client(role, operator): Client,
     State(state): State<AppState>,
     Path(payment_id): Path<String>,
     headers: HeaderMap,
@@ -197,13 +198,11 @@ pub async fn create(
 
     let created = state
         .store
-        .create_refund(
-            &refund_id,
-            &payment_id,
-            &payment.request.location_id,
-            &key,
+        .create_refund_by(
+            (&refund_id, &payment_id, &payment.request.location_id, &key),
             &request,
             "http",
+            operator.as_ref().map(|o| o.as_str()),
         )
         .await?;
     let refund = match created {
@@ -218,16 +217,27 @@ pub async fn create(
     Ok(accepted(&refund))
 }
 
+/// A refund id as we make them; anything else names no refund (and never reaches a key).
+pub fn checked_refund_id(raw: &str) -> Result<&str, ApiError> {
+    let ok = raw.len() == 27
+        && raw.starts_with("rf_")
+        && raw[3..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ApiError::not_found("refund"))
+    }
+}
+
 /// Enqueues a stored refund's job (idempotent by its id). A failure is logged, not answered:
 /// the refund is stored, and the reconciler enqueues the job of a `queued` refund that has
 /// none.
-async fn enqueue(state: &AppState, refund: &Refund) {
+pub(super) async fn enqueue(state: &AppState, refund: &Refund) {
     match state
         .producer
-        .enqueue(
-            &refund.job(),
-            EnqueueOptions::with_id(job_id(&refund.refund_id)),
-        )
+        .enqueue(&refund.job(), EnqueueOptions::with_id(refund.job_id()))
         .await
     {
         Ok(e) if !e.duplicate => {
@@ -247,17 +257,9 @@ pub async fn get(
     State(state): State<AppState>,
     Path(refund_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ok = refund_id.len() == 27
-        && refund_id.starts_with("rf_")
-        && refund_id[3..]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !ok {
-        return Err(ApiError::not_found("refund"));
-    }
     let refund = state
         .store
-        .refund(&refund_id)
+        .refund(checked_refund_id(&refund_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok(Json(view(&refund)))

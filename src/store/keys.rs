@@ -121,6 +121,16 @@ impl Store {
         format!("{}:refunds:open", self.tag(shard))
     }
 
+    /// A shard's refunds waiting for an operator (`manual_review`), by when they entered it.
+    pub(super) fn review_refunds_key(&self, shard: Shard) -> String {
+        format!("{}:refunds:review", self.tag(shard))
+    }
+
+    /// A shard's refunds, by request time: the refund listing without a location.
+    pub(super) fn all_refunds_key(&self, shard: Shard) -> String {
+        format!("{}:refunds:all", self.tag(shard))
+    }
+
     /// A location's payments in one shard, by creation time (the transactions report).
     pub(super) fn location_payments_key(&self, shard: Shard, location: &str) -> String {
         format!("{}:loc:{location}:payments", self.tag(shard))

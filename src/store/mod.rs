@@ -8,19 +8,25 @@ mod events;
 mod integrations;
 mod keys;
 mod migrations;
+mod paging;
 mod payments;
 mod refunds;
+mod reviews;
+mod search;
 mod sessions;
 
 pub use keys::{payment_id_for, Shard, SHARDS};
 pub use migrations::Moved;
 
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
+pub use paging::{Cursor, Page};
 pub use payments::{
     Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
     TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
+pub use reviews::{review_job_id, Review, ReviewAction, Reviewed};
+pub use search::{PaymentFilter, RefundFilter};
 
 use kakaopay_jobs::queue::Connection;
 

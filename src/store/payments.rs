@@ -61,6 +61,12 @@ pub struct HistoryEntry {
     pub from: Option<String>,
     pub to: String,
     pub cause: String,
+    /// The operator whose action made the change (their `ADMIN_TOKENS` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// What the operator wrote with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The parts fixed when the payment is created.
@@ -370,7 +376,10 @@ impl Store {
         integration_version: u64,
         fingerprint: String,
     ) -> Result<bool, StoreError> {
-        let now = now_rfc3339();
+        // One instant for the record and its index score, so that listings ordered by the
+        // index are ordered by `created_at` too.
+        let instant = chrono::Utc::now();
+        let now = instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let doc = Doc {
             payment_id: payment_id.to_string(),
             tid,
@@ -386,6 +395,8 @@ impl Store {
             from: None,
             to: PaymentStatus::Ready.to_string(),
             cause: "KakaoPay ready accepted the payment".into(),
+            by: None,
+            note: None,
         })
         .expect("history serializes");
         let shard = Shard::of_id(payment_id);
@@ -398,7 +409,7 @@ impl Store {
             .arg(payment_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
-            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(instant.timestamp_millis())
             .arg(history)
             .run(&self.conn)
             .await?;

@@ -50,6 +50,7 @@ impl RefundDoc {
             history,
             decided: None,
             run: String::new(),
+            review: None,
         }
     }
 }
@@ -91,6 +92,8 @@ pub struct Refund {
     pub decided: Option<Decided>,
     /// The token of the run that holds the refund (empty before any run).
     pub run: String,
+    /// An operator's review of it (approved or dismissed), once made.
+    pub review: Option<super::Review>,
 }
 
 impl Refund {
@@ -101,6 +104,18 @@ impl Refund {
             refund_id: self.refund_id.clone(),
             idempotency_key: self.idempotency_key.clone(),
             request: self.request.clone(),
+        }
+    }
+
+    /// The id of the `cancel_payment` job that runs it now. An approved review runs under an
+    /// id of its own: the first job (which left it to a person) is done, and enqueuing under
+    /// its id again would be taken for a duplicate.
+    pub fn job_id(&self) -> String {
+        match &self.review {
+            Some(r) if r.action == super::ReviewAction::Approve => {
+                super::reviews::review_job_id(&self.refund_id)
+            }
+            _ => kakaopay_jobs::refunds::job_id(&self.refund_id),
         }
     }
 
@@ -170,14 +185,15 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{NOW_MS}{body}"))
 }
 
-/// KEYS: refund, refund history, payment's refunds list, location's refunds, open refunds.
-/// ARGV: refund id, doc, now, history. Every key's type is checked before the first write: a
-/// script that fails midway keeps what it wrote, and a refund half stored is worse than none.
+/// KEYS: refund, refund history, payment's refunds list, location's refunds, open refunds,
+/// the shard's refunds. ARGV: refund id, doc, now, history. Every key's type is checked before
+/// the first write: a script that fails midway keeps what it wrote, and a refund half stored
+/// is worse than none.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local kinds = {'hash', 'list', 'list', 'zset', 'zset'}
+local kinds = {'hash', 'list', 'list', 'zset', 'zset', 'zset'}
 for i, kind in ipairs(kinds) do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= kind then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t) end
@@ -187,6 +203,7 @@ redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
 redis.call('ZADD', KEYS[5], now_ms, ARGV[1])
+redis.call('ZADD', KEYS[6], now_ms, ARGV[1])
 return 1
 "#,
     )
@@ -251,8 +268,9 @@ return 0
 
 /// Ends a refund that moves no (more) money, if `run` still holds it (and, with a `margin`,
 /// only once that long has passed since a cancel of it could last have been under way). KEYS:
-/// payment, refund, refund history, open refunds. ARGV: refund id, status, rule, failure json,
-/// now, cause, run, margin ms ('' for none).
+/// payment, refund, refund history, open refunds, the shard's review index (a refund left to
+/// a person joins it in the same step). ARGV: refund id, status, rule, failure json, now,
+/// cause, run, margin ms ('' for none).
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -265,6 +283,7 @@ redis.call('HSET', KEYS[2], 'status', ARGV[2], 'rule', ARGV[3], 'failure', ARGV[
 redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[5], from = status, to = ARGV[2], cause = ARGV[6]}))
 if redis.call('HGET', KEYS[1], 'refund_lock') == ARGV[1] then redis.call('HSET', KEYS[1], 'refund_lock', '') end
 redis.call('ZREM', KEYS[4], ARGV[1])
+if ARGV[2] == 'manual_review' then redis.call('ZADD', KEYS[5], now_ms, ARGV[1]) end
 return 1
 "#,
     )
@@ -298,7 +317,10 @@ return {'ok', status}
     )
 });
 
-fn parse<T: serde::de::DeserializeOwned>(key: &str, v: serde_json::Value) -> Result<T, StoreError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    key: &str,
+    v: serde_json::Value,
+) -> Result<T, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         reason: e.to_string(),
@@ -307,7 +329,6 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, v: serde_json::Value) -> Res
 
 impl Store {
     /// Stores a new refund `queued`, unless one with its id exists.
-    #[allow(clippy::too_many_arguments)]
     pub async fn create_refund(
         &self,
         refund_id: &str,
@@ -316,6 +337,19 @@ impl Store {
         idempotency_key: &str,
         request: &RefundRequest,
         source: &str,
+    ) -> Result<Created, StoreError> {
+        let ids = (refund_id, payment_id, location_id, idempotency_key);
+        self.create_refund_by(ids, request, source, None).await
+    }
+
+    /// [`Store::create_refund`], recording the operator who asked (`by`) in its history.
+    /// `ids`: refund, payment, location, idempotency key.
+    pub async fn create_refund_by(
+        &self,
+        (refund_id, payment_id, location_id, idempotency_key): (&str, &str, &str, &str),
+        request: &RefundRequest,
+        source: &str,
+        by: Option<&str>,
     ) -> Result<Created, StoreError> {
         let now = now_rfc3339();
         let doc = RefundDoc {
@@ -331,6 +365,8 @@ impl Store {
             from: None,
             to: RefundStatus::Queued.to_string(),
             cause: format!("requested by {} ({})", request.requested_by, source),
+            by: by.map(str::to_string),
+            note: None,
         };
         let shard = Shard::of_id(payment_id);
         if Shard::of_id(refund_id) != shard {
@@ -345,6 +381,7 @@ impl Store {
             .key(self.payment_refunds_key(payment_id))
             .key(self.location_refunds_key(shard, location_id))
             .key(self.open_refunds_key(shard))
+            .key(self.all_refunds_key(shard))
             .arg(refund_id)
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
@@ -476,6 +513,7 @@ impl Store {
             failure: json("failure")?.map(|f| parse(&key, f)).transpose()?,
             decided: json("decided")?.map(|d| parse(&key, d)).transpose()?,
             run: text("run").unwrap_or_default(),
+            review: json("review")?.map(|r| parse(&key, r)).transpose()?,
             ..doc.into_queued(text("updated_at").unwrap_or_default(), history)
         }))
     }
@@ -599,6 +637,7 @@ impl Store {
             .key(self.refund_key(refund_id))
             .key(self.refund_history_key(refund_id))
             .key(self.open_refunds_key(Shard::of_id(refund_id)))
+            .key(self.review_refunds_key(Shard::of_id(refund_id)))
             .arg(refund_id)
             .arg(status.as_str())
             .arg(rule)

@@ -16,7 +16,7 @@ use crate::kakaopay::{
 use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
 use crate::store::{
     Begin, Created, Decided, Failure, Integration, Integrations, Locked, Paid, Payment, Recorded,
-    Refund, Success,
+    Refund, ReviewAction, Success,
 };
 use apalis::prelude::Data;
 use kakaopay_jobs::queue::{Delivery, JobError};
@@ -231,7 +231,20 @@ fn decide(
         policy: payment.request.refund_policy.as_ref(),
     };
     let left = refunds::remaining(&facts);
-    if refund.request.amount.is_some_and(|a| a > left.get()) {
+    // An approved review's amount is checked like an admin amount: under the lock, against
+    // what is left now (another refund may have been paid since it was approved).
+    let review_amount = refund
+        .review
+        .as_ref()
+        .filter(|r| r.action == ReviewAction::Approve)
+        .map(|r| r.amount);
+    // A review approved without an amount refunds what is left (the request's own amount,
+    // if it had one, no longer counts).
+    let explicit = match review_amount {
+        Some(approved) => approved,
+        None => refund.request.amount,
+    };
+    if explicit.is_some_and(|a| a > left.get()) {
         let cause = format!("only {left} is left");
         return Err(Closed::rejected("amount_over_remaining", cause));
     }
@@ -259,7 +272,10 @@ fn decide(
         amount: refund.request.amount.map(won),
         by_admin: refund.request.by_admin,
     };
-    let decision = refunds::decide(&facts, integration.as_ref(), &ask);
+    let decision = match review_amount {
+        Some(amount) => refunds::reviewed(&facts, amount.map(won)),
+        None => refunds::decide(&facts, integration.as_ref(), &ask),
+    };
     let (status, cause) = match decision.outcome {
         Outcome::Refund => {
             return Ok(Decided {
@@ -612,7 +628,7 @@ pub(super) async fn record_success(
 }
 
 /// Emits the event of a refund's outcome.
-async fn announce(
+pub(crate) async fn announce(
     deps: &Deps,
     refund: &Refund,
     status: RefundStatus,
@@ -624,6 +640,7 @@ async fn announce(
         RefundStatus::Rejected => "refund.rejected",
         RefundStatus::ManualReview => "refund.manual_review",
         RefundStatus::Failed => "refund.failed",
+        RefundStatus::Dismissed => "refund.dismissed",
         _ => return Ok(()),
     };
     let data = crate::events::refund_data(refund, status, amount, rule);

@@ -66,10 +66,50 @@ pub struct WorkerSettings {
     pub deliver_retry: RetrySchedule,
 }
 
+/// What a process with workers keeps up besides running jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Keeping {
+    /// How the process appears in `GET /v1/workers`.
+    pub kind: crate::registry::ProcessKind,
+    /// Dead jobs older than this are dropped (`DEAD_RETENTION_DAYS`).
+    pub dead_retention: Duration,
+    pub heartbeat: Duration,
+}
+
 /// Running workers; [`Workers::stop`] stops them gracefully.
 pub struct Workers {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    registration: crate::registry::Registration,
+}
+
+/// How often each process drops the dead jobs past their retention. Every process does (an
+/// idempotent script), so the retention holds with any one of them running.
+const DEAD_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+async fn sweep_dead(store: Store, retention: Duration, mut stopped: watch::Receiver<bool>) {
+    loop {
+        for queue in kakaopay_jobs::QUEUES {
+            let conn = store.connection();
+            match kakaopay_jobs::queue::operate::drop_expired_dead(
+                &conn,
+                store.namespace(),
+                queue,
+                retention,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(queue, jobs = n, "dropped dead jobs past their retention"),
+                Err(e) => tracing::warn!(queue, error = %e, "could not drop old dead jobs"),
+            }
+        }
+        let every = DEAD_SWEEP_EVERY.min(retention.max(Duration::from_millis(200)));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 fn queue_config<J: JobKind>(
@@ -83,8 +123,24 @@ fn queue_config<J: JobKind>(
     config
 }
 
-pub fn start(topology: Topology, deps: Deps, settings: WorkerSettings) -> Workers {
+pub fn start(
+    topology: Topology,
+    deps: Deps,
+    settings: WorkerSettings,
+    keeping: Keeping,
+) -> Workers {
     let (stop, stopped) = watch::channel(false);
+    let registration = crate::registry::register(
+        deps.store.clone(),
+        keeping.kind,
+        settings.concurrency,
+        keeping.heartbeat,
+    );
+    let sweeper = tokio::spawn(sweep_dead(
+        deps.store.clone(),
+        keeping.dead_retention,
+        stopped.clone(),
+    ));
     let namespace = deps.store.namespace().to_string();
     let conn = deps.store.connection();
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
@@ -160,12 +216,19 @@ pub fn start(topology: Topology, deps: Deps, settings: WorkerSettings) -> Worker
             }
         }
         let _ = reconciler.await;
+        let _ = sweeper.await;
     });
-    Workers { stop, task }
+    Workers {
+        stop,
+        task,
+        registration,
+    }
 }
 
 impl Workers {
     pub async fn stop(self) {
+        // Off the list first: a process stopping takes no more work and says so at once.
+        self.registration.stop().await;
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }

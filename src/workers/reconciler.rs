@@ -14,7 +14,6 @@ use crate::http::callbacks::approve_job_id;
 use crate::kakaopay::{OrderRequest, OrderStatus, StatusClass};
 use crate::store::{Due, Failure, Payment, Refund, Shard, StoreError, Transition};
 use kakaopay_jobs::queue::{inspect, EnqueueOptions};
-use kakaopay_jobs::refunds::job_id as cancel_job_id;
 use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -303,7 +302,8 @@ async fn settle_approving(deps: &Deps, p: &Payment) {
 /// An open refund whose job has ended: a `queued` one gets its job (again), a `processing`
 /// one is settled by inquiry (given up only `margin` after its last call could have ended).
 async fn settle_refund(deps: &Deps, r: &Refund, margin: Duration) {
-    let job_id = cancel_job_id(&r.refund_id);
+    // An approved review runs under a job id of its own (`Refund::job_id`).
+    let job_id = r.job_id();
     let job = match job_state(deps, CancelPayment::NAME, &job_id).await {
         None | Some(Job::InHand) => return,
         Some(job) => job,
@@ -357,10 +357,7 @@ async fn enqueue_approval(deps: &Deps, payment_id: &str) {
 async fn enqueue_refund(deps: &Deps, r: &Refund) {
     match deps
         .producer
-        .enqueue(
-            &r.job(),
-            EnqueueOptions::with_id(cancel_job_id(&r.refund_id)),
-        )
+        .enqueue(&r.job(), EnqueueOptions::with_id(r.job_id()))
         .await
     {
         Ok(_) => tracing::info!(refund_id = %r.refund_id, "refund job enqueued by the reconciler"),

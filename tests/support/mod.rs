@@ -316,6 +316,7 @@ pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Setting
             ),
         }),
         webhook: options.webhook.clone(),
+        operations: Default::default(),
     }
 }
 

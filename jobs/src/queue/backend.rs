@@ -24,9 +24,11 @@ use apalis_core::worker::context::WorkerContext;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::streams::{StreamPendingCountReply, StreamRangeReply, StreamReadReply};
+use std::collections::HashMap;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OnceCell};
@@ -57,6 +59,10 @@ struct Shared {
     retention: Mutex<Vec<String>>,
     /// Retries the last fetch saw fall due: the next fetch promotes them, busy or not.
     due: Mutex<Vec<String>>,
+    /// Whether operators have the queue paused, as last read from Redis.
+    paused: AtomicBool,
+    /// Runs of this queue under way in this process.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -83,6 +89,10 @@ impl Shared {
         }
         state.1 = Some(Instant::now());
         state.0.clone()
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 
     fn set_reclaim_cursor(&self, cursor: String) {
@@ -118,6 +128,10 @@ pub struct StreamBackend<J> {
     fetch: Option<JoinHandle<Vec<Fetched>>>,
     settle: mpsc::Sender<SettleRequest>,
     renewer: Option<JoinHandle<()>>,
+    /// Reads the queue's pause flag from Redis every [`PAUSE_LOOK`].
+    pause_watch: JoinHandle<()>,
+    /// While paused, the wake-up to look again.
+    pause_tick: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     closing: Option<BoxFuture<'static, ()>>,
     pub(super) sink: SinkState,
     codec: JsonCodec<Vec<u8>>,
@@ -137,6 +151,7 @@ impl<J: JobKind> StreamBackend<J> {
     /// worker's blocking connection is opened on `topology` when it first fetches. Must be
     /// called inside a Tokio runtime (it starts the worker's settler task).
     pub fn new(topology: Topology, conn: Connection, config: QueueConfig) -> Self {
+        let config_keys_stream = config.keys().stream;
         let shared = Arc::new(Shared {
             keys: config.keys(),
             conn,
@@ -145,9 +160,12 @@ impl<J: JobKind> StreamBackend<J> {
             reclaim: Mutex::new(("0-0".into(), None)),
             retention: Mutex::new(Vec::new()),
             due: Mutex::new(Vec::new()),
+            paused: AtomicBool::new(false),
+            in_flight: in_flight_counter(&config_keys_stream),
         });
         let (settle, rx) = mpsc::channel(1024);
         tokio::spawn(settler(shared.clone(), rx));
+        let pause_watch = tokio::spawn(watch_pause(shared.clone()));
         StreamBackend {
             shared,
             topology,
@@ -156,6 +174,8 @@ impl<J: JobKind> StreamBackend<J> {
             fetch: None,
             settle,
             renewer: None,
+            pause_watch,
+            pause_tick: None,
             closing: None,
             sink: SinkState::default(),
             codec: JsonCodec::default(),
@@ -187,6 +207,7 @@ impl<J: JobKind> StreamBackend<J> {
 
 impl<J> Drop for StreamBackend<J> {
     fn drop(&mut self) {
+        self.pause_watch.abort();
         if let Some(fetch) = self.fetch.take() {
             fetch.abort();
         }
@@ -194,6 +215,47 @@ impl<J> Drop for StreamBackend<J> {
             renewer.abort();
         }
     }
+}
+
+/// How often a worker reads its queue's pause flag: a pause is honoured by every process
+/// within this (and a fetch under way), well inside the second operators are promised.
+const PAUSE_LOOK: Duration = Duration::from_millis(250);
+
+/// Keeps `shared.paused` to what Redis says. A failed read keeps the last answer: a Redis
+/// hiccup neither pauses a queue nor resumes one.
+async fn watch_pause(shared: Arc<Shared>) {
+    let mut conn = shared.conn.clone();
+    loop {
+        let read: redis::RedisResult<bool> = redis::cmd("EXISTS")
+            .arg(&shared.keys.paused)
+            .query_async(&mut conn)
+            .await;
+        if let Ok(paused) = read {
+            let was = shared.paused.swap(paused, Ordering::Relaxed);
+            if was != paused {
+                tracing::info!(queue = %shared.config.queue, paused, "queue pause changed");
+            }
+        }
+        tokio::time::sleep(PAUSE_LOOK).await;
+    }
+}
+
+/// The process's count of runs under way per queue (by its stream key), for the workers
+/// registry: every backend of one queue in this process shares it.
+fn in_flight_counter(stream: &str) -> Arc<AtomicUsize> {
+    static COUNTERS: LazyLock<Mutex<HashMap<String, Arc<AtomicUsize>>>> =
+        LazyLock::new(Default::default);
+    COUNTERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(stream.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Runs of `queue` under way in this process now.
+pub fn in_flight(namespace: &str, queue: &str) -> usize {
+    in_flight_counter(&Keys::new(namespace, queue).stream).load(Ordering::Relaxed)
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -209,6 +271,10 @@ async fn fetch_cycle<J: JobKind>(
 ) -> Vec<Fetched> {
     let mut failures = 0u32;
     loop {
+        // Paused: nothing more is taken from the queue (what was fetched waits unstarted).
+        while shared.is_paused() {
+            tokio::time::sleep(PAUSE_LOOK / 2).await;
+        }
         let attempt = fetch_once(&shared, &topology, &blocking, &consumer).await;
         match attempt {
             Ok(jobs) if jobs.is_empty() => failures = 0,
@@ -556,6 +622,15 @@ impl<J: JobKind> Backend for StreamBackend<J> {
                     }
                 }
             }
+            if self.shared.is_paused() {
+                // Fetched jobs wait unstarted (their leases kept) until the queue resumes.
+                let tick = self
+                    .pause_tick
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(PAUSE_LOOK / 2)));
+                ready!(std::future::Future::poll(tick.as_mut(), cx));
+                self.pause_tick = None;
+                continue;
+            }
             if let Some(task) = self.buffer.pop_front() {
                 if self.fetch.is_none() && self.buffer.len() < self.shared.config.fetch_batch / 2 {
                     self.start_fetch(worker);
@@ -619,6 +694,7 @@ impl<J: JobKind> BackendConfig for StreamBackend<J> {
         AckLayer {
             settle: self.settle.clone(),
             retry: self.shared.config.retry,
+            in_flight: self.shared.in_flight.clone(),
         }
     }
 }
@@ -804,6 +880,7 @@ async fn settle_batch(shared: &Shared, batch: &[SettleRequest]) {
 pub struct AckLayer {
     settle: mpsc::Sender<SettleRequest>,
     retry: RetrySchedule,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl<S> Layer<S> for AckLayer {
@@ -814,6 +891,7 @@ impl<S> Layer<S> for AckLayer {
             inner,
             settle: self.settle.clone(),
             retry: self.retry,
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -823,6 +901,7 @@ pub struct AckService<S> {
     inner: S,
     settle: mpsc::Sender<SettleRequest>,
     retry: RetrySchedule,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl<S, Args> Service<Task<Args>> for AckService<S>
@@ -845,6 +924,7 @@ where
         let run = self.inner.call(task);
         let settle = self.settle.clone();
         let retry = self.retry;
+        let in_flight = InFlight::start(self.in_flight.clone());
         async move {
             let result = run.await.map_err(Into::into);
             if let Some(delivery) = delivery {
@@ -862,9 +942,26 @@ where
                     let _ = recorded.await;
                 }
             }
+            drop(in_flight);
             result
         }
         .boxed()
+    }
+}
+
+/// One run counted as under way for as long as it lives (a run cancelled midway too).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(counter: Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

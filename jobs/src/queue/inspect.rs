@@ -82,7 +82,20 @@ pub struct JobInfo {
     pub enqueued_at_ms: u64,
     pub updated_at_ms: u64,
     pub run_at_ms: Option<u64>,
+    /// When it ended (done or dead), on Redis's clock.
+    pub finished_at_ms: Option<u64>,
     pub args: serde_json::Value,
+    /// Each failed attempt (the last 20), oldest first.
+    pub errors: Vec<AttemptError>,
+}
+
+/// One failed attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AttemptError {
+    /// Milliseconds since the Unix epoch (Redis's clock).
+    pub at: u64,
+    pub attempt: u32,
+    pub error: String,
 }
 
 fn job_info(queue: &str, id: &str, record: &HashMap<String, Vec<u8>>) -> Option<JobInfo> {
@@ -105,6 +118,14 @@ fn job_info(queue: &str, id: &str, record: &HashMap<String, Vec<u8>>) -> Option<
         enqueued_at_ms: num("enqueued_at").unwrap_or(0),
         updated_at_ms: num("updated_at").unwrap_or(0),
         run_at_ms: num("run_at"),
+        finished_at_ms: match text("status").as_deref() {
+            Some("done") | Some("dead") => num("updated_at"),
+            _ => None,
+        },
+        errors: record
+            .get("errors")
+            .and_then(|e| serde_json::from_slice(e).ok())
+            .unwrap_or_default(),
         args: record
             .get("args")
             .and_then(|a| serde_json::from_slice(a).ok())
@@ -112,7 +133,7 @@ fn job_info(queue: &str, id: &str, record: &HashMap<String, Vec<u8>>) -> Option<
     })
 }
 
-async fn load(
+pub(super) async fn load(
     conn: &mut Connection,
     keys: &Keys,
     queue: &str,
@@ -246,7 +267,7 @@ pub async fn list(
 }
 
 /// The errors Redis answers about a stream or group that does not exist yet.
-fn no_stream(e: &redis::RedisError) -> bool {
+pub(super) fn no_stream(e: &redis::RedisError) -> bool {
     e.code().is_some_and(|c| c == "NOGROUP" || c == "ERR")
 }
 
@@ -297,4 +318,48 @@ pub async fn release(
     consumer: &str,
 ) -> Result<u64, QueueError> {
     super::backend::release(conn, &Keys::new(namespace, queue), consumer).await
+}
+
+/// How long the oldest job waiting for a worker has waited (its stream entry's age, on
+/// Redis's clock); `None` when none waits.
+pub async fn oldest_pending_age(
+    conn: &Connection,
+    namespace: &str,
+    queue: &str,
+) -> Result<Option<std::time::Duration>, QueueError> {
+    let keys = Keys::new(namespace, queue);
+    let mut conn = conn.clone();
+    let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&keys.stream)
+        .query_async(&mut conn)
+        .await
+    {
+        Ok(g) => g,
+        Err(e) if no_stream(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(last) = groups
+        .groups
+        .into_iter()
+        .find(|g| g.name == GROUP)
+        .map(|g| g.last_delivered_id)
+    else {
+        return Ok(None);
+    };
+    let (first, (now_s, now_us)): (redis::streams::StreamRangeReply, (u64, u64)) = redis::pipe()
+        .cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg(format!("({last}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("TIME")
+        .query_async(&mut conn)
+        .await?;
+    let now_ms = now_s * 1000 + now_us / 1000;
+    Ok(first.ids.first().and_then(|e| {
+        let ms: u64 = e.id.split_once('-')?.0.parse().ok()?;
+        Some(std::time::Duration::from_millis(now_ms.saturating_sub(ms)))
+    }))
 }

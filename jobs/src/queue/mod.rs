@@ -18,11 +18,13 @@ pub mod connection;
 mod error;
 mod expose;
 pub mod inspect;
+pub mod operate;
+pub mod pages;
 mod producer;
 mod retry;
 mod scripts;
 
-pub use backend::{classify, Delivery, Outcome, StreamBackend};
+pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
 pub use connection::{Connection, Durability, Purpose, Script, Topology};
 pub use error::{JobError, QueueError};
 pub use producer::{EnqueueOptions, Enqueued, Producer};
@@ -42,6 +44,10 @@ pub struct Keys {
     pub dead: String,
     pub failed: String,
     pub workers: String,
+    /// Present while operators have the queue paused (its value: who, since when).
+    pub paused: String,
+    /// What operators did to the queue, newest first (the last 1,000).
+    pub audit: String,
     /// Prefix of each job's record (a hash): `{ns:queue}:job:` + id. Scripts get records as
     /// keys, never build them.
     pub job_prefix: String,
@@ -57,6 +63,8 @@ impl Keys {
             dead: format!("{tag}:dead"),
             failed: format!("{tag}:failed"),
             workers: format!("{tag}:workers"),
+            paused: format!("{tag}:paused"),
+            audit: format!("{tag}:audit"),
             job_prefix: format!("{tag}:job:"),
         }
     }

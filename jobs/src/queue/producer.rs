@@ -39,6 +39,9 @@ pub struct Enqueued {
 pub struct Producer {
     conn: Connection,
     namespace: String,
+    /// Attempts per queue where the deployment sets them (`JOB_ATTEMPTS`); the job kind's
+    /// schedule decides for the others.
+    attempts: std::sync::Arc<std::collections::HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -70,7 +73,23 @@ impl Producer {
         Producer {
             conn,
             namespace: namespace.into(),
+            attempts: Default::default(),
         }
+    }
+
+    /// This producer with `attempts` per queue name for the jobs it enqueues without an
+    /// explicit `max_attempts`.
+    pub fn with_attempts(mut self, attempts: impl IntoIterator<Item = (String, u32)>) -> Self {
+        self.attempts = std::sync::Arc::new(attempts.into_iter().collect());
+        self
+    }
+
+    /// The attempts a job of `J` gets by default from this producer.
+    pub fn attempts_of<J: JobKind>(&self) -> u32 {
+        self.attempts
+            .get(J::NAME)
+            .copied()
+            .unwrap_or(J::RETRY.max_attempts)
     }
 
     pub fn namespace(&self) -> &str {
@@ -101,7 +120,9 @@ impl Producer {
             encoded.push(Encoded {
                 id: options.id,
                 args: serde_json::to_vec(job)?,
-                max_attempts: options.max_attempts.unwrap_or(J::RETRY.max_attempts),
+                max_attempts: options
+                    .max_attempts
+                    .unwrap_or_else(|| self.attempts_of::<J>()),
                 delay: options.delay.unwrap_or_default(),
             });
         }

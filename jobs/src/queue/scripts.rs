@@ -61,7 +61,18 @@ local function trim_stream(stream, group)
   redis.call('XTRIM', stream, 'MINID', '~', oldest)
 end
 
+-- Each failed attempt's error and time, the last 20, for an operator reading the job.
+local function record_error(key, now, err)
+  local raw = redis.call('HGET', key, 'errors')
+  local list = {}
+  if raw and raw ~= '' then list = cjson.decode(raw) end
+  list[#list + 1] = {at = now, error = err, attempt = tonumber(redis.call('HGET', key, 'attempts') or '0')}
+  while #list > 20 do table.remove(list, 1) end
+  redis.call('HSET', key, 'errors', cjson.encode(list))
+end
+
 local function bury(key, id, now, err)
+  record_error(key, now, err)
   redis.call('HSET', key, 'status', 'dead', 'last_error', err, 'updated_at', now, 'entry', '', 'lock_by', '')
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('ZREM', KEYS[5], id)
@@ -247,6 +258,7 @@ for r = 1, runs do
       -- Only a job on its second attempt or later can have failed before.
       if tonumber(rec[3]) > 1 then redis.call('ZREM', KEYS[5], id) end
     elseif outcome == 'retry' then
+      record_error(key, now, err)
       redis.call('HSET', key, 'status', 'scheduled', 'last_error', err, 'updated_at', now,
         'run_at', now + delay, 'entry', '', 'lock_by', '')
       redis.call('ZADD', KEYS[2], now + delay, id)
@@ -398,6 +410,100 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return {pending, running, redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3]),
   redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[4])}
+"#,
+    )
+});
+
+/// An operator discards a dead job (its record goes with it), audited. ARGV: id, audit entry
+/// (KEYS[7]: its record, KEYS[8]: the queue's audit list). Answers 'discarded', 'not_dead' or
+/// 'not_found'.
+pub static DISCARD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id, key = ARGV[1], KEYS[7]
+local dead = redis.call('ZSCORE', KEYS[4], id)
+if not dead then
+  if redis.call('EXISTS', key) == 1 then return 'not_dead' end
+  return 'not_found'
+end
+redis.call('ZREM', KEYS[4], id)
+redis.call('DEL', key)
+redis.call('LPUSH', KEYS[8], ARGV[2])
+redis.call('LTRIM', KEYS[8], 0, 999)
+return 'discarded'
+"#,
+    )
+});
+
+/// An operator runs dead jobs again, each with a fresh set of attempts, audited. ARGV: group,
+/// audit entry, then ids (KEYS from 7: their records; the last key: the audit list). A dead
+/// id without a record is dropped. Answers {retried, dropped}.
+pub static RETRY_DEAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local group = ARGV[1]
+ensure_group(KEYS[1], group)
+local now = now_ms()
+local retried, dropped = 0, 0
+for i = 3, #ARGV do
+  local id, key = ARGV[i], KEYS[i + 4]
+  if redis.call('ZSCORE', KEYS[4], id) then
+    redis.call('ZREM', KEYS[4], id)
+    if redis.call('EXISTS', key) == 1 then
+      local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
+      redis.call('HSET', key, 'attempts', 0, 'status', 'pending', 'entry', entry, 'updated_at', now)
+      redis.call('HDEL', key, 'run_at')
+      retried = retried + 1
+    else
+      dropped = dropped + 1
+    end
+  end
+end
+if retried > 0 then
+  redis.call('LPUSH', KEYS[#KEYS], ARGV[2])
+  redis.call('LTRIM', KEYS[#KEYS], 0, 999)
+end
+return {retried, dropped}
+"#,
+    )
+});
+
+/// Drops dead jobs older than the retention, with their records. ARGV: max age ms, then ids
+/// (KEYS from 7: their records). Answers how many went.
+pub static DROP_DEAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local cutoff = now_ms() - tonumber(ARGV[1])
+local dropped = 0
+for i = 2, #ARGV do
+  local id, key = ARGV[i], KEYS[i + 5]
+  local at = redis.call('ZSCORE', KEYS[4], id)
+  if at and tonumber(at) <= cutoff then
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('DEL', key)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"#,
+    )
+});
+
+/// Pauses ('1') or resumes ('0') a queue, audited. ARGV: '1' or '0', the pause record, audit
+/// entry (KEYS[7]: the pause flag, KEYS[8]: the audit list). Answers 1 if it changed.
+pub static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local was = redis.call('EXISTS', KEYS[7])
+if ARGV[1] == '1' then
+  redis.call('SET', KEYS[7], ARGV[2])
+else
+  redis.call('DEL', KEYS[7])
+end
+redis.call('LPUSH', KEYS[8], ARGV[3])
+redis.call('LTRIM', KEYS[8], 0, 999)
+if (was == 1) == (ARGV[1] == '1') then return 0 end
+return 1
 "#,
     )
 });

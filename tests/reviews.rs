@@ -1,0 +1,423 @@
+//! Refunds that need a person: the review list, approve and dismiss over HTTP and on the
+//! command line, with named operator tokens, against the real app, Redis and the simulator.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const KIM: &str = "kim-token-0123456789";
+
+/// The app with a named operator (`kim=…`) next to the bare test token (named `admin`), and a
+/// location whose automatic refunds are off, so every refund request waits for a person.
+async fn app_with_reviews() -> TestApp {
+    let app = spawn_app_tuned(AppOptions::default(), |s| {
+        let http = s.http.as_mut().unwrap();
+        http.admin_tokens = vec![
+            kakaopay_worker::secret::Secret::new(format!("kim={KIM}")),
+            kakaopay_worker::secret::Secret::new(ADMIN_TOKEN),
+        ];
+    })
+    .await;
+    app.connect_location(
+        "loc_r",
+        json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
+    )
+    .await;
+    app
+}
+
+/// An approved payment of 22,000 and a member's refund request of it, left to a person.
+async fn in_review(app: &TestApp, order: &str) -> (String, String) {
+    let payment = app.paid(payment_body("loc_r", order)).await;
+    app.wait_status(&payment, "approved").await;
+    let (status, answer) = app
+        .ask_refund(
+            &payment,
+            &format!("{order}-k"),
+            json!({"requested_by": "member", "reason": "booking_canceled"}),
+            CLIENT_TOKEN,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let refund = answer["refund_id"].as_str().unwrap().to_string();
+    let r = app
+        .wait_refund(&refund, "manual_review", Duration::from_secs(10))
+        .await;
+    assert_eq!(r["rule"], "automatic_refunds_off");
+    (payment, refund)
+}
+
+async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> (u16, Value) {
+    app.send(Method::POST, path, Some(token), Some(body)).await
+}
+
+#[tokio::test]
+async fn an_approval_sent_ten_times_at_once_pays_once_and_names_the_operator() {
+    let app = app_with_reviews().await;
+    let (payment, refund) = in_review(&app, "R-ten").await;
+    let (status, listed) = app
+        .send(
+            Method::GET,
+            "/v1/refunds?status=manual_review",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["refunds"][0]["refund_id"], refund.as_str());
+    let (status, _) = app
+        .send(Method::GET, "/v1/refunds", Some(CLIENT_TOKEN), None)
+        .await;
+    assert_eq!(status, 403, "operators only");
+
+    let path = format!("/v1/refunds/{refund}/approve");
+    let body = json!({"amount": 12000, "note": "customer called"});
+    let answers =
+        futures::future::join_all((0..10).map(|_| post(&app, &path, KIM, body.clone()))).await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 202, "{answer}");
+        assert_eq!(answer["status"], "queued");
+    }
+    let done = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        (done["amount"].as_i64(), done["rule"].as_str()),
+        (Some(12000), Some("admin_review"))
+    );
+    let approval: Vec<&Value> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["from"] == "manual_review")
+        .collect();
+    assert_eq!(approval.len(), 1, "one approval recorded: {done}");
+    assert_eq!(
+        (
+            approval[0]["by"].as_str(),
+            approval[0]["note"].as_str(),
+            approval[0]["to"].as_str()
+        ),
+        (Some("kim"), Some("customer called"), Some("queued"))
+    );
+    assert!(approval[0]["at"].is_string());
+
+    let tid = app.payment(&payment).await["tid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancels = ledger(&app.sim, &tid).await["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["payment_action_type"] == "CANCEL")
+        .count();
+    assert_eq!(cancels, 1, "paid exactly once at KakaoPay");
+    assert_eq!(stats(&app.sim).await["endpoints"]["cancel"]["calls"], 1);
+    let p = app.payment(&payment).await;
+    assert_eq!(
+        (p["status"].as_str(), p["refunded_amount"].as_i64()),
+        (Some("partially_refunded"), Some(12000))
+    );
+
+    // The same call again answers the same; another call on a refund out of review is refused.
+    let (status, _) = post(&app, &path, KIM, body.clone()).await;
+    assert_eq!(status, 202);
+    let (status, answer) = post(&app, &path, KIM, json!({"amount": 5000})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("not_in_review"))
+    );
+    let (status, answer) = post(
+        &app,
+        &format!("/v1/refunds/{refund}/dismiss"),
+        KIM,
+        json!({"note": "too late"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("not_in_review"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn approve_keeps_the_remaining_amount_check_and_takes_what_is_left_by_default() {
+    let app = app_with_reviews().await;
+    let (payment, refund) = in_review(&app, "R-left").await;
+    let path = format!("/v1/refunds/{refund}/approve");
+    let (status, answer) = post(&app, &path, ADMIN_TOKEN, json!({"amount": 22001})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("not_refundable")),
+        "{answer}"
+    );
+    let (status, answer) = post(&app, &path, ADMIN_TOKEN, json!({"amount": 0})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("not_refundable"))
+    );
+    let (status, answer) = post(&app, &path, ADMIN_TOKEN, json!({"amount": "x"})).await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("amount"))
+    );
+    let (status, _) = post(
+        &app,
+        "/v1/refunds/rf_nosuchrefund00000000000000/approve",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = post(&app, &path, CLIENT_TOKEN, json!({})).await;
+    assert_eq!(status, 403);
+
+    let (status, answer) = post(&app, &path, ADMIN_TOKEN, json!({})).await;
+    assert_eq!(status, 202, "{answer}");
+    let done = app
+        .wait_refund(&refund, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(done["amount"], 22000, "what was left");
+    let by: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["by"].as_str())
+        .collect();
+    assert_eq!(by, ["admin"], "a bare token is named admin");
+    assert_eq!(app.payment(&payment).await["status"], "refunded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operators_refund_request_records_their_name() {
+    let app = app_with_reviews().await;
+    let payment = app.paid(payment_body("loc_r", "R-named")).await;
+    app.wait_status(&payment, "approved").await;
+    let (status, answer) = app
+        .ask_refund(
+            &payment,
+            "named-1",
+            json!({"requested_by": "admin", "amount": 1000}),
+            KIM,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let refund = answer["refund_id"].as_str().unwrap();
+    let done = app
+        .wait_refund(refund, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(done["history"][0]["by"], "kim", "{done}");
+    assert_eq!(done["rule"], "admin_amount");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dismiss_needs_a_note_closes_without_money_and_emits_its_event() {
+    let app = app_with_reviews().await;
+    let (payment, refund) = in_review(&app, "R-dismiss").await;
+    let path = format!("/v1/refunds/{refund}/dismiss");
+    for body in [json!({}), json!({"note": "  "})] {
+        let (status, answer) = post(&app, &path, KIM, body).await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some("note")),
+            "{answer}"
+        );
+    }
+    let (status, answer) = post(&app, &path, KIM, json!({"note": "duplicate booking"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "dismissed");
+    let last = answer["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            last["by"].as_str(),
+            last["note"].as_str(),
+            last["to"].as_str()
+        ),
+        (Some("kim"), Some("duplicate booking"), Some("dismissed"))
+    );
+    let (status, again) = post(&app, &path, KIM, json!({"note": "duplicate booking"})).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("dismissed")));
+    assert_eq!(
+        again["history"].as_array().unwrap().len(),
+        answer["history"].as_array().unwrap().len(),
+        "nothing recorded twice"
+    );
+    let (status, answer) = post(
+        &app,
+        &format!("/v1/refunds/{refund}/approve"),
+        KIM,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("not_in_review"))
+    );
+
+    let event = kakaopay_worker::events::event_id(&refund, "refund.dismissed");
+    let conn = app.conn().await;
+    let job = kakaopay_jobs::queue::inspect::job(&conn, &app.namespace, "deliver_event", &event)
+        .await
+        .unwrap();
+    assert!(job.is_some(), "refund.dismissed emitted");
+    let p = app.payment(&payment).await;
+    assert_eq!(
+        (p["status"].as_str(), p["refunded_amount"].as_i64()),
+        (Some("approved"), Some(0))
+    );
+    let cancels = stats(&app.sim).await["endpoints"]["cancel"]["calls"].as_u64();
+    assert_eq!(cancels.unwrap_or(0), 0, "no money moved");
+    let (_, listed) = app
+        .send(
+            Method::GET,
+            "/v1/refunds?status=manual_review",
+            Some(KIM),
+            None,
+        )
+        .await;
+    assert_eq!(listed["refunds"].as_array().unwrap().len(), 0, "{listed}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_review_list_pages_newest_first_with_filters() {
+    let app = app_with_reviews().await;
+    let mut refunds = Vec::new();
+    for i in 0..3 {
+        refunds.push(in_review(&app, &format!("R-page-{i}")).await.1);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/refunds?status=manual_review&limit=2".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        let (status, page) = app.send(Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["refunds"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["refund_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    refunds.reverse();
+    assert_eq!(seen, refunds, "newest first, each once");
+    let (_, by_location) = app
+        .send(
+            Method::GET,
+            "/v1/refunds?location_id=loc_r&status=manual_review",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(by_location["refunds"].as_array().unwrap().len(), 3);
+    let (_, elsewhere) = app
+        .send(
+            Method::GET,
+            "/v1/refunds?location_id=loc_other",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(elsewhere["refunds"].as_array().unwrap().len(), 0);
+    let (_, all) = app
+        .send(Method::GET, "/v1/refunds", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(all["refunds"].as_array().unwrap().len(), 3);
+    for (path, field) in [
+        ("/v1/refunds?status=nope", "status"),
+        ("/v1/refunds?limit=0", "limit"),
+        ("/v1/refunds?cursor=garbage", "cursor"),
+    ] {
+        let (status, answer) = app.send(Method::GET, path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn refunds_on_the_command_line() {
+    let app = app_with_reviews().await;
+    let (_, approve_me) = in_review(&app, "R-cli-1").await;
+    let (_, dismiss_me) = in_review(&app, "R-cli-2").await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
+            .arg("refunds")
+            .args(args)
+            .envs(app.redis_env())
+            .env("OPERATOR_NAME", "lee")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, table, err) = cli(&["review"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        table.contains(&approve_me) && table.contains(&dismiss_me),
+        "{table}"
+    );
+    let (code, out, err) = cli(&["approve", &approve_me, "--amount", "7000", "--note", "ok"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let done = app
+        .wait_refund(&approve_me, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(done["amount"], 7000);
+    let (code, _, err) = cli(&["dismiss", &dismiss_me]);
+    assert_eq!(code, Some(2), "--note is required: {err}");
+    let (code, out, err) = cli(&["dismiss", &dismiss_me, "--note", "goodwill voucher instead"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let dismissed = app
+        .wait_refund(&dismiss_me, "dismissed", Duration::from_secs(5))
+        .await;
+    let last = dismissed["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["by"].as_str(), last["note"].as_str()),
+        (Some("lee"), Some("goodwill voucher instead"))
+    );
+    let (code, _, err) = cli(&["approve", &dismiss_me]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not waiting for review"), "{err}");
+    app.stop().await;
+}
+
+crate::on_every_topology!(
+    an_approval_sent_ten_times_at_once_pays_once_and_names_the_operator,
+    the_review_list_pages_newest_first_with_filters
+);
