@@ -421,3 +421,66 @@ crate::on_every_topology!(
     an_approval_sent_ten_times_at_once_pays_once_and_names_the_operator,
     the_review_list_pages_newest_first_with_filters
 );
+
+/// The first job's run token is dropped by the approval: a late FINISH of that run (a reply
+/// lost, the command resent) must not match and send the approved refund back to review.
+#[tokio::test]
+async fn an_approval_drops_the_first_runs_token() {
+    let app = app_with_reviews().await;
+    let (_, refund) = in_review(&app, "R-run").await;
+    let key = format!("{{{}:p{}}}:refund:{refund}", app.namespace, {
+        // The shard is the two base36 characters after `rf_`.
+        let code = &refund[3..5];
+        format!("{:02}", u32::from_str_radix(code, 36).unwrap() % 64)
+    });
+    let mut conn = app.conn().await;
+    let run: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("run")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        run.is_some_and(|r| !r.is_empty()),
+        "the first run left its token on {key}"
+    );
+    // Paused, so that the approved refund's own run does not take a token of its own yet.
+    let (status, _) = post(
+        &app,
+        "/v1/queues/cancel_payment/pause",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = post(
+        &app,
+        &format!("/v1/refunds/{refund}/approve"),
+        KIM,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let run: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("run")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        run.as_deref().unwrap_or(""),
+        "",
+        "the first run's token is gone"
+    );
+    let (status, _) = post(
+        &app,
+        "/v1/queues/cancel_payment/resume",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.wait_refund(&refund, "succeeded", Duration::from_secs(15))
+        .await;
+    app.stop().await;
+}

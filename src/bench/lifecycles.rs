@@ -53,6 +53,7 @@ pub(super) async fn measure(
         &[
             ("WORKER_CONCURRENCY", concurrency.to_string()),
             ("WEBHOOK_URL", format!("http://{hooks_addr}/hooks")),
+            ("WEBHOOK_SECRET", super::BENCH_WEBHOOK_SECRET.to_string()),
         ],
         dir,
     )

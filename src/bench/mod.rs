@@ -21,6 +21,10 @@ pub mod lifecycle;
 mod lifecycles;
 pub mod load;
 pub mod processes;
+
+/// The webhook secret of the bench's receiver (Standard Webhooks' own example key): a
+/// webhook needs one, and the receiver does not check signatures.
+pub const BENCH_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 mod topologies;
 
 use crate::config::BenchArgs;

@@ -122,6 +122,7 @@ async fn on_topology(
             &[
                 ("WORKER_CONCURRENCY", "64".to_string()),
                 ("WEBHOOK_URL", format!("http://{hooks_addr}/hooks")),
+                ("WEBHOOK_SECRET", super::BENCH_WEBHOOK_SECRET.to_string()),
             ],
         ]
         .concat(),

@@ -74,7 +74,9 @@ if not r[1] then return {'missing', ''} end
 if r[1] ~= 'manual_review' then return {'not_in_review', r[1], r[2] or ''} end
 local pay = redis.call('HMGET', KEYS[3], 'status', 'refunded', 'approval')
 if pay[1] ~= 'approved' and pay[1] ~= 'partially_refunded' then
-  return {'not_refundable', 'a ' .. (pay[1] or 'missing') .. ' payment cannot be refunded'}
+  local status = pay[1] or 'missing'
+  local article = status:match('^[aeiou]') and 'an ' or 'a '
+  return {'not_refundable', article .. status .. ' payment cannot be refunded'}
 end
 local total = 0
 if pay[3] and pay[3] ~= '' then total = tonumber(cjson.decode(pay[3])['amount']['total']) or 0 end
@@ -83,7 +85,9 @@ if left <= 0 then return {'not_refundable', 'nothing is left to refund'} end
 if ARGV[5] ~= '' and tonumber(ARGV[5]) > left then
   return {'not_refundable', 'only ' .. left .. ' won is left to refund'}
 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'review', ARGV[2], 'rule', 'admin_review', 'updated_at', ARGV[3])
+-- The first job's run token goes: a FINISH of that run resent late (a retry of a reply
+-- lost) must not match and send the approved refund back to review.
+redis.call('HSET', KEYS[1], 'status', 'queued', 'review', ARGV[2], 'rule', 'admin_review', 'updated_at', ARGV[3], 'run', '')
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
