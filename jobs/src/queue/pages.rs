@@ -110,12 +110,20 @@ async fn sorted(
         })
         .collect();
     all.sort_by(|a, b| b.cmp(a));
-    let more = all.len() > limit;
-    all.truncate(limit);
-    let next = more
-        .then(|| all.last().map(|(s, id)| format!("{s}:{id}")))
-        .flatten();
+    let next = one_page(&mut all, limit).map(|(s, id)| format!("{s}:{id}"));
     Ok((all.into_iter().map(|(_, id)| id).collect(), next))
+}
+
+/// Keeps the first `limit` of items read one past the page, answering the last one kept
+/// when the read found more: where the next page starts.
+fn one_page<T: Clone>(items: &mut Vec<T>, limit: usize) -> Option<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    if more {
+        items.last().cloned()
+    } else {
+        None
+    }
 }
 
 async fn done(
@@ -147,9 +155,7 @@ async fn done(
         .arg(start + limit as i64)
         .query_async(conn)
         .await?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next = more.then(|| items.last().cloned()).flatten();
+    let next = one_page(&mut items, limit);
     let ids = items
         .iter()
         .map(|item| super::done_item_id(item).to_string())
@@ -198,11 +204,7 @@ async fn pending(
         .arg(limit + 1)
         .query_async(conn)
         .await?;
-    let more = entries.ids.len() > limit;
-    entries.ids.truncate(limit);
-    let next = more
-        .then(|| entries.ids.last().map(|e| e.id.clone()))
-        .flatten();
+    let next = one_page(&mut entries.ids, limit).map(|e| e.id);
     let ids = entries
         .ids
         .iter()
@@ -236,9 +238,7 @@ async fn running(
         Err(e) => return Err(e.into()),
     };
     let mut entries: Vec<String> = held.ids.into_iter().map(|p| p.id).collect();
-    let more = entries.len() > limit;
-    entries.truncate(limit);
-    let next = more.then(|| entries.last().cloned()).flatten();
+    let next = one_page(&mut entries, limit);
     if entries.is_empty() {
         return Ok((Vec::new(), None));
     }
