@@ -691,5 +691,60 @@ async fn a_settle_sent_again_after_its_answer_was_lost_records_the_job_done_once
         .unwrap();
     assert_eq!(done, 1, "one done entry for one job");
     assert_eq!(seen.total(), 1, "and it ran once");
+    let minutes = kakaopay_jobs::queue::stats::last_minutes(&plain, &ns, "test_work", 5)
+        .await
+        .unwrap();
+    let counted: u64 = minutes.iter().map(|m| m.done).sum();
+    assert_eq!(counted, 1, "and counted once on the board's chart");
     workers.stop().await;
+}
+
+/// The board's per-minute counters: every run recorded counts once in the minute it was
+/// recorded, done or failed (a retry and a death both), whichever process recorded it.
+#[tokio::test]
+async fn runs_are_counted_per_minute_done_and_failed() {
+    use kakaopay_jobs::queue::stats;
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let from = stats::last_minutes(&conn, &ns, "test_work", 1)
+        .await
+        .unwrap()[0]
+        .minute;
+    // Five work at once, one after one retry, two never: 6 done, 1 + 2 failed attempts.
+    for n in 0..5 {
+        p.enqueue(&work(n, Behaviour::Succeed), EnqueueOptions::default())
+            .await
+            .unwrap();
+    }
+    p.enqueue(&work(5, Behaviour::FailTimes(1)), EnqueueOptions::default())
+        .await
+        .unwrap();
+    for n in 6..8 {
+        p.enqueue(
+            &work(n, Behaviour::FailPermanently),
+            EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 2, 4, seen);
+    eventually(Duration::from_secs(10), "six done, two dead", || async {
+        let c = counts(&conn, &ns).await;
+        c.done == 6 && c.dead == 2
+    })
+    .await;
+    assert!(workers.stop().await.is_empty());
+    let minutes = stats::last_minutes(&conn, &ns, "test_work", 5)
+        .await
+        .unwrap();
+    let counted: Vec<_> = minutes.iter().filter(|m| m.done + m.failed > 0).collect();
+    assert!(
+        counted.iter().all(|m| m.minute >= from),
+        "counted in the minutes the runs ended: {minutes:?}"
+    );
+    let done: u64 = counted.iter().map(|m| m.done).sum();
+    let failed: u64 = counted.iter().map(|m| m.failed).sum();
+    assert_eq!((done, failed), (6, 3), "{minutes:?}");
 }

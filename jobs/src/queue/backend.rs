@@ -431,6 +431,8 @@ fn settle_header(
     runs: usize,
 ) {
     let retention = shared.config.done_retention;
+    // Before any record: SETTLE counts into the stats as KEYS[7].
+    inv.key(&shared.keys.stats);
     inv.arg(GROUP)
         .arg(consumer)
         .arg(retention.max_count)

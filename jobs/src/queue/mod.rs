@@ -8,7 +8,9 @@
 //!   and are promoted in bounded chunks.
 //! - [`RetrySchedule`] is the one retry mechanism: exponential, capped, full jitter, per job
 //!   kind. A handler answers [`JobError::Retry`] or [`JobError::Permanent`].
-//! - [`inspect`] gives exact counts, job listings and operator retries.
+//! - [`inspect`] gives exact counts, job listings and operator retries; [`pages`] every
+//!   state page by page; [`operate`] pause, discard, retry-dead and their audit; [`stats`]
+//!   per-minute counters (done, failed, oldest pending age) for the board's charts.
 //!
 //! Every key of a queue shares one hash tag (`{namespace:queue}`), so the layout works on
 //! Redis Cluster, and every state change is one Lua script (`scripts`).
@@ -23,6 +25,7 @@ pub mod pages;
 mod producer;
 mod retry;
 mod scripts;
+pub mod stats;
 
 pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
 pub use connection::{Connection, Durability, Purpose, Script, Topology};
@@ -48,6 +51,8 @@ pub struct Keys {
     pub paused: String,
     /// What operators did to the queue, newest first (the last 1,000).
     pub audit: String,
+    /// Per-minute counters for the board's charts (a hash, see [`stats`]).
+    pub stats: String,
     /// Prefix of each job's record (a hash): `{ns:queue}:job:` + id. Scripts get records as
     /// keys, never build them.
     pub job_prefix: String,
@@ -65,6 +70,7 @@ impl Keys {
             workers: format!("{tag}:workers"),
             paused: format!("{tag}:paused"),
             audit: format!("{tag}:audit"),
+            stats: format!("{tag}:stats"),
             job_prefix: format!("{tag}:job:"),
         }
     }
@@ -183,7 +189,8 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_one_hash_tag() {
         let keys = Keys::new("kakaopay", "cancel_payment");
-        for key in keys.all() {
+        let others = [&keys.paused, &keys.audit, &keys.stats];
+        for key in keys.all().into_iter().chain(others.map(String::as_str)) {
             assert!(key.starts_with("{kakaopay:cancel_payment}:"), "{key}");
         }
         assert_eq!(keys.job("j1"), "{kakaopay:cancel_payment}:job:j1");

@@ -3,7 +3,8 @@
 //! (`TIME`), so workers on machines with skewed clocks agree on what is due.
 //!
 //! Keys, all under one hash tag (see [`super::Keys`]): `KEYS[1]` stream, `KEYS[2]` scheduled,
-//! `KEYS[3]` done (a list), `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers; then the
+//! `KEYS[3]` done (a list), `KEYS[4]` dead, `KEYS[5]` failed, `KEYS[6]` workers (`SETTLE` and
+//! `SAMPLE` then take the queue's per-minute stats as `KEYS[7]`); then the
 //! record (a hash) of each job the call names, in the order ARGV names them, so that every key
 //! a script touches is declared (a cluster routes by them). What a script can only learn as it
 //! runs (entries a read delivers, retries falling due, done jobs past their retention) it
@@ -126,6 +127,34 @@ local function named(group, entries, out)
     end
   end
 end
+
+-- The board's per-minute counters (see `stats`), a hash with fields 'd:<minute>' (jobs done),
+-- 'f:<minute>' (failed attempts) and 'o:<minute>' (the oldest pending job's age in ms, the
+-- largest sampled), minutes counted from the Unix epoch on Redis's clock. Minutes older than a
+-- day go as new ones come: one HDEL per minute passed, or one sweep of the hash after a long
+-- idle (it holds at most three fields a minute of a day). The whole hash expires a day after
+-- its last write, so a queue nobody uses leaves nothing behind.
+local STATS_KEEP = 1440
+local function stats_touch(key, minute)
+  local upto = minute - STATS_KEEP
+  local last = tonumber(redis.call('HGET', key, 'trimmed') or '0') or 0
+  if last < upto then
+    if upto - last > 60 then
+      local old = {}
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        local m = tonumber(string.match(f, '^%a:(%d+)$'))
+        if m and m <= upto then old[#old + 1] = f end
+      end
+      chunked(old, 500, function(i, j) redis.call('HDEL', key, unpack(old, i, j)) end)
+    else
+      for m = last + 1, upto do redis.call('HDEL', key, 'd:' .. m, 'f:' .. m, 'o:' .. m) end
+    end
+    redis.call('HSET', key, 'trimmed', upto)
+  end
+  redis.call('PEXPIRE', key, (STATS_KEEP + 60) * 60000)
+end
+
+local function stats_minute(now) return math.floor(now / 60000) end
 "#;
 
 fn script(body: &str) -> Script {
@@ -223,10 +252,11 @@ return claim(ARGV[1], ARGV[2], now_ms(), 4, tonumber(ARGV[3]))
     )
 });
 
-/// Records the outcome of runs. ARGV: group, consumer, done_keep_count, done_keep_ms, the
-/// number of runs, then per run: entry, id, outcome (done|retry|dead), delay_ms, error; then
-/// done-list items past their retention that the previous call answered, to drop. KEYS from
-/// 7: the runs' records, then the dropped items' records.
+/// Records the outcome of runs, and counts them in the current minute of the queue's stats
+/// (KEYS[7]): done, and failed (retry or dead). ARGV: group, consumer, done_keep_count,
+/// done_keep_ms, the number of runs, then per run: entry, id, outcome (done|retry|dead),
+/// delay_ms, error; then done-list items past their retention that the previous call answered,
+/// to drop. KEYS from 8: the runs' records, then the dropped items' records.
 /// A run whose job this consumer no longer holds (its lease passed and another worker took
 /// the job, or it was handed back) changes nothing: the current holder settles the job.
 /// Answers {per run 1 (recorded) or 0 (not ours any more), the next items past retention}.
@@ -238,10 +268,11 @@ local keep_count, keep_ms, runs = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber
 local now = now_ms()
 local out = {}
 local settled, done = {}, {}
+local failed = 0
 for r = 1, runs do
   local i = 6 + (r - 1) * 5
   local entry, id, outcome, delay, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local key = KEYS[6 + r]
+  local key = KEYS[7 + r]
   local rec = redis.call('HMGET', key, 'entry', 'lock_by', 'attempts', 'status')
   if rec[1] ~= entry or rec[2] ~= consumer then
     out[#out + 1] = 0
@@ -263,8 +294,10 @@ for r = 1, runs do
         'run_at', now + delay, 'entry', '', 'lock_by', '')
       redis.call('ZADD', KEYS[2], now + delay, id)
       redis.call('ZADD', KEYS[5], now, id)
+      failed = failed + 1
     else
       bury(key, id, now, err)
+      failed = failed + 1
     end
     out[#out + 1] = 1
   end
@@ -274,13 +307,20 @@ chunked(settled, 500, function(i, j) redis.call('XACK', KEYS[1], group, unpack(s
 if #settled > 0 then trim_stream(KEYS[1], group) end
 -- Done jobs, newest first, as "ms:id": a list, since they only ever arrive in time order.
 chunked(done, 1000, function(i, j) redis.call('LPUSH', KEYS[3], unpack(done, i, j)) end)
+-- Counted here, with the records: only what this call recorded, once.
+if #done > 0 or failed > 0 then
+  local minute = stats_minute(now)
+  if #done > 0 then redis.call('HINCRBY', KEYS[7], 'd:' .. minute, #done) end
+  if failed > 0 then redis.call('HINCRBY', KEYS[7], 'f:' .. minute, failed) end
+  stats_touch(KEYS[7], minute)
+end
 -- Retention: the items named are dropped while they are still the oldest (another worker may
 -- have dropped them first), with their records.
 local first_item = 6 + runs * 5
 for i = first_item, #ARGV do
   if redis.call('LINDEX', KEYS[3], -1) ~= ARGV[i] then break end
   redis.call('RPOP', KEYS[3])
-  redis.call('DEL', KEYS[6 + runs + (i - first_item + 1)])
+  redis.call('DEL', KEYS[7 + runs + (i - first_item + 1)])
 end
 -- And the next ones due to go, oldest first, a bounded number per call: beyond the count,
 -- then by age.
@@ -410,6 +450,35 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return {pending, running, redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3]),
   redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[4])}
+"#,
+    )
+});
+
+/// Samples how long the oldest job waiting for a worker has waited (0 when none waits) into
+/// the current minute of the queue's stats (KEYS[7]), keeping the largest sample of the
+/// minute: every process samples, and the longest wait is what an operator needs to see.
+/// ARGV: group. Answers the age in ms.
+pub static SAMPLE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local age = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = group_info(KEYS[1], ARGV[1])
+  if info then
+    local first = redis.call('XRANGE', KEYS[1], '(' .. info['last-delivered-id'], '+', 'COUNT', 1)
+    if #first > 0 then
+      local ms = tonumber(string.match(first[1][1], '^(%d+)-'))
+      if ms then age = math.max(0, now - ms) end
+    end
+  end
+end
+local minute = stats_minute(now)
+local field = 'o:' .. minute
+local was = tonumber(redis.call('HGET', KEYS[7], field) or '-1') or -1
+if age > was then redis.call('HSET', KEYS[7], field, age) end
+stats_touch(KEYS[7], minute)
+return age
 "#,
     )
 });
