@@ -17,7 +17,7 @@ use kakaopay_jobs::QUEUES;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-fn queue_name(name: &str) -> Result<&'static str, ApiError> {
+pub(super) fn queue_name(name: &str) -> Result<&'static str, ApiError> {
     QUEUES
         .iter()
         .copied()
@@ -159,13 +159,24 @@ pub async fn discard(
     State(state): State<AppState>,
     Path((name, job_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let name = queue_name(&name)?;
+    discard_job(&state, &name, &job_id, operator.as_str()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Discards a dead job for good, audited under `by` (the API's route and the board's form).
+pub(super) async fn discard_job(
+    state: &AppState,
+    name: &str,
+    job_id: &str,
+    by: &str,
+) -> Result<(), ApiError> {
+    let name = queue_name(name)?;
     let conn = state.store.connection();
     let ns = state.store.namespace();
-    match operate::discard(&conn, ns, name, &job_id, operator.as_str()).await? {
+    match operate::discard(&conn, ns, name, job_id, by).await? {
         DiscardOutcome::Discarded => {
-            tracing::info!(queue = name, job = %job_id, by = operator.as_str(), "operator discarded a dead job");
-            Ok(StatusCode::NO_CONTENT)
+            tracing::info!(queue = name, job = %job_id, by, "operator discarded a dead job");
+            Ok(())
         }
         DiscardOutcome::NotDead => Err(ApiError::conflict(
             "job_not_dead",
@@ -184,16 +195,7 @@ pub async fn retry_dead(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let name = queue_name(&name)?;
-    let conn = state.store.connection();
-    let retried =
-        operate::retry_dead(&conn, state.store.namespace(), name, operator.as_str()).await?;
-    tracing::info!(
-        queue = name,
-        retried,
-        by = operator.as_str(),
-        "operator retried the dead jobs"
-    );
+    let (name, retried) = retry_dead_jobs(&state, &name, operator.as_str()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"queue": name, "retried": retried})),
@@ -201,19 +203,33 @@ pub async fn retry_dead(
         .into_response())
 }
 
-async fn set_paused(
+/// Runs every dead job of a queue again, audited under `by`; answers how many went back.
+pub(super) async fn retry_dead_jobs(
+    state: &AppState,
+    name: &str,
+    by: &str,
+) -> Result<(&'static str, u64), ApiError> {
+    let name = queue_name(name)?;
+    let conn = state.store.connection();
+    let retried = operate::retry_dead(&conn, state.store.namespace(), name, by).await?;
+    tracing::info!(queue = name, retried, by, "operator retried the dead jobs");
+    Ok((name, retried))
+}
+
+/// Pauses or resumes a queue, audited under `by`; answers whether it changed.
+pub(super) async fn set_paused(
     state: &AppState,
     name: &str,
     paused: bool,
     by: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<bool, ApiError> {
     let name = queue_name(name)?;
     let conn = state.store.connection();
     let changed = operate::set_paused(&conn, state.store.namespace(), name, paused, by).await?;
     if changed {
         tracing::info!(queue = name, paused, by, "operator changed a queue's pause");
     }
-    Ok(Json(json!({"name": name, "paused": paused})))
+    Ok(changed)
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", operation_id = "pause_queue",
@@ -225,7 +241,8 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_paused(&state, &name, true, operator.as_str()).await
+    set_paused(&state, &name, true, operator.as_str()).await?;
+    Ok(Json(json!({"name": queue_name(&name)?, "paused": true})))
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", operation_id = "resume_queue",
@@ -237,7 +254,8 @@ pub async fn resume(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_paused(&state, &name, false, operator.as_str()).await
+    set_paused(&state, &name, false, operator.as_str()).await?;
+    Ok(Json(json!({"name": queue_name(&name)?, "paused": false})))
 }
 
 #[utoipa::path(get, path = "/v1/workers", tag = "queues", operation_id = "list_workers",
@@ -251,26 +269,32 @@ pub async fn workers(_: Admin, State(state): State<AppState>) -> Result<Json<Val
     responses((status = 202, description = "Back in the queue"), (status = 404, description = "Unknown queue or job"), (status = 409, description = "Not dead or waiting")),
     security(("bearer" = [])))]
 pub async fn retry(
-    _: Admin,
+    Admin(operator): Admin,
     State(state): State<AppState>,
     Path((name, job_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let name = queue_name(&name)?;
-    match inspect::retry(
-        &state.store.connection(),
-        state.store.namespace(),
-        name,
-        &job_id,
+    let name = retry_job(&state, &name, &job_id, operator.as_str()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": job_id, "queue": name, "status": "pending"})),
     )
-    .await?
-    {
+        .into_response())
+}
+
+/// Runs a dead job, or one waiting for its retry, again now (the API's route and the board's
+/// button); answers the queue's name.
+pub(super) async fn retry_job(
+    state: &AppState,
+    name: &str,
+    job_id: &str,
+    by: &str,
+) -> Result<&'static str, ApiError> {
+    let name = queue_name(name)?;
+    let conn = state.store.connection();
+    match inspect::retry(&conn, state.store.namespace(), name, job_id).await? {
         RetryOutcome::Retried => {
-            tracing::info!(queue = name, job = %job_id, "operator retried a job");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": job_id, "queue": name, "status": "pending"})),
-            )
-                .into_response())
+            tracing::info!(queue = name, job = %job_id, by, "operator retried a job");
+            Ok(name)
         }
         RetryOutcome::NotRetryable => Err(ApiError::conflict(
             "not_retryable",

@@ -14,7 +14,7 @@ use super::query::Query;
 use super::refunds::{checked_refund_id, enqueue, view};
 use super::AppState;
 use crate::domain::RefundStatus;
-use crate::store::{RefundFilter, Reviewed};
+use crate::store::{Refund, RefundFilter, Review, Reviewed};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -100,14 +100,44 @@ pub async fn approve(
     Path(refund_id): Path<String>,
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Response, ApiError> {
-    let id = checked_refund_id(&refund_id)?;
-    if body.amount.is_some_and(|a| a <= 0) {
+    let (refund, review) = approve_refund(
+        &state,
+        &refund_id,
+        body.amount,
+        body.note.as_deref(),
+        operator.as_str(),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "refund_id": refund.refund_id,
+            "status": RefundStatus::Queued,
+            "rule": "admin_review",
+            "review": review,
+        })),
+    )
+        .into_response())
+}
+
+/// Approves a refund waiting for review, as operator `by` (the API's route and the board's
+/// form both come here, so they check and record alike); answers the refund, queued, and
+/// the review recorded.
+pub(super) async fn approve_refund(
+    state: &AppState,
+    refund_id: &str,
+    amount: Option<i64>,
+    note: Option<&str>,
+    by: &str,
+) -> Result<(Refund, Review), ApiError> {
+    let id = checked_refund_id(refund_id)?;
+    if amount.is_some_and(|a| a <= 0) {
         return Err(ApiError::conflict(
             "not_refundable",
             "an amount must be at least 1 won",
         ));
     }
-    let note = checked_note(body.note.as_deref(), false)?;
+    let note = checked_note(note, false)?;
     let mut refund = state
         .store
         .refund_state(id)
@@ -115,11 +145,11 @@ pub async fn approve(
         .ok_or_else(|| ApiError::not_found("refund"))?;
     let reviewed = state
         .store
-        .approve_review(&refund, body.amount, note.as_deref(), operator.as_str())
+        .approve_review(&refund, amount, note.as_deref(), by)
         .await?;
     let review = match reviewed {
         Reviewed::Applied(review) => {
-            tracing::info!(refund_id = %refund.refund_id, by = operator.as_str(), amount = ?body.amount, "an operator approved a refund");
+            tracing::info!(refund_id = %refund.refund_id, by, amount = ?amount, "an operator approved a refund");
             review
         }
         Reviewed::Repeated(review) => {
@@ -134,17 +164,8 @@ pub async fn approve(
     refund.status = RefundStatus::Queued;
     // Enqueued second, idempotent by its id; a repeat enqueues again in case the first
     // call's enqueue failed (the reconciler would too).
-    enqueue(&state, &refund).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "refund_id": refund.refund_id,
-            "status": RefundStatus::Queued,
-            "rule": "admin_review",
-            "review": review,
-        })),
-    )
-        .into_response())
+    enqueue(state, &refund).await;
+    Ok((refund, review))
 }
 
 #[utoipa::path(post, path = "/v1/refunds/{refund_id}/dismiss", tag = "refunds", operation_id = "dismiss_refund",
@@ -157,8 +178,20 @@ pub async fn dismiss(
     Path(refund_id): Path<String>,
     ApiJson(body): ApiJson<DismissBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = checked_refund_id(&refund_id)?;
-    let note = checked_note(Some(&body.note), true)?.unwrap_or_default();
+    let dismissed = dismiss_refund(&state, &refund_id, Some(&body.note), operator.as_str()).await?;
+    Ok(Json(view(&dismissed)))
+}
+
+/// Dismisses a refund waiting for review with the operator's note (required), as `by`, and
+/// emits `refund.dismissed`: the API's route and the board's form both; answers the refund.
+pub(super) async fn dismiss_refund(
+    state: &AppState,
+    refund_id: &str,
+    note: Option<&str>,
+    by: &str,
+) -> Result<Refund, ApiError> {
+    let id = checked_refund_id(refund_id)?;
+    let note = checked_note(note, true)?.unwrap_or_default();
     let refund = state
         .store
         .refund_state(id)
@@ -166,11 +199,11 @@ pub async fn dismiss(
         .ok_or_else(|| ApiError::not_found("refund"))?;
     let reviewed = state
         .store
-        .dismiss_review(&refund.refund_id, &note, operator.as_str())
+        .dismiss_review(&refund.refund_id, &note, by)
         .await?;
     match reviewed {
         Reviewed::Applied(_) => {
-            tracing::info!(refund_id = %refund.refund_id, by = operator.as_str(), "an operator dismissed a refund")
+            tracing::info!(refund_id = %refund.refund_id, by, "an operator dismissed a refund")
         }
         Reviewed::Repeated(_) => state.store.confirm_durable(&refund.refund_id).await?,
         Reviewed::NotInReview(status) => return Err(not_in_review(status)),
@@ -194,5 +227,5 @@ pub async fn dismiss(
         data,
     )
     .await;
-    Ok(Json(view(&dismissed)))
+    Ok(dismissed)
 }
