@@ -183,6 +183,11 @@ impl Store {
     pub(super) fn login_failures_key(&self, client: &str) -> String {
         format!("{{{}:board}}:login-failures:{client}", self.ns)
     }
+
+    /// A board action's outcome, waiting to be shown once on the page it redirects to.
+    pub(super) fn flash_key(&self, id: &str) -> String {
+        format!("{{{}:board}}:flash:{id}", self.ns)
+    }
 }
 
 #[cfg(test)]

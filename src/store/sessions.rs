@@ -2,6 +2,10 @@
 //! (a copy of Redis is not a copy of the sessions) with the operator's name, expiring by
 //! itself and deleted at once by a logout. Wrong tokens at the login form are counted per
 //! client address over a window, so guessing is slowed to a few tries an hour.
+//!
+//! A board action's outcome (a flash) waits here too, under a random id the redirect names,
+//! for the page it redirects to to show once: the message never travels in the URL, where
+//! anyone could write one for an operator to read on our page.
 
 use super::{Store, StoreError};
 use base64::Engine;
@@ -63,5 +67,33 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(n)
+    }
+
+    /// Keeps a flash for `operator` for a few minutes; answers its id.
+    pub async fn put_flash(&self, operator: &str, flash: &str) -> Result<String, StoreError> {
+        let id = hex::encode(rand::random::<[u8; 12]>());
+        let _: () = redis::cmd("SET")
+            .arg(self.flash_key(&id))
+            .arg(format!("{operator}\n{flash}"))
+            .arg("EX")
+            .arg(300)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(id)
+    }
+
+    /// Takes a flash, once, if it was kept for `operator` (another operator's id shows nothing).
+    pub async fn take_flash(&self, id: &str, operator: &str) -> Result<Option<String>, StoreError> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let kept: Option<String> = redis::cmd("GETDEL")
+            .arg(self.flash_key(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(kept.and_then(|k| {
+            let (whose, flash) = k.split_once('\n')?;
+            (whose == operator).then(|| flash.to_string())
+        }))
     }
 }

@@ -112,6 +112,28 @@ async fn sweep_dead(store: Store, retention: Duration, mut stopped: watch::Recei
     }
 }
 
+/// How often each process samples its queues' oldest pending age for the board's charts
+/// (the largest sample of a minute is kept, so every process sampling is harmless).
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+async fn sample_queues(store: Store, mut stopped: watch::Receiver<bool>) {
+    loop {
+        for queue in kakaopay_jobs::QUEUES {
+            let conn = store.connection();
+            let sampled =
+                kakaopay_jobs::queue::stats::sample_oldest_pending(&conn, store.namespace(), queue)
+                    .await;
+            if let Err(e) = sampled {
+                tracing::debug!(queue, error = %e, "could not sample the oldest pending job");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 fn queue_config<J: JobKind>(
     namespace: &str,
     settings: &WorkerSettings,
@@ -141,6 +163,7 @@ pub fn start(
         keeping.dead_retention,
         stopped.clone(),
     ));
+    let sampler = tokio::spawn(sample_queues(deps.store.clone(), stopped.clone()));
     let namespace = deps.store.namespace().to_string();
     let conn = deps.store.connection();
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
@@ -217,6 +240,7 @@ pub fn start(
         }
         let _ = reconciler.await;
         let _ = sweeper.await;
+        let _ = sampler.await;
     });
     Workers {
         stop,
