@@ -1,21 +1,16 @@
-//! `/board`: a small server-rendered page for operators, behind an admin token: the queues
-//! with their counts, failed and dead jobs with their last errors and a retry button, and the
-//! latest payments and refunds of a location.
-//!
-//! A browser cannot send a bearer token by itself, so `/board/login` takes the token once and
-//! opens a session in Redis (`store::sessions`): the HttpOnly, SameSite=Strict cookie holds a
-//! random token that expires, and `/board/logout` revokes it; a bearer header works too.
-//! Every POST is refused unless it comes from our own origin ([`same_origin_posts`]).
+//! Who is at the board. A browser cannot send a bearer token by itself, so `/board/login`
+//! takes the token once and opens a session in Redis (`store::sessions`): the HttpOnly,
+//! SameSite=Strict cookie holds a random token that expires, and `/board/logout` revokes it;
+//! a bearer header works too. Every POST is refused unless it comes from our own origin
+//! ([`same_origin_posts`]).
 
-use super::error::ApiError;
-use super::AppState;
-use axum::extract::{Form, Path, RawQuery, State};
+use super::super::error::ApiError;
+use super::super::AppState;
+use super::pages::{bare_page, escape};
+use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use kakaopay_jobs::queue::inspect::{self, Status};
-use kakaopay_jobs::QUEUES;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::time::Duration;
 
 const COOKIE: &str = "kp_board";
@@ -40,9 +35,12 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The operator asking, by an admin bearer token or a live board session.
-async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    if let Some(token) = super::auth::bearer(headers) {
-        if let Some(name) = super::auth::operator_named(state, token) {
+pub(super) async fn operator(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ApiError> {
+    if let Some(token) = super::super::auth::bearer(headers) {
+        if let Some(name) = super::super::auth::operator_named(state, token) {
             return Ok(Some(name));
         }
     }
@@ -53,13 +51,13 @@ async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Option<String
     let session = state.store.session(&cookie).await?;
     Ok(session.and_then(|s| {
         let (name, fingerprint) = s.split_once('\n')?;
-        super::auth::still_admin(state, fingerprint).then(|| name.to_string())
+        super::super::auth::still_admin(state, fingerprint).then(|| name.to_string())
     }))
 }
 
 /// Whom login failures are counted for: the client's address, an IPv6 client by its /64
 /// (one host usually holds a whole /64).
-fn client_of(peer: &super::auth::Peer) -> String {
+fn client_of(peer: &super::super::auth::Peer) -> String {
     match peer.ip() {
         Some(std::net::IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => {
             let s = ip.segments();
@@ -71,7 +69,7 @@ fn client_of(peer: &super::auth::Peer) -> String {
     }
 }
 
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/board/login")]).into_response()
 }
 
@@ -89,7 +87,7 @@ pub async fn same_origin_posts(
         && !same_origin(req.headers(), &state.config.public_url)
     {
         tracing::warn!(path = %req.uri().path(), "refused a board action from another origin");
-        return page(
+        return bare_page(
             StatusCode::FORBIDDEN,
             "<p id=\"refused\">Refused: this form was sent from another site.</p>",
         );
@@ -115,26 +113,8 @@ fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
             .is_some_and(|(_, authority)| !host.is_empty() && authority == host)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn page(status: StatusCode, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kakaopay-worker board</title>\
-         <style>body{{font-family:sans-serif;margin:2rem}}table{{border-collapse:collapse;margin-bottom:1.5rem}}\
-         td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}th{{background:#f4f4f4}}\
-         .dead{{color:#a00}}</style></head><body><h1>kakaopay-worker</h1>{body}</body></html>"
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
-}
-
 fn login_page(status: StatusCode, message: &str) -> Response {
-    page(
+    bare_page(
         status,
         &format!(
             "<p>{}</p><form method=\"post\" action=\"/board/login\"><label>Operator token \
@@ -155,13 +135,13 @@ pub struct Login {
 
 pub async fn login(
     State(state): State<AppState>,
-    peer: super::auth::Peer,
+    peer: super::super::auth::Peer,
     headers: HeaderMap,
     Form(form): Form<Login>,
 ) -> Result<Response, ApiError> {
     let client = client_of(&peer);
     let token = form.token.trim();
-    let operator = super::auth::operator_named(&state, token);
+    let operator = super::super::auth::operator_named(&state, token);
     // Past the limit every attempt gets the same 429, right token or not, so guesses sent
     // in parallel learn nothing once the count (incremented atomically) is over.
     let failures = match operator {
@@ -197,7 +177,7 @@ pub async fn login(
     if let Some(old) = session_cookie(&headers) {
         state.store.close_session(&old).await?;
     }
-    let fingerprint = hex::encode(super::auth::fingerprint(token.as_bytes()));
+    let fingerprint = hex::encode(super::super::auth::fingerprint(token.as_bytes()));
     let token = state
         .store
         .open_session(&format!("{operator}\n{fingerprint}"), SESSION)
@@ -239,129 +219,4 @@ pub async fn logout(
         ],
     )
         .into_response())
-}
-
-pub async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    if operator(&state, &headers).await?.is_none() {
-        return Ok(to_login());
-    }
-    let query: HashMap<String, String> =
-        url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
-    let mut body = String::new();
-    if let (Some(job), Some(outcome)) = (query.get("job"), query.get("outcome")) {
-        let said = match outcome.as_str() {
-            "retried" => "is back in its queue",
-            "not_retryable" => "is neither dead nor waiting for a retry",
-            _ => "was not found",
-        };
-        body.push_str(&format!("<p id=\"flash\">Job {} {said}.</p>", escape(job)));
-    }
-    body.push_str(
-        "<form method=\"post\" action=\"/board/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form>",
-    );
-    body.push_str(
-        "<h2>Queues</h2><table id=\"queues\"><tr><th>queue</th><th>pending</th><th>running</th>\
-        <th>scheduled</th><th>done</th><th>failed</th><th>dead</th></tr>",
-    );
-    let mut troubled = String::new();
-    for queue in QUEUES {
-        let c = inspect::counts(&conn, ns, queue).await?;
-        body.push_str(&format!(
-            "<tr id=\"queue-{queue}\"><td>{queue}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"dead\">{}</td></tr>",
-            c.pending, c.running, c.scheduled, c.done, c.failed, c.dead
-        ));
-        for status in [Status::Dead, Status::Failed] {
-            for job in inspect::list(&conn, ns, queue, status, 50).await? {
-                troubled.push_str(&format!(
-                    "<tr class=\"job\" data-job=\"{id}\"><td>{queue}</td><td>{id}</td><td>{}</td><td>{} of {}</td><td>{}</td>\
-                     <td><form method=\"post\" action=\"/board/retry/{queue}/{id_url}\"><button class=\"retry\" type=\"submit\">Retry</button></form></td></tr>",
-                    job.status,
-                    job.attempts,
-                    job.max_attempts,
-                    escape(job.last_error.as_deref().unwrap_or("")),
-                    id = escape(&job.id),
-                    id_url = url::form_urlencoded::byte_serialize(job.id.as_bytes()).collect::<String>(),
-                ));
-            }
-        }
-    }
-    body.push_str("</table><h2>Failed and dead jobs</h2>");
-    if troubled.is_empty() {
-        body.push_str("<p id=\"no-troubled\">None.</p>");
-    } else {
-        body.push_str(&format!(
-            "<table id=\"troubled\"><tr><th>queue</th><th>job</th><th>status</th><th>attempts</th><th>last error</th><th></th></tr>{troubled}</table>"
-        ));
-    }
-    if let Some(location) = query
-        .get("location_id")
-        .filter(|l| super::integrations::location_id(l).is_ok())
-    {
-        body.push_str(&format!("<h2>Latest payments and refunds of {}</h2><table id=\"payments\"><tr><th>time</th><th>order</th>\
-            <th>item</th><th>type</th><th>amount</th><th>status</th><th>tid</th></tr>", escape(location)));
-        for id in state
-            .store
-            .location_payments(location, None, None)
-            .await?
-            .into_iter()
-            .take(50)
-        {
-            let Some(p) = state.store.payment(&id).await? else {
-                continue;
-            };
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>payment</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&p.created_at), escape(p.request.order_id.as_str()), escape(p.request.item_name.as_str()),
-                p.request.total_amount.get(), p.status, escape(&p.tid)
-            ));
-            for r in state.store.refunds_of(&id).await? {
-                body.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>refund {}</td><td>refund</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(&r.created_at), escape(p.request.order_id.as_str()), escape(&r.refund_id), r.amount, r.status, escape(&p.tid)
-                ));
-            }
-        }
-        body.push_str("</table>");
-    } else {
-        body.push_str("<form method=\"get\" action=\"/board\"><label>Location <input name=\"location_id\"></label> <button type=\"submit\">Show payments</button></form>");
-    }
-    Ok(page(StatusCode::OK, &body))
-}
-
-pub async fn retry(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((queue, job)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let Some(operator) = operator(&state, &headers).await? else {
-        return Ok(to_login());
-    };
-    let Some(queue) = QUEUES.iter().copied().find(|q| *q == queue) else {
-        return Err(ApiError::not_found("queue"));
-    };
-    let outcome = inspect::retry(
-        &state.store.connection(),
-        state.store.namespace(),
-        queue,
-        &job,
-    )
-    .await?;
-    tracing::info!(queue, job = %job, ?outcome, operator = %operator, "operator retried a job from the board");
-    let outcome = serde_json::to_value(outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let back = format!(
-        "/board?job={}&outcome={outcome}",
-        url::form_urlencoded::byte_serialize(job.as_bytes()).collect::<String>()
-    );
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response())
 }
