@@ -87,13 +87,23 @@ impl Store {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let kept: Option<String> = redis::cmd("GETDEL")
-            .arg(self.flash_key(id))
+        let key = self.flash_key(id);
+        let kept: Option<String> = redis::cmd("GET")
+            .arg(&key)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(kept.and_then(|k| {
-            let (whose, flash) = k.split_once('\n')?;
-            (whose == operator).then(|| flash.to_string())
-        }))
+        let Some((whose, flash)) = kept.as_deref().and_then(|k| k.split_once('\n')) else {
+            return Ok(None);
+        };
+        if whose != operator {
+            // Not theirs: left for its operator (a link passed on shows nothing).
+            return Ok(None);
+        }
+        // Two tabs loading it at once may both show it; that is all a race can do.
+        let _: u64 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Some(flash.to_string()))
     }
 }
