@@ -100,8 +100,9 @@ fn chart(s: &Series) -> String {
         name = escape(s.name),
         title = escape(&s.title),
     );
-    // The y axis: 0, the middle, the top, with grid lines.
-    for v in [0, top_value / 2, top_value] {
+    // The y axis: 0, the middle (when it is a whole number), the top, with grid lines.
+    let middle = top_value.is_multiple_of(2).then_some(top_value / 2);
+    for v in [Some(0), middle, Some(top_value)].into_iter().flatten() {
         let y = y_of(v);
         svg.push_str(&format!(
             "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
