@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "operators/board.rs"]
+mod board;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::Command;
