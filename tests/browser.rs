@@ -222,3 +222,230 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
     let _ = std::fs::remove_dir_all(&profile);
     app.stop().await;
 }
+
+/// Waits until the element `css` shows text containing `wanted`, reloading the page between
+/// looks when `reload` (a page that does not change by itself).
+async fn until_text(client: &Client, css: &str, wanted: &str, reload: bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(e) = client.find(Locator::Css(css)).await {
+            if let Ok(text) = e.text().await {
+                if text.contains(wanted) {
+                    return text;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never showed {wanted:?}: {}",
+            client.source().await.unwrap_or_default()
+        );
+        if reload {
+            client.refresh().await.unwrap();
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn paused(app: &TestApp) -> bool {
+    let (_, q) = app
+        .send(reqwest::Method::GET, "/v1/queues", Some(ADMIN_TOKEN), None)
+        .await;
+    q["queues"][1]["paused"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_approves_a_review_retries_every_dead_job_and_pauses_a_queue_on_the_board() {
+    let app = spawn_app().await;
+    app.connect_location(
+        "loc_r",
+        json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
+    )
+    .await;
+    // A refund left to a person, and three dead jobs.
+    let payment = app.paid(payment_body("loc_r", "B-review")).await;
+    app.wait_status(&payment, "approved").await;
+    let (status, answer) = app
+        .ask_refund(
+            &payment,
+            "review-k",
+            json!({"requested_by": "member", "reason": "booking_canceled"}),
+            CLIENT_TOKEN,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let refund = answer["refund_id"].as_str().unwrap().to_string();
+    app.wait_refund(&refund, "manual_review", Duration::from_secs(10))
+        .await;
+    let producer = kakaopay_jobs::queue::Producer::new(app.conn().await, &app.namespace);
+    for i in 0..3 {
+        let request = kakaopay_jobs::RefundRequest::new("member", "test");
+        kakaopay_jobs::refunds::request_refund(
+            &producer,
+            "pay_nosuchpayment0000000000",
+            &format!("dead-{i}"),
+            request,
+        )
+        .await
+        .unwrap();
+    }
+
+    let driver = chromedriver();
+    let profile =
+        std::env::temp_dir().join(format!("kakaopay-chromium-{:x}", rand::random::<u32>()));
+    let client = browser(&driver, &profile).await;
+    let dir = shots();
+    client
+        .goto(&format!("{}/board/login", app.address))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap();
+    click(&client, "#login").await;
+
+    // The review: from the overview to the list, approved for 12,000 with a note.
+    until_text(&client, "#reviews-waiting", "1 refund waits", true).await;
+    click(&client, "#reviews-waiting a").await;
+    let form = format!("form.approve[data-refund=\"{refund}\"]");
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(&format!("{form} input[name=amount]")))
+        .await
+        .unwrap()
+        .send_keys("12000")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(&format!("{form} input[name=note]")))
+        .await
+        .unwrap()
+        .send_keys("customer called")
+        .await
+        .unwrap();
+    save(&client, &dir, "board-reviews.png").await;
+    click(&client, &format!("{form} button.approve")).await;
+    until_text(&client, "#flash", "approved for ₩12,000 by admin", false).await;
+    client
+        .goto(&format!("{}/board/payments/{payment}", app.address))
+        .await
+        .unwrap();
+    let shown = until_text(
+        &client,
+        &format!("#refund-{refund} .status"),
+        "succeeded",
+        true,
+    )
+    .await;
+    assert_eq!(shown, "succeeded");
+    let amount = client
+        .find(Locator::Css(&format!("#refund-{refund} .amount")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(amount, "₩12,000");
+    save(&client, &dir, "board-payment.png").await;
+    let tid = app.payment(&payment).await["tid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancels = ledger(&app.sim, &tid).await["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["payment_action_type"] == "CANCEL")
+        .count();
+    assert_eq!(cancels, 1, "paid once at KakaoPay");
+
+    // Every dead job retried, after the board asked.
+    client
+        .goto(&format!("{}/board/queues/cancel_payment", app.address))
+        .await
+        .unwrap();
+    until_text(&client, "#retry-dead", "Retry all 3 dead jobs", true).await;
+    save(&client, &dir, "board-queue.png").await;
+    click(&client, "#retry-dead").await;
+    until_text(
+        &client,
+        "#question",
+        "Retry 3 dead jobs of cancel_payment?",
+        false,
+    )
+    .await;
+    click(&client, "#confirm").await;
+    until_text(
+        &client,
+        "#flash",
+        "3 dead jobs of cancel_payment are back in the queue",
+        false,
+    )
+    .await;
+    let audit = kakaopay_jobs::queue::operate::audit(
+        &app.conn().await,
+        &app.namespace,
+        "cancel_payment",
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "retry_dead" && e.by == "admin" && e.subject == "3 jobs"),
+        "{audit:?}"
+    );
+
+    // Paused, seen paused by the API, then resumed.
+    click(&client, "#pause").await;
+    until_text(&client, "#paused", "Paused", false).await;
+    assert!(paused(&app).await);
+    click(&client, "#resume").await;
+    until_text(&client, "#running", "Running", false).await;
+    assert!(!paused(&app).await);
+
+    // The overview's counts refresh by themselves (board.js, allowed by the CSP).
+    client
+        .goto(&format!("{}/board", app.address))
+        .await
+        .unwrap();
+    let first = until_text(&client, "#queues caption", "As of", false).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = client
+            .find(Locator::Css("#queues caption"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if now != first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the counts never refreshed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    save(&client, &dir, "board-overview.png").await;
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    app.stop().await;
+}
