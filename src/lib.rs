@@ -16,8 +16,13 @@
 //! - [`listener`] TCP listeners with a backlog for bursts of new connections, and the HTTP
 //!   server on them with deadlines on slow clients.
 //! - [`healthcheck`] the container healthcheck (`kakaopay-worker healthcheck`).
+//! - [`http`] the API of API.md, and `/board`, the operators' server-rendered pages (one
+//!   submodule per concept: overview, queues, jobs, reviews, payments, charts), which call
+//!   the same functions as the `/v1` operator routes; [`registry`] the live processes;
+//!   [`metrics`] Prometheus.
 //! - The job argument types and the Redis queue under apalis live in the `kakaopay-jobs`
-//!   crate (`jobs/`), so other Rust programs can enqueue the same jobs.
+//!   crate (`jobs/`), so other Rust programs can enqueue the same jobs; so do the queue's
+//!   per-minute counters the board's charts read (`kakaopay_jobs::queue::stats`).
 
 pub mod bench;
 pub mod config;
