@@ -81,10 +81,13 @@ pub async fn emit(
         data,
     };
     let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-    store
+    let enqueued = store
         .put_event(&event.id, &json, EVENT_TTL)
         .await
         .map_err(|e| e.to_string())?;
+    if enqueued {
+        return Ok(());
+    }
     producer
         .enqueue(
             &DeliverEvent {
@@ -92,6 +95,10 @@ pub async fn emit(
             },
             EnqueueOptions::with_id(event.id.clone()),
         )
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .event_enqueued(&event.id, EVENT_TTL)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(event = %event.id, kind, subject, "event emitted");

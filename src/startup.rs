@@ -117,6 +117,14 @@ impl Application {
                 "records of the earlier key layout moved to their shards"
             );
         }
+        let cluster = matches!(settings.redis, Topology::Cluster(_));
+        let indexed = store.index_earlier_refunds(cluster).await?;
+        if indexed > 0 {
+            tracing::info!(
+                indexed,
+                "refunds of an earlier release added to the listings"
+            );
+        }
         let producer = Producer::new(conn, &settings.namespace)
             .with_attempts(settings.operations.job_attempts.0.clone());
         let kakaopay = KakaoPay::new(
