@@ -67,7 +67,6 @@ pub async fn approve(
         .refund_state(refund_id)
         .await?
         .ok_or(Refused::Missing)?;
-    let was = refund.status;
     let (review, enqueue) = match store
         .approve_review(&refund, amount, note.as_deref(), by)
         .await?
@@ -76,10 +75,11 @@ pub async fn approve(
             tracing::info!(refund_id, by, amount = ?amount, "an operator approved a refund");
             (review, true)
         }
-        Reviewed::Repeated(review) => {
+        Reviewed::Repeated(review, now) => {
             store.confirm_durable(&refund.refund_id).await?;
-            // Still open: its job may not have been enqueued (the reconciler would, too).
-            (review, !was.is_final())
+            // Still open (as the script saw it, not as read before): the first call's
+            // enqueue may have failed or not happened yet (the reconciler would, too).
+            (review, !now.is_final())
         }
         Reviewed::NotInReview(status) => return Err(Refused::NotInReview(status)),
         Reviewed::NotRefundable(why) => return Err(Refused::NotRefundable(why)),
@@ -111,7 +111,7 @@ pub async fn dismiss(
         .ok_or(Refused::Missing)?;
     match store.dismiss_review(&refund.refund_id, &note, by).await? {
         Reviewed::Applied(_) => tracing::info!(refund_id, by, "an operator dismissed a refund"),
-        Reviewed::Repeated(_) => store.confirm_durable(&refund.refund_id).await?,
+        Reviewed::Repeated(..) => store.confirm_durable(&refund.refund_id).await?,
         Reviewed::NotInReview(status) => return Err(Refused::NotInReview(status)),
         Reviewed::NotRefundable(why) => return Err(Refused::NotRefundable(why)),
         Reviewed::Missing => return Err(Refused::Missing),

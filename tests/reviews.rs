@@ -738,6 +738,35 @@ async fn refunds_of_an_earlier_release_join_the_listings() {
     };
     let tag = format!("{{{}:p{shard}}}", app.namespace);
     let mut conn = app.conn().await;
+    let marker = format!("{}:migration:refund-indexes", app.namespace);
+    until(
+        "the start's own indexing done",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            let marker = marker.clone();
+            async move {
+                let done: Option<String> = redis::cmd("GET")
+                    .arg(&marker)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                done.is_some()
+            }
+        },
+    )
+    .await;
+    // A record it cannot read is left out, not a reason to stop.
+    let unreadable = format!("rf_{}{}", &refund[3..5], "z".repeat(22));
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{tag}:refund:{unreadable}"))
+        .arg("doc")
+        .arg("{not json")
+        .arg("status")
+        .arg("manual_review")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // As an earlier release left it: in no listing index, and no migration marker (one
     // command each: on a cluster they are keys of different slots).
     for (command, key) in [
@@ -780,4 +809,39 @@ async fn listed(app: &TestApp, path: &str) -> Vec<String> {
         .iter()
         .map(|r| r["refund_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// A repeat that read the refund before the first call's script ran still enqueues the job
+/// when the refund is open by then: it goes by the status the script saw.
+#[tokio::test]
+async fn a_repeat_goes_by_the_status_its_script_saw() {
+    use kakaopay_worker::domain::RefundStatus;
+    use kakaopay_worker::store::Reviewed;
+    let app = app_with_reviews().await;
+    let (_, refund) = in_review(&app, "R-stale").await;
+    // Paused, so that nothing runs the refund on between the two calls.
+    let (status, _) = post(
+        &app,
+        "/v1/queues/cancel_payment/pause",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let store = kakaopay_worker::store::Store::new(app.conn().await, &app.namespace);
+    let stale = store.refund_state(&refund).await.unwrap().unwrap();
+    let first = store
+        .approve_review(&stale, None, Some("ok"), "kim")
+        .await
+        .unwrap();
+    assert!(matches!(first, Reviewed::Applied(_)), "{first:?}");
+    let again = store
+        .approve_review(&stale, None, Some("ok"), "kim")
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Reviewed::Repeated(_, RefundStatus::Queued)),
+        "{again:?}"
+    );
+    app.stop().await;
 }

@@ -244,8 +244,9 @@ impl Store {
     /// Puts refunds of an earlier release into the listings' indexes (every refund in
     /// `refunds:all`, one waiting for a person in `refunds:review` too), once per namespace:
     /// without it, `GET /v1/refunds` without a location would not show them. Safe to run again
-    /// and by several processes at once (`ZADD NX`). On a cluster each shard's node is scanned
-    /// for that shard's refunds; elsewhere one scan finds them all.
+    /// and by several processes at once (`ZADD NX`); processes run it in the background, as it
+    /// scans the keyspace (on a cluster each shard's node, for that shard's refunds; elsewhere
+    /// one scan finds them all). A refund it cannot read is left out, with a warning.
     pub async fn index_earlier_refunds(&self, cluster: bool) -> Result<u64, StoreError> {
         let marker = format!("{}:{REFUND_INDEXES}", self.ns);
         let done: Option<String> = redis::cmd("GET")
@@ -295,8 +296,17 @@ impl Store {
                 let Some(id) = key.rsplit_once(":refund:").map(|(_, id)| id.to_string()) else {
                     continue;
                 };
-                if !id.contains(':') && self.index_refund(&id).await? {
-                    indexed += 1;
+                if id.contains(':') {
+                    continue; // its history or alias
+                }
+                match self.index_refund(&id).await {
+                    Ok(true) => indexed += 1,
+                    Ok(false) => {}
+                    // One record it cannot read must not keep the others out of the listings.
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::warn!(refund_id = %id, error = %e, "an unreadable refund left out of the listings")
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if next == 0 {

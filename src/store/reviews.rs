@@ -48,8 +48,8 @@ impl Review {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reviewed {
     Applied(Review),
-    /// The same call was made before: nothing changed.
-    Repeated(Review),
+    /// The same call was made before: nothing changed. With the refund's status now.
+    Repeated(Review, RefundStatus),
     /// The refund is not waiting for a person (and no identical call put it where it is).
     NotInReview(RefundStatus),
     /// Approving it would refund more than is left (or the payment cannot be refunded).
@@ -198,7 +198,9 @@ impl Store {
                 let status: RefundStatus = parse(&key, serde_json::Value::String(part(1)))?;
                 let earlier: Option<Review> = serde_json::from_str(&part(2)).ok();
                 match earlier {
-                    Some(earlier) if earlier.same_call(&wanted) => Reviewed::Repeated(earlier),
+                    Some(earlier) if earlier.same_call(&wanted) => {
+                        Reviewed::Repeated(earlier, status)
+                    }
                     _ => Reviewed::NotInReview(status),
                 }
             }

@@ -256,12 +256,12 @@ async fn watch_pause(shared: Arc<Shared>) {
 
 /// Gives the jobs fetched but not started back to the queue (a paused queue may stay paused
 /// for hours: held, they would keep an attempt counted and a lease renewed for nothing). A
-/// failed hand-back lets their leases lapse instead, and other workers take them over.
+/// hand-back that fails keeps them, leases renewed, for the next look.
 async fn hand_back_unstarted(shared: &Shared) {
-    let unstarted: Vec<Fetched> = shared.unstarted().drain(..).collect();
     let Some(consumer) = shared.consumer.get() else {
         return;
     };
+    let unstarted: Vec<Fetched> = shared.unstarted().drain(..).collect();
     if unstarted.is_empty() {
         return;
     }
@@ -272,12 +272,20 @@ async fn hand_back_unstarted(shared: &Shared) {
     }
     let queue = &shared.config.queue;
     match inv.run_nowait::<u64>(&shared.conn).await {
-        Ok(n) => tracing::info!(queue = %queue, jobs = n, "paused: handed back jobs not started"),
-        Err(e) => tracing::warn!(queue = %queue, error = %e, "paused: could not hand back jobs"),
-    }
-    let mut held = shared.held();
-    for (entry, ..) in &unstarted {
-        held.remove(entry);
+        Ok(n) => {
+            tracing::info!(queue = %queue, jobs = n, "paused: handed back jobs not started");
+            let mut held = shared.held();
+            for (entry, ..) in &unstarted {
+                held.remove(entry);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(queue = %queue, error = %e, "paused: could not hand back jobs; next look");
+            let mut kept = shared.unstarted();
+            for fetched in unstarted.into_iter().rev() {
+                kept.push_front(fetched);
+            }
+        }
     }
 }
 
