@@ -845,3 +845,73 @@ async fn a_repeat_goes_by_the_status_its_script_saw() {
     );
     app.stop().await;
 }
+
+/// An approval of a refund whose location has no credentials left at all (disconnected, and
+/// the payment's own version gone) sends nothing and goes back to a person, saying why,
+/// instead of a dead job and a refund left `processing`. While the payment's own credentials
+/// are kept (a disconnect keeps them), an approval is paid with them.
+#[tokio::test]
+async fn an_approval_without_any_credentials_goes_back_to_review() {
+    let app = app_with_reviews().await;
+    let (payment, refund) = in_review(&app, "R-creds").await;
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            "/v1/locations/loc_r/kakaopay",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let mut conn = app.conn().await;
+    let pattern = format!("{{{}:loc:loc_r}}:*", app.namespace);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in keys.iter().filter(|k| k.contains(":integration")) {
+        let _: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (status, answer) = post(
+        &app,
+        &format!("/v1/refunds/{refund}/approve"),
+        KIM,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    until("back in review", Duration::from_secs(10), || async {
+        let (_, r) = app
+            .send(
+                Method::GET,
+                &format!("/v1/refunds/{refund}"),
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        r["status"] == "manual_review" && r["rule"] == "integration_disconnected"
+    })
+    .await;
+    let (_, r) = app
+        .send(
+            Method::GET,
+            &format!("/v1/refunds/{refund}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let last = r["history"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["cause"].as_str().unwrap().contains("reconnect it"),
+        "{last}"
+    );
+    assert_eq!(app.payment(&payment).await["refunded_amount"], 0);
+    let cancels = stats(&app.sim).await["endpoints"]["cancel"]["calls"].as_u64();
+    assert_eq!(cancels.unwrap_or(0), 0);
+    app.stop().await;
+}

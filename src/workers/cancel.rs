@@ -82,6 +82,21 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             Err(closed) => return finish(deps, &refund, &locked.run, closed).await,
         },
     };
+    if integrations.for_refunds().is_none() && !sent_before {
+        // Nothing was sent and nothing can be: back to a person (an approval, or an admin
+        // amount, of a location whose credentials are all gone), rather than a dead job.
+        let cause = format!(
+            "no KakaoPay credentials for location {}: reconnect it, then approve again",
+            payment.request.location_id
+        );
+        let closed = Closed {
+            status: RefundStatus::ManualReview,
+            rule: "integration_disconnected".into(),
+            failure: None,
+            cause,
+        };
+        return finish(deps, &refund, &locked.run, closed).await;
+    }
     let call = Call::new(
         deps,
         &refund,
