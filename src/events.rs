@@ -16,6 +16,21 @@ use sha2::{Digest, Sha256};
 
 /// Events are kept this long for redelivery by operators.
 const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// That an event's delivery was enqueued is kept longer than the event: an outcome announced
+/// again after the event expired (a job revived, a request replayed) is not delivered again.
+const ENQUEUED_TTL: std::time::Duration = std::time::Duration::from_secs(60 * 24 * 3600);
+
+/// Whether an event recorded without the note that its delivery was enqueued (by a release
+/// before the note, or a crash between the two) had its delivery enqueued then: every release
+/// enqueued right after recording, and an emit cut short is tried again within minutes, so
+/// one over an hour old was; its job may be forgotten by now, and enqueuing anew would
+/// deliver it twice.
+fn enqueued_long_ago(earlier: &str) -> bool {
+    serde_json::from_str::<Event>(earlier)
+        .ok()
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e.created_at).ok())
+        .is_some_and(|at| chrono::Utc::now().signed_duration_since(at) > chrono::Duration::hours(1))
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -81,10 +96,13 @@ pub async fn emit(
         data,
     };
     let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-    store
+    let (earlier, enqueued) = store
         .put_event(&event.id, &json, EVENT_TTL)
         .await
         .map_err(|e| e.to_string())?;
+    if enqueued || earlier.as_deref().is_some_and(enqueued_long_ago) {
+        return Ok(());
+    }
     producer
         .enqueue(
             &DeliverEvent {
@@ -92,6 +110,10 @@ pub async fn emit(
             },
             EnqueueOptions::with_id(event.id.clone()),
         )
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .event_enqueued(&event.id, ENQUEUED_TTL)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(event = %event.id, kind, subject, "event emitted");

@@ -117,6 +117,10 @@ impl Application {
                 "records of the earlier key layout moved to their shards"
             );
         }
+        tokio::spawn(index_earlier_refunds(
+            store.clone(),
+            matches!(settings.redis, Topology::Cluster(_)),
+        ));
         let producer = Producer::new(conn, &settings.namespace)
             .with_attempts(settings.operations.job_attempts.0.clone());
         let kakaopay = KakaoPay::new(
@@ -241,5 +245,22 @@ impl Application {
         crate::shutdown::signal().await;
         tracing::info!("stopping");
         self.stop().await;
+    }
+}
+
+/// Refunds of an earlier release join the listings (once per namespace; a process stopped
+/// midway leaves it to the next start).
+async fn index_earlier_refunds(store: Store, cluster: bool) {
+    match store.index_earlier_refunds(cluster).await {
+        Ok(0) => {}
+        Ok(indexed) => {
+            tracing::info!(
+                indexed,
+                "refunds of an earlier release added to the listings"
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refunds of an earlier release not indexed; the next start tries again")
+        }
     }
 }

@@ -699,6 +699,56 @@ async fn a_settle_sent_again_after_its_answer_was_lost_records_the_job_done_once
     workers.stop().await;
 }
 
+/// A job fetched with others but not yet started holds an attempt and a lease: a pause hands
+/// it back to the queue, its attempt not counted, so a long pause (or a crash during one)
+/// costs it nothing, while the jobs in flight run on.
+#[tokio::test]
+async fn a_pause_hands_back_the_jobs_fetched_but_not_started() {
+    let ns = namespace();
+    let (client, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    for n in 0..5 {
+        p.enqueue(
+            &work(n, Behaviour::HangBeforeAttempt(99)),
+            EnqueueOptions::with_id(format!("h{n}")),
+        )
+        .await
+        .unwrap();
+    }
+    let seen = Arc::new(Seen::default());
+    let workers = run_workers(client, conn.clone(), config(&ns), 1, 2, seen.clone());
+    eventually(Duration::from_secs(5), "all held", || async {
+        counts(&conn, &ns).await.running == 5
+    })
+    .await;
+    assert_eq!(seen.total(), 2, "two run, three wait in the worker");
+
+    kakaopay_jobs::queue::operate::set_paused(&conn, &ns, "test_work", true, "test")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(2),
+        "the unstarted handed back",
+        || async {
+            let c = counts(&conn, &ns).await;
+            c.pending == 3 && c.running == 2
+        },
+    )
+    .await;
+    let pending = inspect::list(&conn, &ns, "test_work", inspect::Status::Pending, 10)
+        .await
+        .unwrap();
+    assert!(
+        pending.iter().all(|j| j.attempts == 0),
+        "their attempts are not counted: {pending:?}"
+    );
+    // Handed back, not fetched again while the pause lasts.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(counts(&conn, &ns).await.pending, 3);
+    assert_eq!(seen.total(), 2);
+    drop(workers);
+}
+
 /// The board's per-minute counters: every run recorded counts once in the minute it was
 /// recorded, done or failed (a retry and a death both), whichever process recorded it.
 #[tokio::test]

@@ -79,7 +79,7 @@ fn new_payment_id(shard: Shard) -> String {
 }
 
 impl Store {
-    fn tag(&self, shard: Shard) -> String {
+    pub(super) fn tag(&self, shard: Shard) -> String {
         format!("{{{}:p{:02}}}", self.ns, shard.0)
     }
 
@@ -171,6 +171,11 @@ impl Store {
 
     pub(super) fn event_key(&self, id: &str) -> String {
         format!("{}:event:{id}", self.ns)
+    }
+
+    /// Set once an event's delivery job is enqueued.
+    pub(super) fn event_enqueued_key(&self, id: &str) -> String {
+        format!("{}:event:{id}:enqueued", self.ns)
     }
 
     /// A board session, by the SHA-256 of its token.

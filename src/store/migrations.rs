@@ -235,3 +235,115 @@ impl Store {
         Ok(moved == 1 && now != id)
     }
 }
+
+/// Set once every refund stored before the refund listings had indexes of their own
+/// (`refunds:all`, `refunds:review`) is in them.
+const REFUND_INDEXES: &str = "migration:refund-indexes";
+
+impl Store {
+    /// Puts refunds of an earlier release into the listings' indexes (every refund in
+    /// `refunds:all`, one waiting for a person in `refunds:review` too), once per namespace:
+    /// without it, `GET /v1/refunds` without a location would not show them. Safe to run again
+    /// and by several processes at once (`ZADD NX`); processes run it in the background, as it
+    /// scans the keyspace (on a cluster each shard's node, for that shard's refunds; elsewhere
+    /// one scan finds them all). A refund it cannot read is left out, with a warning.
+    pub async fn index_earlier_refunds(&self, cluster: bool) -> Result<u64, StoreError> {
+        let marker = format!("{}:{REFUND_INDEXES}", self.ns);
+        let done: Option<String> = redis::cmd("GET")
+            .arg(&marker)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if done.is_some() {
+            return Ok(0);
+        }
+        let patterns: Vec<(String, String)> = if cluster {
+            Shard::all()
+                .map(|s| (self.tag(s), format!("{}:refund:rf_*", self.tag(s))))
+                .collect()
+        } else {
+            let all = format!("{{{}:p*}}:refund:rf_*", self.ns);
+            vec![(all.clone(), all)]
+        };
+        let mut indexed = 0;
+        for (node_key, pattern) in patterns {
+            indexed += self.index_refunds_matching(&node_key, &pattern).await?;
+        }
+        let _: () = redis::cmd("SET")
+            .arg(&marker)
+            .arg("done")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(indexed)
+    }
+
+    /// Scans the node holding `node_key` for refund records matching `pattern`.
+    async fn index_refunds_matching(
+        &self,
+        node_key: &str,
+        pattern: &str,
+    ) -> Result<u64, StoreError> {
+        let mut indexed = 0;
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.conn.on_node_of(node_key, scan).await?;
+            for key in keys {
+                let Some(id) = key.rsplit_once(":refund:").map(|(_, id)| id.to_string()) else {
+                    continue;
+                };
+                if id.contains(':') {
+                    continue; // its history or alias
+                }
+                match self.index_refund(&id).await {
+                    Ok(true) => indexed += 1,
+                    Ok(false) => {}
+                    // One record it cannot read must not keep the others out of the listings.
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::warn!(refund_id = %id, error = %e, "an unreadable refund left out of the listings")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if next == 0 {
+                return Ok(indexed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Adds one refund to the listings' indexes of its shard (scores: when it was requested,
+    /// and for one waiting for a person when it was last changed).
+    async fn index_refund(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(refund) = self.refund_state(id).await? else {
+            return Ok(false);
+        };
+        let ms = |at: &str| {
+            chrono::DateTime::parse_from_rfc3339(at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0)
+        };
+        let shard = Shard::of_id(id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.all_refunds_key(shard))
+            .arg("NX")
+            .arg(ms(&refund.created_at))
+            .arg(id)
+            .ignore();
+        if refund.status == crate::domain::RefundStatus::ManualReview {
+            pipe.cmd("ZADD")
+                .arg(self.review_refunds_key(shard))
+                .arg("NX")
+                .arg(ms(&refund.updated_at))
+                .arg(id)
+                .ignore();
+        }
+        let _: () = self.conn.write(&pipe).await?;
+        Ok(true)
+    }
+}

@@ -113,7 +113,7 @@ impl Refund {
     pub fn job_id(&self) -> String {
         match &self.review {
             Some(r) if r.action == super::ReviewAction::Approve => {
-                super::reviews::review_job_id(&self.refund_id)
+                super::reviews::review_job_id(&self.refund_id, r.round)
             }
             _ => kakaopay_jobs::refunds::job_id(&self.refund_id),
         }
@@ -209,7 +209,8 @@ return 1
     )
 });
 
-/// KEYS: payment, refund, refund history, open refunds. ARGV: refund id, now, run token.
+/// KEYS: payment, refund, refund history, open refunds. ARGV: refund id, now, run token, the
+/// job's id (named in the history).
 /// (Indexing the refund as open here too covers refunds stored by an earlier release.)
 static BEGIN: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -225,7 +226,7 @@ redis.call('HSET', KEYS[2], 'run', ARGV[3])
 redis.call('ZADD', KEYS[4], 'NX', now_ms, ARGV[1])
 if status == 'queued' then
   redis.call('HSET', KEYS[2], 'status', 'processing', 'updated_at', ARGV[2])
-  redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[2], from = 'queued', to = 'processing', cause = 'a worker took the refund'}))
+  redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[2], from = 'queued', to = 'processing', cause = 'a worker took the refund (job ' .. ARGV[4] .. ')'}))
 end
 local r = redis.call('HMGET', KEYS[2], 'decided', 'send_deadline_ms')
 local wait = 0
@@ -542,6 +543,7 @@ impl Store {
         &self,
         payment_id: &str,
         refund_id: &str,
+        job: &str,
     ) -> Result<Begin, StoreError> {
         let run = format!("{:016x}", rand::random::<u64>());
         let answer: Vec<String> = BEGIN
@@ -552,6 +554,7 @@ impl Store {
             .arg(refund_id)
             .arg(now_rfc3339())
             .arg(&run)
+            .arg(job)
             .run(&self.conn)
             .await?;
         let key = self.refund_key(refund_id);

@@ -30,6 +30,11 @@ pub struct Review {
     pub note: Option<String>,
     pub by: String,
     pub at: String,
+    /// Which approval of the refund this is (1, 2, …; 0 for one made before approvals were
+    /// counted): an approval sent back to review by a refund that overtook it is approved
+    /// again under a job of its own.
+    #[serde(default)]
+    pub round: u32,
 }
 
 impl Review {
@@ -43,8 +48,8 @@ impl Review {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reviewed {
     Applied(Review),
-    /// The same call was made before: nothing changed.
-    Repeated(Review),
+    /// The same call was made before: nothing changed. With the refund's status now.
+    Repeated(Review, RefundStatus),
     /// The refund is not waiting for a person (and no identical call put it where it is).
     NotInReview(RefundStatus),
     /// Approving it would refund more than is left (or the payment cannot be refunded).
@@ -52,9 +57,14 @@ pub enum Reviewed {
     Missing,
 }
 
-/// The `cancel_payment` job of an approved review.
-pub fn review_job_id(refund_id: &str) -> String {
-    format!("{}:review", kakaopay_jobs::refunds::job_id(refund_id))
+/// The `cancel_payment` job of the refund's `round`th approval (the job of an earlier one is
+/// done, and enqueuing under its id again would be taken for a duplicate).
+pub fn review_job_id(refund_id: &str, round: u32) -> String {
+    let first = kakaopay_jobs::refunds::job_id(refund_id);
+    match round {
+        0 => format!("{first}:review"),
+        n => format!("{first}:review:{n}"),
+    }
 }
 
 /// Milliseconds on Redis's clock, inside a script.
@@ -85,13 +95,17 @@ if left <= 0 then return {'not_refundable', 'nothing is left to refund'} end
 if ARGV[5] ~= '' and tonumber(ARGV[5]) > left then
   return {'not_refundable', 'only ' .. left .. ' won is left to refund'}
 end
--- The first job's run token goes: a FINISH of that run resent late (a retry of a reply
+-- Approvals are counted: each runs under a job id of its own.
+local round = redis.call('HINCRBY', KEYS[1], 'reviews', 1)
+local review = cjson.decode(ARGV[2])
+review['round'] = round
+-- The earlier job's run token goes: a FINISH of that run resent late (a retry of a reply
 -- lost) must not match and send the approved refund back to review.
-redis.call('HSET', KEYS[1], 'status', 'queued', 'review', ARGV[2], 'rule', 'admin_review', 'updated_at', ARGV[3], 'run', '')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'review', cjson.encode(review), 'rule', 'admin_review', 'updated_at', ARGV[3], 'run', '')
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-return {'applied', ''}
+return {'applied', tostring(round)}
 "#
     ))
 });
@@ -175,13 +189,18 @@ impl Store {
         let key = self.refund_key(id);
         let part = |i: usize| answer.get(i).cloned().unwrap_or_default();
         Ok(match part(0).as_str() {
-            "applied" => Reviewed::Applied(wanted),
+            "applied" => Reviewed::Applied(Review {
+                round: part(1).parse().unwrap_or(0),
+                ..wanted
+            }),
             "not_refundable" => Reviewed::NotRefundable(part(1)),
             "not_in_review" => {
                 let status: RefundStatus = parse(&key, serde_json::Value::String(part(1)))?;
                 let earlier: Option<Review> = serde_json::from_str(&part(2)).ok();
                 match earlier {
-                    Some(earlier) if earlier.same_call(&wanted) => Reviewed::Repeated(earlier),
+                    Some(earlier) if earlier.same_call(&wanted) => {
+                        Reviewed::Repeated(earlier, status)
+                    }
                     _ => Reviewed::NotInReview(status),
                 }
             }
@@ -197,6 +216,7 @@ fn review(action: ReviewAction, amount: Option<i64>, note: Option<&str>, by: &st
         note: note.map(str::to_string),
         by: by.to_string(),
         at: now_rfc3339(),
+        round: 0,
     }
 }
 

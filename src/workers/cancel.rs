@@ -54,11 +54,18 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
         let rule = refund.rule.as_deref().unwrap_or("");
         return announce(deps, &refund, refund.status, refund.amount, rule).await;
     }
+    if refund.review.is_some() && delivery.job_id != refund.job_id() {
+        // An approval runs under a job of its own; any other job of the refund (the one that
+        // left it to a person, still retrying or revived by an operator) only looks on, so
+        // that one job at a time acts for it and the reconciler watches the right one.
+        tracing::info!(refund_id = %refund.refund_id, job = %delivery.job_id, runs_under = %refund.job_id(), "an earlier job of a reviewed refund leaves it to the review's job");
+        return Ok(());
+    }
     if let Err(e) = validate(&refund.idempotency_key, &refund.request) {
         let closed = Closed::rejected("invalid_request", e.to_string());
         return finish(deps, &refund, &refund.run, closed).await;
     }
-    let Some(locked) = lock(deps, &refund).await? else {
+    let Some(locked) = lock(deps, &refund, &delivery.job_id).await? else {
         return Ok(());
     };
     let (payment, integrations) = payment_of(deps, &refund).await?;
@@ -75,6 +82,21 @@ async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<
             Err(closed) => return finish(deps, &refund, &locked.run, closed).await,
         },
     };
+    if integrations.for_refunds().is_none() && !sent_before {
+        // Nothing was sent and nothing can be: back to a person (an approval, or an admin
+        // amount, of a location whose credentials are all gone), rather than a dead job.
+        let cause = format!(
+            "no KakaoPay credentials for location {}: reconnect it, then approve again",
+            payment.request.location_id
+        );
+        let closed = Closed {
+            status: RefundStatus::ManualReview,
+            rule: "integration_disconnected".into(),
+            failure: None,
+            cause,
+        };
+        return finish(deps, &refund, &locked.run, closed).await;
+    }
     let call = Call::new(
         deps,
         &refund,
@@ -137,13 +159,13 @@ async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError>
 
 /// Takes the payment's refund lock (one refund at a time per payment), waiting a while for
 /// another refund to finish. `None`: nothing is left to do.
-async fn lock(deps: &Deps, refund: &Refund) -> Result<Option<Locked>, JobError> {
+async fn lock(deps: &Deps, refund: &Refund, job: &str) -> Result<Option<Locked>, JobError> {
     let waiting_since = Instant::now();
     let mut pause = Duration::from_millis(25);
     loop {
         let begin = deps
             .store
-            .begin_refund(&refund.payment_id, &refund.refund_id)
+            .begin_refund(&refund.payment_id, &refund.refund_id, job)
             .await
             .map_err(retry)?;
         match begin {
@@ -245,6 +267,16 @@ fn decide(
         None => refund.request.amount,
     };
     if explicit.is_some_and(|a| a > left.get()) {
+        if review_amount.is_some() {
+            // Another refund was paid after the operator approved this one: what they
+            // decided no longer fits, and only they can say what to do now.
+            return Err(Closed {
+                status: RefundStatus::ManualReview,
+                rule: "amount_over_remaining".into(),
+                failure: None,
+                cause: format!("approved for more than is left: only {left} is left now"),
+            });
+        }
         let cause = format!("only {left} is left");
         return Err(Closed::rejected("amount_over_remaining", cause));
     }
@@ -644,7 +676,15 @@ pub(crate) async fn announce(
         _ => return Ok(()),
     };
     let data = crate::events::refund_data(refund, status, amount, rule);
-    crate::events::emit(&deps.store, &deps.producer, kind, &refund.refund_id, data)
+    // An event's id derives from its subject: a refund that an overtaken approval sent back
+    // to review is announced again, as the review of that approval.
+    let subject = match &refund.review {
+        Some(r) if status == RefundStatus::ManualReview && r.action == ReviewAction::Approve => {
+            format!("{}:review:{}", refund.refund_id, r.round)
+        }
+        _ => refund.refund_id.clone(),
+    };
+    crate::events::emit(&deps.store, &deps.producer, kind, &subject, data)
         .await
         .map_err(retry)
 }

@@ -53,6 +53,12 @@ struct Shared {
     config: QueueConfig,
     /// Entries fetched and not yet settled: their leases are renewed.
     held: Mutex<HashSet<String>>,
+    /// Jobs fetched and not yet started, in the order fetched. Kept here rather than in the
+    /// backend so that a pause can hand them back while the worker is busy (apalis asks for
+    /// the next job only when it has room for it).
+    unstarted: Mutex<VecDeque<Fetched>>,
+    /// The worker's consumer name, once it is known (its first poll).
+    consumer: std::sync::OnceLock<String>,
     /// Where the next look for lost leases (`XAUTOCLAIM`) continues, and when it last ran.
     reclaim: Mutex<(String, Option<Instant>)>,
     /// Done jobs past their retention, as the last settle named them: the next one drops them.
@@ -68,6 +74,10 @@ struct Shared {
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unstarted(&self) -> std::sync::MutexGuard<'_, VecDeque<Fetched>> {
+        self.unstarted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn retention(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
@@ -122,10 +132,10 @@ pub struct StreamBackend<J> {
     /// Blocking reads get a connection of their own (on a multiplexed one they would stall
     /// every other command), opened by the first fetch.
     blocking: Arc<OnceCell<Connection>>,
-    buffer: VecDeque<Task<Vec<u8>>>,
     /// The fetch under way, a task of its own so that the next batch is on its way while the
-    /// worker runs this one, and leased the moment it arrives (even if the worker is busy).
-    fetch: Option<JoinHandle<Vec<Fetched>>>,
+    /// worker runs this one, and leased the moment it arrives (even if the worker is busy);
+    /// it leaves what it fetched in `shared.unstarted`.
+    fetch: Option<JoinHandle<()>>,
     settle: mpsc::Sender<SettleRequest>,
     renewer: Option<JoinHandle<()>>,
     /// Reads the queue's pause flag from Redis every [`PAUSE_LOOK`].
@@ -157,6 +167,8 @@ impl<J: JobKind> StreamBackend<J> {
             conn,
             config,
             held: Mutex::new(HashSet::new()),
+            unstarted: Mutex::new(VecDeque::new()),
+            consumer: std::sync::OnceLock::new(),
             reclaim: Mutex::new(("0-0".into(), None)),
             retention: Mutex::new(Vec::new()),
             due: Mutex::new(Vec::new()),
@@ -170,7 +182,6 @@ impl<J: JobKind> StreamBackend<J> {
             shared,
             topology,
             blocking: Arc::new(OnceCell::new()),
-            buffer: VecDeque::new(),
             fetch: None,
             settle,
             renewer: None,
@@ -235,8 +246,46 @@ async fn watch_pause(shared: Arc<Shared>) {
             if was != paused {
                 tracing::info!(queue = %shared.config.queue, paused, "queue pause changed");
             }
+            if paused {
+                hand_back_unstarted(&shared).await;
+            }
         }
         tokio::time::sleep(PAUSE_LOOK).await;
+    }
+}
+
+/// Gives the jobs fetched but not started back to the queue (a paused queue may stay paused
+/// for hours: held, they would keep an attempt counted and a lease renewed for nothing). A
+/// hand-back that fails keeps them, leases renewed, for the next look.
+async fn hand_back_unstarted(shared: &Shared) {
+    let Some(consumer) = shared.consumer.get() else {
+        return;
+    };
+    let unstarted: Vec<Fetched> = shared.unstarted().drain(..).collect();
+    if unstarted.is_empty() {
+        return;
+    }
+    let mut inv = invocation(&scripts::RELEASE, &shared.keys);
+    inv.arg(GROUP).arg(consumer).arg("0");
+    for (entry, id, ..) in &unstarted {
+        inv.arg(entry).arg(id).key(shared.keys.job(id));
+    }
+    let queue = &shared.config.queue;
+    match inv.run_nowait::<u64>(&shared.conn).await {
+        Ok(n) => {
+            tracing::info!(queue = %queue, jobs = n, "paused: handed back jobs not started");
+            let mut held = shared.held();
+            for (entry, ..) in &unstarted {
+                held.remove(entry);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(queue = %queue, error = %e, "paused: could not hand back jobs; next look");
+            let mut kept = shared.unstarted();
+            for fetched in unstarted.into_iter().rev() {
+                kept.push_front(fetched);
+            }
+        }
     }
 }
 
@@ -268,7 +317,7 @@ async fn fetch_cycle<J: JobKind>(
     topology: Topology,
     blocking: Arc<OnceCell<Connection>>,
     consumer: String,
-) -> Vec<Fetched> {
+) {
     let mut failures = 0u32;
     loop {
         // Paused: nothing more is taken from the queue (what was fetched waits unstarted).
@@ -287,7 +336,8 @@ async fn fetch_cycle<J: JobKind>(
                 }
                 if !good.is_empty() {
                     shared.held().extend(good.iter().map(|j| j.0.clone()));
-                    return good;
+                    shared.unstarted().extend(good);
+                    return;
                 }
             }
             Err(e) => {
@@ -590,6 +640,7 @@ impl<J: JobKind> Backend for StreamBackend<J> {
         _cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
+        let _ = self.shared.consumer.set(worker.name().to_string());
         if self.renewer.is_none() {
             self.renewer = Some(tokio::spawn(renew_leases(
                 self.shared.clone(),
@@ -608,19 +659,10 @@ impl<J: JobKind> Backend for StreamBackend<J> {
             if let Some(fetch) = self.fetch.as_mut() {
                 if let Poll::Ready(result) = fetch.poll_unpin(cx) {
                     self.fetch = None;
-                    match result {
-                        Ok(jobs) => {
-                            let tasks: Vec<_> = jobs
-                                .into_iter()
-                                .map(|j| self.task(j, worker.name()))
-                                .collect();
-                            self.buffer.extend(tasks);
-                        }
-                        // Only a panic inside the fetch task; the entries it may have claimed
-                        // are recovered through their leases.
-                        Err(e) => {
-                            tracing::error!(queue = %self.shared.config.queue, error = %e, "fetch task failed")
-                        }
+                    // Only a panic inside the fetch task; the entries it may have claimed are
+                    // recovered through their leases.
+                    if let Err(e) = result {
+                        tracing::error!(queue = %self.shared.config.queue, error = %e, "fetch task failed")
                     }
                 }
             }
@@ -633,11 +675,15 @@ impl<J: JobKind> Backend for StreamBackend<J> {
                 self.pause_tick = None;
                 continue;
             }
-            if let Some(task) = self.buffer.pop_front() {
-                if self.fetch.is_none() && self.buffer.len() < self.shared.config.fetch_batch / 2 {
+            let (next, left) = {
+                let mut unstarted = self.shared.unstarted();
+                (unstarted.pop_front(), unstarted.len())
+            };
+            if let Some(fetched) = next {
+                if self.fetch.is_none() && left < self.shared.config.fetch_batch / 2 {
                     self.start_fetch(worker);
                 }
-                return Poll::Ready(Some(Ok(task)));
+                return Poll::Ready(Some(Ok(self.task(fetched, worker.name()))));
             }
             if self.fetch.is_none() {
                 self.start_fetch(worker);
@@ -656,7 +702,7 @@ impl<J: JobKind> Backend for StreamBackend<J> {
             // Jobs fetched but not started, and entries a stopped fetch may have been given,
             // go back to the queue for other workers.
             self.stop_background();
-            self.buffer.clear();
+            self.shared.unstarted().clear();
             let shared = self.shared.clone();
             let consumer = worker.name().to_string();
             self.closing = Some(

@@ -6,7 +6,7 @@
 use super::super::error::ApiError;
 use super::super::payments::checked_payment_id;
 use super::super::query::Query;
-use super::super::reviews::{approve_refund, dismiss_refund};
+use super::super::refunds::checked_refund_id;
 use super::super::AppState;
 use super::pages::{
     enc, escape, flash_html, form, next_link, page, page_with, redirect_with, sentence, when, won,
@@ -190,7 +190,20 @@ pub async fn approve(
         Ok(a) => a,
         Err(why) => return redirect_with(&state, &operator, &back, Flash::Refused(why)).await,
     };
-    let flash = match approve_refund(&state, &refund, amount, fields.get("note"), &operator).await {
+    let approved = match checked_refund_id(&refund) {
+        Ok(id) => crate::review::approve(
+            &state.store,
+            &state.producer,
+            id,
+            amount,
+            fields.get("note"),
+            &operator,
+        )
+        .await
+        .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let flash = match approved {
         Ok(_) => Flash::Done(format!(
             "Refund {refund} approved for {} by {operator}: it is queued and runs as an admin refund.",
             amount.map(won).unwrap_or_else(|| "what is left".into())
@@ -208,7 +221,19 @@ pub async fn dismiss(
 ) -> Result<Response, Failure> {
     let fields = form(&body);
     let back = back_of(&fields);
-    let flash = match dismiss_refund(&state, &refund, fields.get("note"), &operator).await {
+    let dismissed = match checked_refund_id(&refund) {
+        Ok(id) => crate::review::dismiss(
+            &state.store,
+            &state.producer,
+            id,
+            fields.get("note"),
+            &operator,
+        )
+        .await
+        .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let flash = match dismissed {
         Ok(_) => Flash::Done(format!(
             "Refund {refund} dismissed by {operator}: no money moves."
         )),
