@@ -186,13 +186,8 @@ async fn an_operator_retries_a_dead_job_on_the_board_and_a_member_approves_on_ka
         text.contains("dead") && text.contains("no payment"),
         "{text}"
     );
-    let dead_cell = client
-        .find(Locator::Css("#queue-cancel_payment td.dead"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // In the table board.js refreshes: read through its replacements.
+    let dead_cell = until_text(&client, "#queue-cancel_payment td.dead", "1", false).await;
     assert_eq!(dead_cell, "1");
     save(&client, &dir, "board.png").await;
     row.find(Locator::Css("button.retry"))
@@ -248,16 +243,21 @@ async fn until_text(client: &Client, css: &str, wanted: &str, reload: bool) -> S
     }
 }
 
+/// Clicks `css` once it is there. board.js replaces refreshed parts of a page every few
+/// seconds, so an element found may be gone by the click: it is found again.
 async fn click(client: &Client, css: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(e) => e.click().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn paused(app: &TestApp) -> bool {
@@ -431,13 +431,11 @@ async fn an_operator_approves_a_review_retries_every_dead_job_and_pauses_a_queue
     let first = until_text(&client, "#queues caption", "As of", false).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let now = client
-            .find(Locator::Css("#queues caption"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // The caption may be replaced between finding it and reading it: read again.
+        let now = match client.find(Locator::Css("#queues caption")).await {
+            Ok(e) => e.text().await.unwrap_or_else(|_| first.clone()),
+            Err(_) => first.clone(),
+        };
         if now != first {
             break;
         }
