@@ -270,25 +270,14 @@ async fn paused(app: &TestApp) -> bool {
 #[tokio::test]
 async fn an_operator_approves_a_review_retries_every_dead_job_and_pauses_a_queue_on_the_board() {
     let app = spawn_app().await;
-    app.connect_location(
-        "loc_r",
-        json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
-    )
-    .await;
+    app.connect_reviewed_location().await;
     // A refund left to a person, and three dead jobs.
-    let payment = app.paid(payment_body("loc_r", "B-review")).await;
-    app.wait_status(&payment, "approved").await;
-    let (status, answer) = app
-        .ask_refund(
-            &payment,
-            "review-k",
+    let (payment, refund) = app
+        .refund_in_review(
+            payment_body("loc_r", "B-review"),
+            "B-review",
             json!({"requested_by": "member", "reason": "booking_canceled"}),
-            CLIENT_TOKEN,
         )
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    let refund = answer["refund_id"].as_str().unwrap().to_string();
-    app.wait_refund(&refund, "manual_review", Duration::from_secs(10))
         .await;
     let producer = kakaopay_jobs::queue::Producer::new(app.conn().await, &app.namespace);
     for i in 0..3 {
@@ -365,17 +354,7 @@ async fn an_operator_approves_a_review_retries_every_dead_job_and_pauses_a_queue
         .unwrap();
     assert_eq!(amount, "₩12,000");
     save(&client, &dir, "board-payment.png").await;
-    let tid = app.payment(&payment).await["tid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let cancels = ledger(&app.sim, &tid).await["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["payment_action_type"] == "CANCEL")
-        .count();
-    assert_eq!(cancels, 1, "paid once at KakaoPay");
+    assert_eq!(app.cancels_of(&payment).await, 1, "paid once at KakaoPay");
 
     // Every dead job retried, after the board asked.
     client

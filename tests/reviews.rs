@@ -29,28 +29,16 @@ async fn app_with_reviews_tuned(
         ];
     })
     .await;
-    app.connect_location(
-        "loc_r",
-        json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
-    )
-    .await;
+    app.connect_reviewed_location().await;
     app
 }
 
 /// An approved payment of 22,000 and a member's refund request of it, left to a person.
 async fn in_review(app: &TestApp, order: &str) -> (String, String) {
-    let payment = app.paid(payment_body("loc_r", order)).await;
-    app.wait_status(&payment, "approved").await;
-    let (status, answer) = app
-        .ask_refund(
-            &payment,
-            &format!("{order}-k"),
-            json!({"requested_by": "member", "reason": "booking_canceled"}),
-            CLIENT_TOKEN,
-        )
+    let request = json!({"requested_by": "member", "reason": "booking_canceled"});
+    let (payment, refund) = app
+        .refund_in_review(payment_body("loc_r", order), order, request)
         .await;
-    assert_eq!(status, 202, "{answer}");
-    let refund = answer["refund_id"].as_str().unwrap().to_string();
     let r = app
         .wait_refund(&refund, "manual_review", Duration::from_secs(10))
         .await;
@@ -113,16 +101,7 @@ async fn an_approval_sent_ten_times_at_once_pays_once_and_names_the_operator() {
     );
     assert!(approval[0]["at"].is_string());
 
-    let tid = app.payment(&payment).await["tid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let cancels = ledger(&app.sim, &tid).await["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["payment_action_type"] == "CANCEL")
-        .count();
+    let cancels = app.cancels_of(&payment).await;
     assert_eq!(cancels, 1, "paid exactly once at KakaoPay");
     assert_eq!(stats(&app.sim).await["endpoints"]["cancel"]["calls"], 1);
     let p = app.payment(&payment).await;
@@ -460,11 +439,7 @@ crate::on_every_topology!(
 async fn an_approval_drops_the_first_runs_token() {
     let app = app_with_reviews().await;
     let (_, refund) = in_review(&app, "R-run").await;
-    let key = format!("{{{}:p{}}}:refund:{refund}", app.namespace, {
-        // The shard is the two base36 characters after `rf_`.
-        let code = &refund[3..5];
-        format!("{:02}", u32::from_str_radix(code, 36).unwrap() % 64)
-    });
+    let key = format!("{}:refund:{refund}", shard_tag(&app, &refund).await);
     let mut conn = app.conn().await;
     let run: Option<String> = redis::cmd("HGET")
         .arg(&key)
@@ -477,14 +452,7 @@ async fn an_approval_drops_the_first_runs_token() {
         "the first run left its token on {key}"
     );
     // Paused, so that the approved refund's own run does not take a token of its own yet.
-    let (status, _) = post(
-        &app,
-        "/v1/queues/cancel_payment/pause",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    app.set_paused("cancel_payment", true).await;
     let (status, answer) = post(
         &app,
         &format!("/v1/refunds/{refund}/approve"),
@@ -504,14 +472,7 @@ async fn an_approval_drops_the_first_runs_token() {
         "",
         "the first run's token is gone"
     );
-    let (status, _) = post(
-        &app,
-        "/v1/queues/cancel_payment/resume",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    app.set_paused("cancel_payment", false).await;
     app.wait_refund(&refund, "succeeded", Duration::from_secs(15))
         .await;
     app.stop().await;
@@ -571,16 +532,7 @@ async fn an_approval_overtaken_by_another_refund_goes_back_to_review() {
         .await;
     assert_eq!(done["amount"], 7000, "{done}");
     assert_eq!(app.payment(&payment).await["status"], "refunded");
-    let tid = app.payment(&payment).await["tid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let cancels = ledger(&app.sim, &tid).await["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["payment_action_type"] == "CANCEL")
-        .count();
+    let cancels = app.cancels_of(&payment).await;
     assert_eq!(cancels, 2, "one cancel each");
     app.stop().await;
 }
@@ -600,14 +552,7 @@ async fn only_the_approvals_job_acts_for_an_approved_refund() {
         .expect("the first job is kept")
         .args;
     let job: kakaopay_jobs::CancelPayment = serde_json::from_value(args).unwrap();
-    let (status, _) = post(
-        &app,
-        "/v1/queues/cancel_payment/pause",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    app.set_paused("cancel_payment", true).await;
     let copy = format!("{first}:copy");
     kakaopay_jobs::queue::Producer::new(conn.clone(), &app.namespace)
         .enqueue(
@@ -624,14 +569,7 @@ async fn only_the_approvals_job_acts_for_an_approved_refund() {
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    let (status, _) = post(
-        &app,
-        "/v1/queues/cancel_payment/resume",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    app.set_paused("cancel_payment", false).await;
     let done = app
         .wait_refund(&refund, "succeeded", Duration::from_secs(15))
         .await;
@@ -732,11 +670,7 @@ async fn a_repeat_after_the_jobs_are_forgotten_enqueues_nothing() {
 async fn refunds_of_an_earlier_release_join_the_listings() {
     let app = app_with_reviews().await;
     let (_, refund) = in_review(&app, "R-earlier").await;
-    let shard = {
-        let code = &refund[3..5];
-        format!("{:02}", u32::from_str_radix(code, 36).unwrap() % 64)
-    };
-    let tag = format!("{{{}:p{shard}}}", app.namespace);
+    let tag = shard_tag(&app, &refund).await;
     let mut conn = app.conn().await;
     let marker = format!("{}:migration:refund-indexes", app.namespace);
     until(
@@ -820,14 +754,7 @@ async fn a_repeat_goes_by_the_status_its_script_saw() {
     let app = app_with_reviews().await;
     let (_, refund) = in_review(&app, "R-stale").await;
     // Paused, so that nothing runs the refund on between the two calls.
-    let (status, _) = post(
-        &app,
-        "/v1/queues/cancel_payment/pause",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    app.set_paused("cancel_payment", true).await;
     let store = kakaopay_worker::store::Store::new(app.conn().await, &app.namespace);
     let stale = store.refund_state(&refund).await.unwrap().unwrap();
     let first = store
@@ -914,4 +841,11 @@ async fn an_approval_without_any_credentials_goes_back_to_review() {
     let cancels = stats(&app.sim).await["endpoints"]["cancel"]["calls"].as_u64();
     assert_eq!(cancels.unwrap_or(0), 0);
     app.stop().await;
+}
+
+/// The hash tag of the shard `refund` lives in (`{ns:pNN}`), as the store names its keys.
+async fn shard_tag(app: &TestApp, refund: &str) -> String {
+    let store = kakaopay_worker::store::Store::new(app.conn().await, &app.namespace);
+    let key = store.refund_key(refund);
+    key.split(":refund:").next().unwrap().to_string()
 }

@@ -16,11 +16,7 @@ async fn app_with_reviews() -> TestApp {
         ];
     })
     .await;
-    app.connect_location(
-        "loc_r",
-        json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
-    )
-    .await;
+    app.connect_reviewed_location().await;
     app
 }
 
@@ -128,21 +124,8 @@ async fn dead_count(app: &TestApp) -> u64 {
 async fn in_review(app: &TestApp, order: &str) -> (String, String) {
     let mut body = payment_body("loc_r", order);
     body["item_name"] = json!("<script>alert('item')</script>");
-    let payment = app.paid(body).await;
-    app.wait_status(&payment, "approved").await;
-    let (status, answer) = app
-        .ask_refund(
-            &payment,
-            &format!("{order}-k"),
-            json!({"requested_by": "member", "reason": "<img src=x onerror=alert(1)>"}),
-            CLIENT_TOKEN,
-        )
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    let refund = answer["refund_id"].as_str().unwrap().to_string();
-    app.wait_refund(&refund, "manual_review", Duration::from_secs(10))
-        .await;
-    (payment, refund)
+    let request = json!({"requested_by": "member", "reason": "<img src=x onerror=alert(1)>"});
+    app.refund_in_review(body, order, request).await
 }
 
 #[tokio::test]

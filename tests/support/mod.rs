@@ -510,6 +510,64 @@ impl TestApp {
         }
     }
 
+    /// Connects `loc_r` with automatic refunds off: every refund request of it waits for a
+    /// person.
+    pub async fn connect_reviewed_location(&self) {
+        self.connect_location(
+            "loc_r",
+            json!({"secret_key": kakaopay_worker::sim::DEFAULT_SECRET_KEY, "automatic_refunds": false}),
+        )
+        .await;
+    }
+
+    /// `payment` (a body for `loc_r`) paid and approved, and a member's refund request of it
+    /// under `{order}-k` with `request`, left to a person: the payment and refund ids.
+    pub async fn refund_in_review(
+        &self,
+        payment: Value,
+        order: &str,
+        request: Value,
+    ) -> (String, String) {
+        let payment = self.paid(payment).await;
+        self.wait_status(&payment, "approved").await;
+        let (status, answer) = self
+            .ask_refund(&payment, &format!("{order}-k"), request, CLIENT_TOKEN)
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        let refund = answer["refund_id"].as_str().unwrap().to_string();
+        self.wait_refund(&refund, "manual_review", Duration::from_secs(10))
+            .await;
+        (payment, refund)
+    }
+
+    /// The CANCEL actions in KakaoPay's ledger of `payment`.
+    pub async fn cancels_of(&self, payment: &str) -> usize {
+        let tid = self.payment(payment).await["tid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ledger(&self.sim, &tid).await["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["payment_action_type"] == "CANCEL")
+            .count()
+    }
+
+    /// Pauses or resumes `queue` through the API.
+    pub async fn set_paused(&self, queue: &str, paused: bool) {
+        let action = if paused { "pause" } else { "resume" };
+        let (status, answer) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/queues/{queue}/{action}"),
+                Some(ADMIN_TOKEN),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// A refund request of `payment` under `key` with `body`, sent with `token`: the status and
     /// the answer's body.
     pub async fn ask_refund(

@@ -138,6 +138,22 @@ pub fn form(body: &[u8]) -> Query {
 }
 
 /// A board page for a signed-in operator: navigation, the operator's name, a logout button.
+/// A listing's HTML, or a mistake in the query that asked for it told on the page (400);
+/// any other failure stays one.
+pub fn listed(result: Result<String, Failure>) -> Result<(StatusCode, String), Failure> {
+    match result {
+        Ok(html) => Ok((StatusCode::OK, html)),
+        Err(Failure(e)) if e.status == StatusCode::BAD_REQUEST => Ok((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<p class=\"error\" id=\"error\">{}</p>",
+                escape(&sentence(&e))
+            ),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn page(operator: &str, title: &str, body: &str) -> Response {
     page_with(StatusCode::OK, operator, title, body)
 }

@@ -8,7 +8,7 @@ use super::super::payments::checked_payment_id;
 use super::super::query::Query;
 use super::super::AppState;
 use super::pages::{
-    enc, escape, flash_html, next_link, page, page_with, parse_kst_input, sentence, when, won,
+    enc, escape, flash_html, listed, next_link, page, page_with, parse_kst_input, when, won,
     Failure,
 };
 use super::reviews::{left_of, review_forms};
@@ -16,7 +16,6 @@ use super::Board;
 use crate::domain::{PaymentStatus, RefundStatus};
 use crate::store::{HistoryEntry, Payment, PaymentFilter, Refund};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 
 /// Payments per page.
@@ -70,25 +69,9 @@ pub async fn search(
         body.push_str("<p>Give a location to search its payments.</p>");
         return Ok(page(&operator, "Payments", &body));
     }
-    match results(&state, &query).await {
-        Ok(found) => {
-            body.push_str(&found);
-            Ok(page(&operator, "Payments", &body))
-        }
-        Err(Failure(e)) if e.status == StatusCode::BAD_REQUEST => {
-            body.push_str(&format!(
-                "<p class=\"error\" id=\"error\">{}</p>",
-                escape(&sentence(&e))
-            ));
-            Ok(page_with(
-                StatusCode::BAD_REQUEST,
-                &operator,
-                "Payments",
-                &body,
-            ))
-        }
-        Err(e) => Err(e),
-    }
+    let (status, found) = listed(results(&state, &query).await)?;
+    body.push_str(&found);
+    Ok(page_with(status, &operator, "Payments", &body))
 }
 
 /// The filter the query asks for, checked as `GET /v1/payments` checks it (times may also be

@@ -7,13 +7,12 @@ use super::super::query::Query;
 use super::super::queues::{queue_name, retry_dead_jobs, set_paused};
 use super::super::AppState;
 use super::pages::{
-    escape, flash_html, form, next_link, page, page_with, redirect_with, see_other, when, Failure,
-    Flash,
+    escape, flash_html, form, listed, next_link, page, page_with, redirect_with, see_other, when,
+    Failure, Flash,
 };
 use super::Board;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use kakaopay_jobs::queue::inspect::{self, Counts, Status};
 use kakaopay_jobs::queue::{operate, pages, stats};
@@ -48,17 +47,7 @@ pub async fn show(
     let mut body = flash_html(&state, &operator, &query).await?;
     body.push_str(&steering(queue, paused, counts.dead));
     body.push_str(&charts(&state, queue, &query).await?);
-    let (status, listing) = match listing(&state, queue, &counts, &query).await {
-        Ok(listing) => (StatusCode::OK, listing),
-        Err(Failure(e)) if e.status == StatusCode::BAD_REQUEST => (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "<p class=\"error\" id=\"error\">{}</p>",
-                escape(&super::pages::sentence(&e))
-            ),
-        ),
-        Err(e) => return Err(e),
-    };
+    let (status, listing) = listed(listing(&state, queue, &counts, &query).await)?;
     body.push_str(&listing);
     body.push_str(&audit(&state, queue).await?);
     Ok(page_with(status, &operator, queue, &body))

@@ -9,15 +9,14 @@ use super::super::query::Query;
 use super::super::refunds::checked_refund_id;
 use super::super::AppState;
 use super::pages::{
-    enc, escape, flash_html, form, next_link, page, page_with, redirect_with, sentence, when, won,
-    Failure, Flash,
+    enc, escape, flash_html, form, listed, next_link, page_with, redirect_with, sentence, when,
+    won, Failure, Flash,
 };
 use super::Board;
 use crate::domain::RefundStatus;
 use crate::store::{Payment, Refund, RefundFilter};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 
 /// Reviews per page.
@@ -68,25 +67,14 @@ pub async fn show(
          <input name=\"location_id\" value=\"{}\"></label> <button type=\"submit\">Filter</button></form>",
         escape(location.unwrap_or(""))
     ));
-    match listing(&state, &query).await {
-        Ok(listing) => {
-            body.push_str(&listing);
-            Ok(page(&operator, "Refunds waiting for review", &body))
-        }
-        Err(Failure(e)) if e.status == StatusCode::BAD_REQUEST => {
-            body.push_str(&format!(
-                "<p class=\"error\" id=\"error\">{}</p>",
-                escape(&sentence(&e))
-            ));
-            Ok(page_with(
-                StatusCode::BAD_REQUEST,
-                &operator,
-                "Refunds waiting for review",
-                &body,
-            ))
-        }
-        Err(e) => Err(e),
-    }
+    let (status, found) = listed(listing(&state, &query).await)?;
+    body.push_str(&found);
+    Ok(page_with(
+        status,
+        &operator,
+        "Refunds waiting for review",
+        &body,
+    ))
 }
 
 async fn listing(state: &AppState, query: &Query) -> Result<String, Failure> {
