@@ -4,11 +4,12 @@
 //! An event's id derives from its subject and type, so an outcome recorded twice (a job that
 //! ran again) is one event, delivered once per id however often delivery is retried.
 
+use crate::domain::{PaymentStatus, RefundStatus};
 use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{Payment, Refund, ReviewAction, Store, StoreError};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use kakaopay_jobs::queue::{EnqueueOptions, Producer};
+use kakaopay_jobs::queue::Producer;
 use kakaopay_jobs::DeliverEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,21 +33,86 @@ fn enqueued_long_ago(earlier: &str) -> bool {
         .is_some_and(|at| chrono::Utc::now().signed_duration_since(at) > chrono::Duration::hours(1))
 }
 
+/// What an event tells, named as the webhook's `type` (API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "payment.approved")]
+    PaymentApproved,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    #[serde(rename = "payment.canceled")]
+    PaymentCanceled,
+    #[serde(rename = "payment.expired")]
+    PaymentExpired,
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
+    #[serde(rename = "refund.rejected")]
+    RefundRejected,
+    #[serde(rename = "refund.manual_review")]
+    RefundManualReview,
+    #[serde(rename = "refund.failed")]
+    RefundFailed,
+    #[serde(rename = "refund.dismissed")]
+    RefundDismissed,
+}
+
+impl EventKind {
+    /// The event a payment reaching `status` is announced by; `None` for a status the booking
+    /// system does not hear about (`ready`, `approving`, and refunds' doing).
+    pub fn of_payment(status: PaymentStatus) -> Option<EventKind> {
+        match status {
+            PaymentStatus::Approved => Some(EventKind::PaymentApproved),
+            PaymentStatus::Failed => Some(EventKind::PaymentFailed),
+            PaymentStatus::Canceled => Some(EventKind::PaymentCanceled),
+            PaymentStatus::Expired => Some(EventKind::PaymentExpired),
+            _ => None,
+        }
+    }
+
+    /// The event a refund reaching `status` is announced by; `None` while it is open.
+    pub fn of_refund(status: RefundStatus) -> Option<EventKind> {
+        match status {
+            RefundStatus::Succeeded => Some(EventKind::RefundSucceeded),
+            RefundStatus::Rejected => Some(EventKind::RefundRejected),
+            RefundStatus::ManualReview => Some(EventKind::RefundManualReview),
+            RefundStatus::Failed => Some(EventKind::RefundFailed),
+            RefundStatus::Dismissed => Some(EventKind::RefundDismissed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PaymentApproved => "payment.approved",
+            EventKind::PaymentFailed => "payment.failed",
+            EventKind::PaymentCanceled => "payment.canceled",
+            EventKind::PaymentExpired => "payment.expired",
+            EventKind::RefundSucceeded => "refund.succeeded",
+            EventKind::RefundRejected => "refund.rejected",
+            EventKind::RefundManualReview => "refund.manual_review",
+            EventKind::RefundFailed => "refund.failed",
+            EventKind::RefundDismissed => "refund.dismissed",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub created_at: String,
     pub data: Value,
 }
 
 /// What a payment event carries.
-pub fn payment_data(
-    p: &crate::store::Payment,
-    status: crate::domain::PaymentStatus,
-    aid: Option<&str>,
-) -> Value {
+fn payment_data(p: &Payment, status: PaymentStatus, aid: Option<&str>) -> Value {
     serde_json::json!({
         "payment_id": p.payment_id,
         "location_id": p.request.location_id,
@@ -60,12 +126,7 @@ pub fn payment_data(
 }
 
 /// What a refund event carries.
-pub fn refund_data(
-    r: &crate::store::Refund,
-    status: crate::domain::RefundStatus,
-    amount: i64,
-    rule: &str,
-) -> Value {
+fn refund_data(r: &Refund, status: RefundStatus, amount: i64, rule: &str) -> Value {
     serde_json::json!({
         "refund_id": r.refund_id,
         "payment_id": r.payment_id,
@@ -76,22 +137,73 @@ pub fn refund_data(
     })
 }
 
-pub fn event_id(subject: &str, kind: &str) -> String {
+pub fn event_id(subject: &str, kind: EventKind) -> String {
     let digest = Sha256::digest(format!("{subject}\n{kind}").as_bytes());
     format!("evt_{}", &hex::encode(digest)[..24])
 }
 
-/// Records the event and enqueues its delivery (both idempotent by the event's id).
-pub async fn emit(
+/// Announces a payment's move to `status`, if the booking system hears of that status.
+pub async fn announce_payment(
     store: &Store,
     producer: &Producer,
-    kind: &str,
+    payment: &Payment,
+    status: PaymentStatus,
+    aid: Option<&str>,
+) -> Result<(), String> {
+    let Some(kind) = EventKind::of_payment(status) else {
+        return Ok(());
+    };
+    let data = payment_data(payment, status, aid);
+    emit(store, producer, kind, &payment.payment_id, data).await
+}
+
+/// Like [`announce_payment`], for callers that cannot do better than log a failure.
+pub async fn announce_payment_logged(
+    store: &Store,
+    producer: &Producer,
+    payment: &Payment,
+    status: PaymentStatus,
+) {
+    if let Err(e) = announce_payment(store, producer, payment, status, None).await {
+        tracing::error!(payment_id = %payment.payment_id, %status, error = %e, "could not emit an event");
+    }
+}
+
+/// Announces a refund's outcome, if it has one.
+pub async fn announce_refund(
+    store: &Store,
+    producer: &Producer,
+    refund: &Refund,
+    status: RefundStatus,
+    amount: i64,
+    rule: &str,
+) -> Result<(), String> {
+    let Some(kind) = EventKind::of_refund(status) else {
+        return Ok(());
+    };
+    let data = refund_data(refund, status, amount, rule);
+    // An event's id derives from its subject: a refund that an overtaken approval sent back
+    // to review is announced again, as the review of that approval.
+    let subject = match &refund.review {
+        Some(r) if status == RefundStatus::ManualReview && r.action == ReviewAction::Approve => {
+            format!("{}:review:{}", refund.refund_id, r.round)
+        }
+        _ => refund.refund_id.to_string(),
+    };
+    emit(store, producer, kind, &subject, data).await
+}
+
+/// Records the event and enqueues its delivery (both idempotent by the event's id).
+async fn emit(
+    store: &Store,
+    producer: &Producer,
+    kind: EventKind,
     subject: &str,
     data: Value,
 ) -> Result<(), String> {
     let event = Event {
         id: event_id(subject, kind),
-        kind: kind.to_string(),
+        kind,
         created_at: crate::store::now_rfc3339(),
         data,
     };
@@ -103,34 +215,16 @@ pub async fn emit(
     if enqueued || earlier.as_deref().is_some_and(enqueued_long_ago) {
         return Ok(());
     }
-    producer
-        .enqueue(
-            &DeliverEvent {
-                event_id: event.id.clone(),
-            },
-            EnqueueOptions::with_id(event.id.clone()),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let job = DeliverEvent {
+        event_id: event.id.clone(),
+    };
+    producer.insert(&job).await.map_err(|e| e.to_string())?;
     store
         .event_enqueued(&event.id, ENQUEUED_TTL)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(event = %event.id, kind, subject, "event emitted");
+    tracing::info!(event = %event.id, %kind, subject, "event emitted");
     Ok(())
-}
-
-/// Like [`emit`], for callers that cannot do better than log a failure.
-pub async fn emit_logged(
-    store: &Store,
-    producer: &Producer,
-    kind: &str,
-    subject: &str,
-    data: Value,
-) {
-    if let Err(e) = emit(store, producer, kind, subject, data).await {
-        tracing::error!(kind, subject, error = %e, "could not emit an event");
-    }
 }
 
 pub async fn load(store: &Store, id: &str) -> Result<Option<Event>, StoreError> {
@@ -178,14 +272,37 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_named_as_it_is_serialized() {
+        use EventKind::*;
+        for kind in [
+            PaymentApproved,
+            PaymentFailed,
+            PaymentCanceled,
+            PaymentExpired,
+            RefundSucceeded,
+            RefundRejected,
+            RefundManualReview,
+            RefundFailed,
+            RefundDismissed,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
+
+    #[test]
     fn ids_are_stable_per_subject_and_type() {
         assert_eq!(
-            event_id("pay_1", "payment.approved"),
-            event_id("pay_1", "payment.approved")
+            event_id("pay_1", EventKind::PaymentApproved),
+            event_id("pay_1", EventKind::PaymentApproved)
         );
         assert_ne!(
-            event_id("pay_1", "payment.approved"),
-            event_id("pay_1", "payment.failed")
+            event_id("pay_1", EventKind::PaymentApproved),
+            event_id("pay_1", EventKind::PaymentFailed)
         );
+        // Ids of events already delivered must not change: they hash the type's name.
+        assert_eq!(event_id("pay_1", EventKind::PaymentApproved), {
+            let digest = Sha256::digest(b"pay_1\npayment.approved");
+            format!("evt_{}", &hex::encode(digest)[..24])
+        });
     }
 }

@@ -2,18 +2,12 @@
 //! integration, the payment's own policy and the request to an outcome, an amount, its
 //! tax-free part and the rule that decided. No I/O, so every row is a unit test.
 
-use crate::domain::{PolicyRule, RefundPolicy, Service, Tier, Won};
+use crate::domain::{PaymentStatus, PolicyRule, RefundPolicy, Service, Tier, Won};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Requester {
-    Member,
-    Admin,
-    System,
-}
+pub use kakaopay_jobs::Requester;
 
 /// What the payment contributes to the decision.
 #[derive(Debug, Clone)]
@@ -88,6 +82,41 @@ fn rejected(rule: &str) -> Decision {
 
 fn review(rule: &str) -> Decision {
     Decision::without_money(Outcome::ManualReview, rule)
+}
+
+/// Why a payment takes no refund, or not the one asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRefundable {
+    /// In a status that takes no refund (never approved, refunded, canceled…).
+    Status(PaymentStatus),
+    /// Refundable by its status, but without an approval recorded.
+    NeverApproved,
+    NothingLeft,
+    /// An explicit amount over what is left (this much).
+    OverRemaining(Won),
+}
+
+/// Whether a payment can take a refund (of `explicit` won, or the rules' amount): the one
+/// check, made by the HTTP route before a request is stored and by the worker again under the
+/// payment's refund lock (another refund may have been paid in between). Answers what is left.
+pub fn refundable(
+    status: PaymentStatus,
+    approved: Option<i64>,
+    refunded: i64,
+    explicit: Option<i64>,
+) -> Result<Won, NotRefundable> {
+    if !status.is_refundable() {
+        return Err(NotRefundable::Status(status));
+    }
+    let approved = approved.ok_or(NotRefundable::NeverApproved)?;
+    let left = Won::new(approved - refunded)
+        .ok()
+        .filter(|left| *left > Won::ZERO)
+        .ok_or(NotRefundable::NothingLeft)?;
+    match explicit {
+        Some(amount) if amount > left.get() => Err(NotRefundable::OverRemaining(left)),
+        _ => Ok(left),
+    }
 }
 
 /// What is left to refund.
@@ -306,6 +335,45 @@ mod tests {
     }
 
     const START: &str = "2026-06-10T10:00:00+09:00";
+
+    #[test]
+    fn what_can_be_refunded_is_checked_once_for_both_paths() {
+        use NotRefundable::*;
+        let approved = PaymentStatus::Approved;
+        assert_eq!(refundable(approved, Some(30_000), 0, None), Ok(won(30_000)));
+        assert_eq!(
+            refundable(
+                PaymentStatus::PartiallyRefunded,
+                Some(30_000),
+                10_000,
+                Some(20_000)
+            ),
+            Ok(won(20_000))
+        );
+        for status in [
+            PaymentStatus::Ready,
+            PaymentStatus::Refunded,
+            PaymentStatus::Canceled,
+        ] {
+            assert_eq!(
+                refundable(status, Some(30_000), 0, None),
+                Err(Status(status))
+            );
+        }
+        assert_eq!(refundable(approved, None, 0, None), Err(NeverApproved));
+        assert_eq!(
+            refundable(approved, Some(30_000), 30_000, None),
+            Err(NothingLeft)
+        );
+        assert_eq!(
+            refundable(approved, Some(30_000), 31_000, Some(1)),
+            Err(NothingLeft)
+        );
+        assert_eq!(
+            refundable(approved, Some(30_000), 10_000, Some(20_001)),
+            Err(OverRemaining(won(20_000)))
+        );
+    }
 
     fn payment(service: Service, policy: Option<&RefundPolicy>) -> PaymentFacts<'_> {
         PaymentFacts {

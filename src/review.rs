@@ -11,10 +11,11 @@
 //! (done jobs are kept for a while only), and a job enqueued again would run for nothing.
 
 use crate::config::{RedisArgs, RefundsAction};
-use crate::domain::RefundStatus;
+use crate::domain::{RefundId, RefundStatus};
+use crate::events::announce_refund;
 use crate::store::{Refund, RefundFilter, Review, Reviewed, Store, StoreError};
 use anyhow::Context;
-use kakaopay_jobs::queue::{Connection, EnqueueOptions, Producer, Purpose};
+use kakaopay_jobs::queue::{Connection, Producer, Purpose};
 
 /// Notes are for people; long enough for a reason, short enough for a history.
 pub const MAX_NOTE: usize = 1000;
@@ -52,7 +53,7 @@ pub fn checked_note(note: Option<&str>, required: bool) -> Result<Option<String>
 pub async fn approve(
     store: &Store,
     producer: &Producer,
-    refund_id: &str,
+    refund_id: &RefundId,
     amount: Option<i64>,
     note: Option<&str>,
     by: &str,
@@ -72,7 +73,7 @@ pub async fn approve(
         .await?
     {
         Reviewed::Applied(review) => {
-            tracing::info!(refund_id, by, amount = ?amount, "an operator approved a refund");
+            tracing::info!(%refund_id, by, amount = ?amount, "an operator approved a refund");
             (review, true)
         }
         Reviewed::Repeated(review, now) => {
@@ -88,9 +89,8 @@ pub async fn approve(
     refund.review = Some(review.clone());
     refund.status = RefundStatus::Queued;
     if enqueue {
-        let job = EnqueueOptions::with_id(refund.job_id());
-        if let Err(e) = producer.enqueue(&refund.job(), job).await {
-            tracing::warn!(refund_id, error = %e, "approved, but its job was not enqueued; the reconciler will");
+        if let Err(e) = producer.enqueue(&refund.job(), refund.insert_opts()).await {
+            tracing::warn!(%refund_id, error = %e, "approved, but its job was not enqueued; the reconciler will");
         }
     }
     Ok((refund, review))
@@ -100,7 +100,7 @@ pub async fn approve(
 pub async fn dismiss(
     store: &Store,
     producer: &Producer,
-    refund_id: &str,
+    refund_id: &RefundId,
     note: Option<&str>,
     by: &str,
 ) -> Result<Refund, Refused> {
@@ -110,7 +110,7 @@ pub async fn dismiss(
         .await?
         .ok_or(Refused::Missing)?;
     match store.dismiss_review(&refund.refund_id, &note, by).await? {
-        Reviewed::Applied(_) => tracing::info!(refund_id, by, "an operator dismissed a refund"),
+        Reviewed::Applied(_) => tracing::info!(%refund_id, by, "an operator dismissed a refund"),
         Reviewed::Repeated(..) => store.confirm_durable(&refund.refund_id).await?,
         Reviewed::NotInReview(status) => return Err(Refused::NotInReview(status)),
         Reviewed::NotRefundable(why) => return Err(Refused::NotRefundable(why)),
@@ -123,15 +123,10 @@ pub async fn dismiss(
     // The event's id derives from the refund, and a repeat is how an event that a failed
     // emit missed gets out (a delivery already enqueued is not enqueued again).
     let rule = dismissed.rule.clone().unwrap_or_default();
-    let data = crate::events::refund_data(&dismissed, RefundStatus::Dismissed, 0, &rule);
-    crate::events::emit_logged(
-        store,
-        producer,
-        "refund.dismissed",
-        &dismissed.refund_id,
-        data,
-    )
-    .await;
+    let status = RefundStatus::Dismissed;
+    if let Err(e) = announce_refund(store, producer, &dismissed, status, 0, &rule).await {
+        tracing::error!(refund_id = %dismissed.refund_id, error = %e, "could not emit an event");
+    }
     Ok(dismissed)
 }
 
@@ -171,7 +166,8 @@ pub async fn run(redis: RedisArgs, action: RefundsAction) -> anyhow::Result<()> 
             note,
             by,
         } => {
-            approve(&store, &producer, &refund_id, amount, note.as_deref(), &by)
+            let id = cli_refund_id(&refund_id)?;
+            approve(&store, &producer, &id, amount, note.as_deref(), &by)
                 .await
                 .map_err(|e| refused(&refund_id, e))?;
             match amount {
@@ -184,13 +180,19 @@ pub async fn run(redis: RedisArgs, action: RefundsAction) -> anyhow::Result<()> 
             note,
             by,
         } => {
-            dismiss(&store, &producer, &refund_id, Some(&note), &by)
+            let id = cli_refund_id(&refund_id)?;
+            dismiss(&store, &producer, &id, Some(&note), &by)
                 .await
                 .map_err(|e| refused(&refund_id, e))?;
             println!("{refund_id} dismissed");
         }
     }
     Ok(())
+}
+
+/// A refund id typed by an operator: one that is not ours names no refund.
+fn cli_refund_id(raw: &str) -> anyhow::Result<RefundId> {
+    RefundId::try_from(raw).map_err(|_| anyhow::anyhow!("no refund {raw}"))
 }
 
 fn refused(refund_id: &str, e: Refused) -> anyhow::Error {

@@ -888,8 +888,8 @@ async fn refunds_an_earlier_release_left_processing_are_settled_as_kakaopay_show
         } else {
             store
                 .create_refund(
-                    &refund_id,
-                    payment,
+                    &refund_id.as_str().try_into().unwrap(),
+                    &payment.as_str().try_into().unwrap(),
                     "loc_1",
                     key,
                     &stored_request(None),
@@ -962,8 +962,8 @@ async fn a_failed_refund_is_reopened_only_by_proof_of_its_own_cancel() {
     let refund = kakaopay_jobs::refunds::refund_id(&id, "reopen-1");
     store
         .create_refund(
-            &refund,
-            &id,
+            &refund.as_str().try_into().unwrap(),
+            &id.as_str().try_into().unwrap(),
             "loc_1",
             "reopen-1",
             &stored_request(Some(5000)),
@@ -1073,7 +1073,7 @@ async fn an_approval_proven_after_a_failure_clears_the_failure() {
     store.transition(id, failed).await.unwrap();
     let mut approved = Transition::new(&[Failed], Approved, "the order inquiry shows it paid");
     approved.approval = Some(Approval {
-        aid: "A1234567890123456789".into(),
+        aid: Some(kakaopay_worker::domain::Aid::parse("A1234567890123456789").unwrap()),
         payment_method_type: Some("CARD".into()),
         amount: kakaopay_worker::kakaopay::Amount {
             total: 22000,
@@ -1098,8 +1098,8 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
     for (refund, key, amount) in [(&holder, "holder", 5000), (&waiting, "waiting", 1000)] {
         store
             .create_refund(
-                refund,
-                &id,
+                &refund.as_str().try_into().unwrap(),
+                &id.as_str().try_into().unwrap(),
                 "loc_1",
                 key,
                 &stored_request(Some(amount)),

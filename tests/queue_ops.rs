@@ -261,7 +261,10 @@ async fn dead_jobs_leave_after_their_retention_and_attempts_are_set_per_queue() 
     // A job the app itself enqueues (the approval a callback asks for) gets JOB_ATTEMPTS.
     app.connect_open_api("loc_1").await;
     let payment = app.paid(payment_body("loc_1", "B-attempts")).await;
-    let approval = kakaopay_worker::http::callbacks::approve_job_id(&payment);
+    let approval = kakaopay_jobs::JobKind::job_id(&kakaopay_jobs::ApprovePayment {
+        payment_id: payment.clone(),
+    })
+    .unwrap();
     let conn = app.conn().await;
     let info =
         kakaopay_jobs::queue::inspect::job(&conn, &app.namespace, "approve_payment", &approval)

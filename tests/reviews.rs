@@ -253,7 +253,10 @@ async fn dismiss_needs_a_note_closes_without_money_and_emits_its_event() {
         (409, Some("not_in_review"))
     );
 
-    let event = kakaopay_worker::events::event_id(&refund, "refund.dismissed");
+    let event = kakaopay_worker::events::event_id(
+        &refund,
+        kakaopay_worker::events::EventKind::RefundDismissed,
+    );
     let conn = app.conn().await;
     let job = kakaopay_jobs::queue::inspect::job(&conn, &app.namespace, "deliver_event", &event)
         .await
@@ -652,7 +655,10 @@ async fn a_repeat_after_the_jobs_are_forgotten_enqueues_nothing() {
     let dismiss = format!("/v1/refunds/{dismissed}/dismiss");
     let (status, _) = post(&app, &dismiss, KIM, json!({"note": "voucher"})).await;
     assert_eq!(status, 200);
-    let event = kakaopay_worker::events::event_id(&dismissed, "refund.dismissed");
+    let event = kakaopay_worker::events::event_id(
+        &dismissed,
+        kakaopay_worker::events::EventKind::RefundDismissed,
+    );
     forget_done_job(&app, "deliver_event", &event).await;
     let (status, _) = post(&app, &dismiss, KIM, json!({"note": "voucher"})).await;
     assert_eq!(status, 200);

@@ -12,7 +12,7 @@
 pub mod queue;
 pub mod refunds;
 
-use queue::RetrySchedule;
+use queue::{EnqueueOptions, RetrySchedule};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -22,6 +22,20 @@ pub trait JobKind: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin +
     const NAME: &'static str;
     /// The default schedule (DESIGN.md); workers may be configured with another.
     const RETRY: RetrySchedule;
+
+    /// The id a job of this kind is enqueued under, derived from what it is about, so that
+    /// enqueuing it again stores nothing; `None` draws a random one.
+    fn job_id(&self) -> Option<String> {
+        None
+    }
+
+    /// How a job of this kind is enqueued (River's `InsertOpts`).
+    fn insert_opts(&self) -> EnqueueOptions {
+        EnqueueOptions {
+            id: self.job_id(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Approve a payment at KakaoPay after the member authorised it (the `approve` callback).
@@ -35,6 +49,12 @@ impl JobKind for ApprovePayment {
     const NAME: &'static str = "approve_payment";
     const RETRY: RetrySchedule =
         RetrySchedule::new(8, Duration::from_secs(1), Duration::from_secs(60));
+
+    /// One approval per payment: a repeated callback, or the reconciler finding the payment
+    /// `approving`, enqueues nothing new.
+    fn job_id(&self) -> Option<String> {
+        Some(format!("approve:{}", self.payment_id))
+    }
 }
 
 /// Decide a refund by the rules and, if money is due, cancel it at KakaoPay.
@@ -68,6 +88,26 @@ impl RefundRequest {
     }
 }
 
+/// Who asked for a refund (the rules of REFUNDS.md depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requester {
+    Member,
+    Admin,
+    System,
+}
+
+impl Requester {
+    pub fn parse(raw: &str) -> Option<Requester> {
+        match raw {
+            "member" => Some(Requester::Member),
+            "admin" => Some(Requester::Admin),
+            "system" => Some(Requester::System),
+            _ => None,
+        }
+    }
+}
+
 /// A refund request, as the booking system sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,10 +131,23 @@ pub struct RefundRequest {
     pub received_at: String,
 }
 
+impl RefundRequest {
+    /// Who asked; `None` for a request that fails validation.
+    pub fn requester(&self) -> Option<Requester> {
+        Requester::parse(&self.requested_by)
+    }
+}
+
 impl JobKind for CancelPayment {
     const NAME: &'static str = "cancel_payment";
     const RETRY: RetrySchedule =
         RetrySchedule::new(12, Duration::from_secs(2), Duration::from_secs(600));
+
+    /// One job per refund (an operator's approval of one runs under an id of its own, which
+    /// the refund's record knows).
+    fn job_id(&self) -> Option<String> {
+        Some(refunds::job_id(&self.refund_id))
+    }
 }
 
 /// POST one outbound event to the booking system's webhook.
@@ -108,6 +161,11 @@ impl JobKind for DeliverEvent {
     const NAME: &'static str = "deliver_event";
     const RETRY: RetrySchedule =
         RetrySchedule::new(18, Duration::from_secs(5), Duration::from_secs(3600));
+
+    /// One delivery job per event.
+    fn job_id(&self) -> Option<String> {
+        Some(self.event_id.clone())
+    }
 }
 
 /// Every queue the service runs, in the order operators see them.

@@ -2,7 +2,7 @@
 //! `POST /v1/payments/{payment_id}/refunds`: the same idempotency key and request answer the
 //! same refund; the same key with another request is refused.
 
-use crate::queue::{inspect, EnqueueOptions, Producer, QueueError};
+use crate::queue::{inspect, Producer, QueueError};
 use crate::{CancelPayment, JobKind, RefundRequest};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,16 @@ pub fn refund_id(payment_id: &str, idempotency_key: &str) -> String {
 /// The `cancel_payment` job of a refund.
 pub fn job_id(refund_id: &str) -> String {
     format!("cancel:{refund_id}")
+}
+
+/// The `cancel_payment` job of a refund's `round`th approval by an operator (the job of an
+/// earlier one is done, and enqueuing under its id again would be taken for a duplicate).
+pub fn review_job_id(refund_id: &str, round: u32) -> String {
+    let first = job_id(refund_id);
+    match round {
+        0 => format!("{first}:review"),
+        n => format!("{first}:review:{n}"),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +51,20 @@ fn invalid(field: &'static str, message: impl Into<String>) -> RefundRequestErro
     }
 }
 
+/// What an `Idempotency-Key` must be, the one rule for the HTTP route and this crate.
+pub const IDEMPOTENCY_KEY_RULE: &str = "must be 1 to 200 printable characters without spaces";
+
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 200 && key.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// Checks a request the way the HTTP route does (what needs the payment, such as the amount
 /// left, is checked by the worker).
 pub fn validate(idempotency_key: &str, request: &RefundRequest) -> Result<(), RefundRequestError> {
-    if idempotency_key.is_empty()
-        || idempotency_key.len() > 200
-        || !idempotency_key.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(invalid(
-            "Idempotency-Key",
-            "must be 1 to 200 printable characters without spaces",
-        ));
+    if !valid_idempotency_key(idempotency_key) {
+        return Err(invalid("Idempotency-Key", IDEMPOTENCY_KEY_RULE));
     }
-    if !["member", "admin", "system"].contains(&request.requested_by.as_str()) {
+    if request.requester().is_none() {
         return Err(invalid("requested_by", "must be member, admin or system"));
     }
     if request.reason.chars().count() > 200 {
@@ -120,9 +131,7 @@ pub async fn request_refund(
         idempotency_key: idempotency_key.to_string(),
         request: request.clone(),
     };
-    let enqueued = producer
-        .enqueue(&job, EnqueueOptions::with_id(job_id(&refund_id)))
-        .await?;
+    let enqueued = producer.insert(&job).await?;
     if enqueued.duplicate {
         let existing = inspect::job(
             &producer.connection(),

@@ -2,12 +2,14 @@
 //! the edge of the service checks it again ("parse, don't validate").
 
 mod amount;
+mod ids;
 mod policy;
 mod service;
 mod status;
 mod text;
 
 pub use amount::Won;
+pub use ids::{IdempotencyKey, LocationId, PaymentId, RefundId, Shard, SHARDS};
 pub use policy::{PolicyRule, RefundPolicy, Tier};
 pub use service::Service;
 pub use status::{PaymentStatus, RefundStatus};

@@ -55,6 +55,13 @@ macro_rules! bounded_text {
             }
         }
 
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
@@ -95,6 +102,14 @@ bounded_text!(
     /// The one-time token KakaoPay appends to `approval_url`.
     PgToken, 1, 100
 );
+
+impl Aid {
+    /// An aid as a record holds it: an earlier release wrote `""` where KakaoPay named none,
+    /// and an aid KakaoPay sent in another shape is kept out rather than the record lost.
+    pub fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Aid>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.and_then(|a| Aid::parse(a).ok()))
+    }
+}
 
 #[cfg(test)]
 mod tests {

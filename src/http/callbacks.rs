@@ -3,16 +3,15 @@
 //! cancel or fail another payment by guessing its URL.
 
 use super::error::ApiError;
-use super::payments::checked_payment_id;
 use super::{AppState, HttpConfig};
-use crate::domain::{PaymentStatus, PgToken};
+use crate::domain::{PaymentId, PaymentStatus, PgToken};
+use crate::events::announce_payment_logged;
 use crate::store::{Transition, TransitionOutcome};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use kakaopay_jobs::queue::EnqueueOptions;
 use kakaopay_jobs::ApprovePayment;
 use serde::Deserialize;
 use sha2::Sha256;
@@ -39,11 +38,12 @@ pub fn verify(secret: &str, payment_id: &str, sig: &str) -> bool {
     }
 }
 
-pub fn callback_url(config: &HttpConfig, payment_id: &str, action: &str) -> String {
+pub fn callback_url(config: &HttpConfig, payment_id: &str, action: Action) -> String {
     format!(
-        "{}/kakaopay/callback/{payment_id}/{}/{action}",
+        "{}/kakaopay/callback/{payment_id}/{}/{}",
         config.public_url.trim_end_matches('/'),
-        sign(config.callback_secret.expose(), payment_id)
+        sign(config.callback_secret.expose(), payment_id),
+        action.as_str()
     )
 }
 
@@ -112,6 +112,78 @@ pub async fn head() -> Response {
         .into_response()
 }
 
+/// What KakaoPay's redirect says the member did: the last segment of the callback URL,
+/// parsed once (an unknown one names no callback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Approve,
+    Cancel,
+    Fail,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Approve, Action::Cancel, Action::Fail];
+
+    pub fn parse(raw: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approve => "approve",
+            Action::Cancel => "cancel",
+            Action::Fail => "fail",
+        }
+    }
+
+    /// The status the payment moves to from `ready`.
+    fn status(self) -> PaymentStatus {
+        match self {
+            Action::Approve => PaymentStatus::Approving,
+            Action::Cancel => PaymentStatus::Canceled,
+            Action::Fail => PaymentStatus::Failed,
+        }
+    }
+
+    fn transition(self, pg_token: Option<PgToken>) -> Transition {
+        let cause = match self {
+            Action::Approve => "the member approved at KakaoPay",
+            Action::Cancel => "the member left at KakaoPay",
+            Action::Fail => "KakaoPay reported the payment failed",
+        };
+        let mut t = Transition::new(&[PaymentStatus::Ready], self.status(), cause);
+        t.pg_token = pg_token;
+        t
+    }
+}
+
+/// The `pg_token` an approval must carry.
+fn pg_token(query: CallbackQuery) -> Result<PgToken, ApiError> {
+    let token = query
+        .pg_token
+        .ok_or_else(|| ApiError::invalid("pg_token", "pg_token is required"))?;
+    PgToken::parse(token).map_err(|e| ApiError::invalid("pg_token", format!("pg_token {e}")))
+}
+
+/// The callback's payment and action, once its signature is checked.
+fn checked(
+    config: &HttpConfig,
+    payment_id: String,
+    sig: &str,
+    action: &str,
+) -> Result<(PaymentId, Action), ApiError> {
+    let payment_id = PaymentId::try_from(payment_id).map_err(|_| ApiError::not_found("payment"))?;
+    if !verify(config.callback_secret.expose(), &payment_id, sig) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "the callback signature does not match",
+        ));
+    }
+    let action = Action::parse(action).ok_or_else(|| ApiError::not_found("callback"))?;
+    Ok((payment_id, action))
+}
+
 #[utoipa::path(get, path = "/kakaopay/callback/{payment_id}/{sig}/{action}", tag = "callbacks",
     params(("payment_id" = String, Path), ("sig" = String, Path, description = "HMAC of the payment id under CALLBACK_SECRET"),
         ("action" = String, Path, description = "approve, cancel or fail"), ("pg_token" = Option<String>, Query, description = "Required for approve")),
@@ -122,56 +194,18 @@ pub async fn callback(
     Path((payment_id, sig, action)): Path<(String, String, String)>,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let payment_id = checked_payment_id(&payment_id)?.to_string();
-    if !verify(state.config.callback_secret.expose(), &payment_id, &sig) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "bad_signature",
-            "the callback signature does not match",
-        ));
-    }
-    if !["approve", "cancel", "fail"].contains(&action.as_str()) {
-        return Err(ApiError::not_found("callback"));
-    }
-    let transition = match action.as_str() {
-        "approve" => {
-            let token = query
-                .pg_token
-                .ok_or_else(|| ApiError::invalid("pg_token", "pg_token is required"))
-                .and_then(|t| {
-                    PgToken::parse(t)
-                        .map_err(|e| ApiError::invalid("pg_token", format!("pg_token {e}")))
-                })?;
-            let mut t = Transition::new(
-                &[PaymentStatus::Ready],
-                PaymentStatus::Approving,
-                "the member approved at KakaoPay",
-            );
-            t.pg_token = Some(token.as_str().to_string());
-            t
-        }
-        "cancel" => Transition::new(
-            &[PaymentStatus::Ready],
-            PaymentStatus::Canceled,
-            "the member left at KakaoPay",
-        ),
-        _ => Transition::new(
-            &[PaymentStatus::Ready],
-            PaymentStatus::Failed,
-            "KakaoPay reported the payment failed",
-        ),
+    let (payment_id, action) = checked(&state.config, payment_id, &sig, &action)?;
+    let token = match action {
+        Action::Approve => Some(pg_token(query)?),
+        Action::Cancel | Action::Fail => None,
     };
     let (payment, outcome) = state
         .store
-        .payment_and_transition(&payment_id, transition)
+        .payment_and_transition(&payment_id, action.transition(token))
         .await?;
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     let status = match outcome {
-        TransitionOutcome::Applied => match action.as_str() {
-            "approve" => PaymentStatus::Approving,
-            "cancel" => PaymentStatus::Canceled,
-            _ => PaymentStatus::Failed,
-        },
+        TransitionOutcome::Applied => action.status(),
         // A repeated callback (or one after another outcome) changes nothing; what it
         // answers from is made sure of first.
         TransitionOutcome::Refused(current) => {
@@ -180,32 +214,18 @@ pub async fn callback(
         }
         TransitionOutcome::Missing => return Err(ApiError::not_found("payment")),
     };
-    if matches!(status, PaymentStatus::Canceled | PaymentStatus::Failed) && action != "approve" {
-        let kind = if status == PaymentStatus::Canceled {
-            "payment.canceled"
-        } else {
-            "payment.failed"
-        };
-        crate::events::emit_logged(
-            &state.store,
-            &state.producer,
-            kind,
-            &payment_id,
-            crate::events::payment_data(&payment, status, None),
-        )
-        .await;
+    let left = matches!(status, PaymentStatus::Canceled | PaymentStatus::Failed);
+    if left && action != Action::Approve {
+        // The member's own cancel or failure, or a repeat of it (announcing is idempotent).
+        announce_payment_logged(&state.store, &state.producer, &payment, status).await;
     }
     if status == PaymentStatus::Approving {
         // The job id is the payment's: a repeated callback enqueues nothing. Should this fail
         // after the transition, the reconciler enqueues it.
         let job = ApprovePayment {
-            payment_id: payment_id.clone(),
+            payment_id: payment_id.to_string(),
         };
-        let enqueued = state
-            .producer
-            .enqueue(&job, EnqueueOptions::with_id(approve_job_id(&payment_id)))
-            .await?;
-        if !enqueued.duplicate {
+        if !state.producer.insert(&job).await?.duplicate {
             tracing::info!(payment_id = %payment_id, "approval enqueued");
         }
     }
@@ -214,10 +234,6 @@ pub async fn callback(
         &payment_id,
         status,
     ))
-}
-
-pub fn approve_job_id(payment_id: &str) -> String {
-    format!("approve:{payment_id}")
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use super::auth::Admin;
 use super::body::ApiJson;
 use super::error::ApiError;
+use super::ids::location_id;
 use super::AppState;
 use crate::domain::{Cid, RefundPolicy, Service};
 use crate::secret::Secret;
@@ -14,23 +15,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// Location ids travel in keys and URLs: short and plain.
-pub fn location_id(raw: &str) -> Result<String, ApiError> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 100
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    if ok {
-        Ok(raw.to_string())
-    } else {
-        Err(ApiError::invalid(
-            "location_id",
-            "must be 1 to 100 characters of letters, digits, _ - .",
-        ))
-    }
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

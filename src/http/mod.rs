@@ -7,6 +7,7 @@ mod board;
 mod body;
 pub mod callbacks;
 mod error;
+mod ids;
 mod integrations;
 mod openapi;
 mod openapi_bodies;

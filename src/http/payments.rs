@@ -3,18 +3,18 @@
 
 use super::auth::Client;
 use super::body::{parse, ApiJson};
-use super::callbacks::callback_url;
+use super::callbacks::{callback_url, Action};
 use super::error::ApiError;
-use super::integrations::location_id;
-use super::AppState;
-use crate::domain::{ItemName, OrderId, RefundPolicy, Service, UserId, Won};
+use super::ids::{checked_payment_id, location_id};
+use super::{AppState, HttpConfig};
+use crate::domain::{ItemName, OrderId, PaymentId, RefundPolicy, Service, Tid, UserId, Won};
 use crate::kakaopay::ReadyRequest;
-use crate::store::{NewPayment, Payment, Redirect};
+use crate::store::{Integration, NewPayment, Payment, Redirect};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::DateTime;
+use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -70,79 +70,16 @@ impl CreatePayment {
     /// Parses once: after this every value is known to be valid.
     pub fn validate(self) -> Result<NewPayment, ApiError> {
         let service: Service = field("service", self.service.parse())?;
-        let quantity = u32::try_from(self.quantity)
-            .ok()
-            .filter(|q| (1..=MAX_AMOUNT as u32).contains(q))
-            .ok_or_else(|| {
-                ApiError::invalid("quantity", format!("quantity must be 1 to {MAX_AMOUNT}"))
-            })?;
-        if !(1..=MAX_AMOUNT).contains(&self.total_amount) {
-            return Err(ApiError::invalid(
-                "total_amount",
-                format!("total_amount must be 1 to {MAX_AMOUNT}"),
-            ));
-        }
-        if !(0..=self.total_amount).contains(&self.tax_free_amount) {
-            return Err(ApiError::invalid(
-                "tax_free_amount",
-                "tax_free_amount must be 0 to total_amount",
-            ));
-        }
-        if let Some(vat) = self.vat_amount {
-            if !(0..=self.total_amount - self.tax_free_amount).contains(&vat) {
-                return Err(ApiError::invalid(
-                    "vat_amount",
-                    "vat_amount must be 0 to total_amount - tax_free_amount",
-                ));
-            }
-        }
-        let starts_at = self
-            .starts_at
-            .as_deref()
-            .map(|s| {
-                DateTime::parse_from_rfc3339(s).map_err(|_| {
-                    ApiError::invalid("starts_at", "starts_at must be RFC 3339 with an offset")
-                })
-            })
-            .transpose()?;
-        if service.needs_start() && starts_at.is_none() {
-            return Err(ApiError::invalid(
-                "starts_at",
-                format!("starts_at is required for {service}"),
-            ));
-        }
+        let quantity = self.quantity()?;
+        self.check_amounts()?;
+        let starts_at = self.starts_at(service)?;
         let return_url = self
             .return_url
             .as_deref()
             .map(|u| http_url("return_url", u))
             .transpose()?;
-        if let Some(m) = &self.metadata {
-            if !m.is_object() {
-                return Err(ApiError::invalid(
-                    "metadata",
-                    "metadata must be a JSON object",
-                ));
-            }
-            if m.to_string().len() > MAX_METADATA {
-                return Err(ApiError::invalid(
-                    "metadata",
-                    "metadata must be at most 4 KiB",
-                ));
-            }
-        }
-        let refund_policy = self
-            .refund_policy
-            .map(|p| {
-                parse::<RefundPolicy>(p.to_string().as_bytes()).map_err(|e| {
-                    ApiError::invalid(
-                        format!("refund_policy.{}", e.field.unwrap_or_default())
-                            .trim_end_matches(".body")
-                            .to_string(),
-                        e.message,
-                    )
-                })
-            })
-            .transpose()?;
+        check_metadata(self.metadata.as_ref())?;
+        let refund_policy = self.refund_policy.map(refund_policy).transpose()?;
         Ok(NewPayment {
             location_id: location_id(&self.location_id)?,
             order_id: field("order_id", OrderId::parse(self.order_id))?,
@@ -162,6 +99,91 @@ impl CreatePayment {
             refund_policy,
         })
     }
+
+    fn quantity(&self) -> Result<u32, ApiError> {
+        u32::try_from(self.quantity)
+            .ok()
+            .filter(|q| (1..=MAX_AMOUNT as u32).contains(q))
+            .ok_or_else(|| {
+                ApiError::invalid("quantity", format!("quantity must be 1 to {MAX_AMOUNT}"))
+            })
+    }
+
+    /// The total, its tax-free part and its VAT, which KakaoPay takes as Java `Integer`s.
+    fn check_amounts(&self) -> Result<(), ApiError> {
+        if !(1..=MAX_AMOUNT).contains(&self.total_amount) {
+            return Err(ApiError::invalid(
+                "total_amount",
+                format!("total_amount must be 1 to {MAX_AMOUNT}"),
+            ));
+        }
+        if !(0..=self.total_amount).contains(&self.tax_free_amount) {
+            return Err(ApiError::invalid(
+                "tax_free_amount",
+                "tax_free_amount must be 0 to total_amount",
+            ));
+        }
+        match self.vat_amount {
+            Some(vat) if !(0..=self.total_amount - self.tax_free_amount).contains(&vat) => {
+                Err(ApiError::invalid(
+                    "vat_amount",
+                    "vat_amount must be 0 to total_amount - tax_free_amount",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// When the booked thing starts: required where the refund rules measure notice by it.
+    fn starts_at(&self, service: Service) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
+        let starts_at = self
+            .starts_at
+            .as_deref()
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s).map_err(|_| {
+                    ApiError::invalid("starts_at", "starts_at must be RFC 3339 with an offset")
+                })
+            })
+            .transpose()?;
+        if service.needs_start() && starts_at.is_none() {
+            return Err(ApiError::invalid(
+                "starts_at",
+                format!("starts_at is required for {service}"),
+            ));
+        }
+        Ok(starts_at)
+    }
+}
+
+fn check_metadata(metadata: Option<&Value>) -> Result<(), ApiError> {
+    let Some(m) = metadata else {
+        return Ok(());
+    };
+    if !m.is_object() {
+        return Err(ApiError::invalid(
+            "metadata",
+            "metadata must be a JSON object",
+        ));
+    }
+    if m.to_string().len() > MAX_METADATA {
+        return Err(ApiError::invalid(
+            "metadata",
+            "metadata must be at most 4 KiB",
+        ));
+    }
+    Ok(())
+}
+
+/// The payment's own refund policy, its mistakes named by their field inside it.
+fn refund_policy(raw: Value) -> Result<RefundPolicy, ApiError> {
+    parse::<RefundPolicy>(raw.to_string().as_bytes()).map_err(|e| {
+        ApiError::invalid(
+            format!("refund_policy.{}", e.field.unwrap_or_default())
+                .trim_end_matches(".body")
+                .to_string(),
+            e.message,
+        )
+    })
 }
 
 fn fingerprint(p: &NewPayment) -> String {
@@ -249,7 +271,7 @@ pub async fn create(
 
     // One payment per location and order. A request that finds the order taken answers that
     // payment (or a conflict); one that finds it being created waits for it.
-    let payment_id = crate::store::payment_id_for(&location, &order);
+    let payment_id = PaymentId::new(&location, &request.order_id);
     let waited_since = Instant::now();
     // Held for longer than the ready call can take; a reservation whose request died is free
     // again after that.
@@ -286,12 +308,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created_view(&payment))).into_response())
 }
 
-async fn ready(
-    state: &AppState,
-    payment_id: &str,
-    request: &NewPayment,
-    fingerprint: String,
-) -> Result<Payment, ApiError> {
+/// The location's integration, if it takes this payment.
+async fn integration_for(state: &AppState, request: &NewPayment) -> Result<Integration, ApiError> {
     let integration = state
         .store
         .integration(&request.location_id)
@@ -308,40 +326,61 @@ async fn ready(
             ),
         ));
     }
-    let url = |action: &str| callback_url(&state.config, payment_id, action);
+    Ok(integration)
+}
+
+fn ready_request(
+    config: &HttpConfig,
+    integration: &Integration,
+    payment_id: &PaymentId,
+    request: &NewPayment,
+) -> ReadyRequest {
+    let url = |action| callback_url(config, payment_id, action);
+    ReadyRequest {
+        cid: integration.cid.clone(),
+        partner_order_id: request.order_id.clone(),
+        partner_user_id: request.user_id.clone(),
+        item_name: request.item_name.clone(),
+        item_code: None,
+        quantity: request.quantity,
+        total_amount: request.total_amount,
+        tax_free_amount: request.tax_free_amount,
+        vat_amount: request.vat_amount,
+        green_deposit: None,
+        approval_url: url(Action::Approve),
+        cancel_url: url(Action::Cancel),
+        fail_url: url(Action::Fail),
+        available_cards: None,
+        payment_method_type: None,
+        install_month: None,
+        use_share_installment: None,
+        custom_json: None,
+    }
+}
+
+/// KakaoPay's tid, which every later call names: without a well-formed one the payment
+/// could never be approved, so it is not stored.
+fn tid_of(raw: String) -> Result<Tid, ApiError> {
+    let refusal = |message: &str| ApiError::new(StatusCode::BAD_GATEWAY, "kakaopay_error", message);
+    if raw.is_empty() {
+        return Err(refusal("KakaoPay answered ready without a tid"));
+    }
+    Tid::parse(raw).map_err(|e| refusal(&format!("KakaoPay answered ready with a tid that {e}")))
+}
+
+async fn ready(
+    state: &AppState,
+    payment_id: &PaymentId,
+    request: &NewPayment,
+    fingerprint: String,
+) -> Result<Payment, ApiError> {
+    let integration = integration_for(state, request).await?;
+    let ready = ready_request(&state.config, &integration, payment_id, request);
     let answer = state
         .kakaopay
-        .ready(
-            &integration.credentials(),
-            &ReadyRequest {
-                cid: integration.cid.clone(),
-                partner_order_id: request.order_id.clone(),
-                partner_user_id: request.user_id.clone(),
-                item_name: request.item_name.clone(),
-                item_code: None,
-                quantity: request.quantity,
-                total_amount: request.total_amount,
-                tax_free_amount: request.tax_free_amount,
-                vat_amount: request.vat_amount,
-                green_deposit: None,
-                approval_url: url("approve"),
-                cancel_url: url("cancel"),
-                fail_url: url("fail"),
-                available_cards: None,
-                payment_method_type: None,
-                install_month: None,
-                use_share_installment: None,
-                custom_json: None,
-            },
-        )
+        .ready(&integration.credentials(), &ready)
         .await?;
-    if answer.tid.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "kakaopay_error",
-            "KakaoPay answered ready without a tid",
-        ));
-    }
+    let tid = tid_of(answer.tid)?;
     let expires_at = (chrono::Utc::now() + state.config.ready_window)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let redirect = Redirect {
@@ -356,7 +395,7 @@ async fn ready(
         .create_payment(
             payment_id,
             request.clone(),
-            answer.tid,
+            tid,
             redirect,
             expires_at,
             integration.version,
@@ -375,20 +414,6 @@ async fn ready(
         .ok_or_else(|| ApiError::unavailable("the payment vanished right after it was stored"))
 }
 
-/// A payment id as we make them; anything else names no payment (and never reaches a key).
-pub fn checked_payment_id(raw: &str) -> Result<&str, ApiError> {
-    let ok = raw.len() == 28
-        && raw.starts_with("pay_")
-        && raw[4..]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if ok {
-        Ok(raw)
-    } else {
-        Err(ApiError::not_found("payment"))
-    }
-}
-
 #[utoipa::path(get, path = "/v1/payments/{payment_id}", tag = "payments", params(("payment_id" = String, Path)),
     responses((status = 200, description = "The payment with refunds and history"), (status = 404, description = "Unknown payment")),
     security(("bearer" = [])))]
@@ -399,7 +424,7 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let payment = state
         .store
-        .payment(checked_payment_id(&payment_id)?)
+        .payment(&checked_payment_id(&payment_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
     let refunds = state.store.refunds_of(&payment.payment_id).await?;

@@ -9,16 +9,16 @@
 use super::auth::{Client, Role};
 use super::body::ApiJson;
 use super::error::ApiError;
-use super::payments::checked_payment_id;
+use super::ids::{checked_payment_id, checked_refund_id};
 use super::AppState;
-use crate::domain::{PaymentStatus, RefundStatus};
+use crate::domain::{IdempotencyKey, RefundId, RefundStatus};
+use crate::refunds::{refundable, NotRefundable};
 use crate::store::{Created, Refund};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kakaopay_jobs::queue::EnqueueOptions;
-use kakaopay_jobs::refunds::{refund_id, same_request, validate, RefundRequestError};
+use kakaopay_jobs::refunds::{same_request, validate, RefundRequestError};
 use kakaopay_jobs::RefundRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -96,8 +96,8 @@ fn with_article(word: &str) -> String {
 }
 
 /// The `Idempotency-Key` header, required; one that is there but not text is said to be so,
-/// not to be missing (`kakaopay_jobs::refunds::validate` checks the rest).
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+/// not to be missing.
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     const FIELD: &str = "Idempotency-Key";
     let raw = headers
         .get("idempotency-key")
@@ -112,7 +112,53 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
             "the Idempotency-Key header is empty",
         ));
     }
-    Ok(key.to_string())
+    IdempotencyKey::try_from(key).map_err(|e| ApiError::invalid(FIELD, format!("{FIELD} {e}")))
+}
+
+impl RefundBody {
+    /// The request as the worker will decide it, checked as every request is
+    /// (`kakaopay_jobs::refunds::validate`, shared with refunds enqueued straight into Redis).
+    fn into_request(self, key: &IdempotencyKey, role: Role) -> Result<RefundRequest, ApiError> {
+        if self.amount.is_some() && role != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only an operator token may give an amount",
+            ));
+        }
+        if self.amount.is_some_and(|a| a <= 0) {
+            return Err(not_refundable("an explicit amount must be at least 1 won"));
+        }
+        let request = RefundRequest {
+            reason: self.reason.unwrap_or_default(),
+            requested_by: self.requested_by.unwrap_or_else(|| "member".into()),
+            canceled_at: self.canceled_at,
+            context: self.context.unwrap_or_default(),
+            amount: self.amount,
+            by_admin: role == Role::Admin,
+            received_at: crate::store::now_rfc3339(),
+        };
+        validate(key, &request).map_err(|e| match e {
+            RefundRequestError::Invalid { field, message } => {
+                ApiError::invalid(field, format!("{field} {message}"))
+            }
+            other => ApiError::invalid("body", other.to_string()),
+        })?;
+        Ok(request)
+    }
+}
+
+/// The 409 of a payment that cannot take the refund asked for.
+fn refused(why: NotRefundable) -> ApiError {
+    not_refundable(match why {
+        NotRefundable::Status(status) => format!(
+            "{} payment cannot be refunded",
+            with_article(status.as_str())
+        ),
+        NotRefundable::NeverApproved => "the payment was never approved".into(),
+        NotRefundable::NothingLeft => "nothing is left to refund".into(),
+        NotRefundable::OverRemaining(left) => format!("only {} won is left to refund", left.get()),
+    })
 }
 
 #[utoipa::path(post, path = "/v1/payments/{payment_id}/refunds", tag = "refunds", request_body = RefundBody,
@@ -128,35 +174,10 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, ApiError> {
-    let payment_id = checked_payment_id(&payment_id)?.to_string();
+    let payment_id = checked_payment_id(&payment_id)?;
     let key = idempotency_key(&headers)?;
-    if body.amount.is_some() && role != Role::Admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only an operator token may give an amount",
-        ));
-    }
-    let request = RefundRequest {
-        reason: body.reason.unwrap_or_default(),
-        requested_by: body.requested_by.unwrap_or_else(|| "member".into()),
-        canceled_at: body.canceled_at,
-        context: body.context.unwrap_or_default(),
-        amount: body.amount,
-        by_admin: role == Role::Admin,
-        received_at: crate::store::now_rfc3339(),
-    };
-    if request.amount.is_some_and(|a| a <= 0) {
-        return Err(not_refundable("an explicit amount must be at least 1 won"));
-    }
-    validate(&key, &request).map_err(|e| match e {
-        RefundRequestError::Invalid { field, message } => {
-            ApiError::invalid(field, format!("{field} {message}"))
-        }
-        other => ApiError::invalid("body", other.to_string()),
-    })?;
-
-    let refund_id = refund_id(&payment_id, &key);
+    let request = body.into_request(&key, role)?;
+    let refund_id = RefundId::of(&payment_id, &key);
     let (payment, existing) = state
         .store
         .payment_and_refund(&payment_id, &refund_id)
@@ -172,30 +193,8 @@ pub async fn create(
         }
         return Ok(answer);
     }
-    if !matches!(
-        payment.status,
-        PaymentStatus::Approved | PaymentStatus::PartiallyRefunded
-    ) {
-        return Err(not_refundable(format!(
-            "{} payment cannot be refunded",
-            with_article(&payment.status.to_string())
-        )));
-    }
-    let approved = payment
-        .approval
-        .as_ref()
-        .map(|a| a.amount.total)
-        .unwrap_or(0);
-    let left = approved - payment.refunded;
-    if left <= 0 {
-        return Err(not_refundable("nothing is left to refund"));
-    }
-    if let Some(amount) = request.amount {
-        if amount > left {
-            return Err(not_refundable(format!("only {left} won is left to refund")));
-        }
-    }
-
+    let approved = payment.approval.as_ref().map(|a| a.amount.total);
+    refundable(payment.status, approved, payment.refunded, request.amount).map_err(refused)?;
     let created = state
         .store
         .create_refund_by(
@@ -217,27 +216,13 @@ pub async fn create(
     Ok(accepted(&refund))
 }
 
-/// A refund id as we make them; anything else names no refund (and never reaches a key).
-pub fn checked_refund_id(raw: &str) -> Result<&str, ApiError> {
-    let ok = raw.len() == 27
-        && raw.starts_with("rf_")
-        && raw[3..]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if ok {
-        Ok(raw)
-    } else {
-        Err(ApiError::not_found("refund"))
-    }
-}
-
 /// Enqueues a stored refund's job (idempotent by its id). A failure is logged, not answered:
 /// the refund is stored, and the reconciler enqueues the job of a `queued` refund that has
 /// none.
 pub(super) async fn enqueue(state: &AppState, refund: &Refund) {
     match state
         .producer
-        .enqueue(&refund.job(), EnqueueOptions::with_id(refund.job_id()))
+        .enqueue(&refund.job(), refund.insert_opts())
         .await
     {
         Ok(e) if !e.duplicate => {
@@ -259,7 +244,7 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let refund = state
         .store
-        .refund(checked_refund_id(&refund_id)?)
+        .refund(&checked_refund_id(&refund_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok(Json(view(&refund)))

@@ -10,8 +10,9 @@
 use super::auth::Admin;
 use super::body::ApiJson;
 use super::error::ApiError;
+use super::ids::checked_refund_id;
 use super::query::Query;
-use super::refunds::{checked_refund_id, view};
+use super::refunds::view;
 use super::AppState;
 use crate::domain::RefundStatus;
 use crate::review::{self, Refused};
@@ -95,7 +96,7 @@ pub async fn approve(
     let (refund, review) = review::approve(
         &state.store,
         &state.producer,
-        id,
+        &id,
         body.amount,
         body.note.as_deref(),
         operator.as_str(),
@@ -127,7 +128,7 @@ pub async fn dismiss(
     let dismissed = review::dismiss(
         &state.store,
         &state.producer,
-        id,
+        &id,
         Some(&body.note),
         operator.as_str(),
     )

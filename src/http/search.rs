@@ -48,7 +48,7 @@ pub async fn search(
     let location_id = query
         .get("location_id")
         .ok_or_else(|| ApiError::invalid("location_id", "location_id is required"))?;
-    super::integrations::location_id(location_id)?;
+    super::ids::location_id(location_id)?;
     let filter = PaymentFilter {
         location_id: location_id.to_string(),
         status: query.typed(

@@ -4,8 +4,9 @@
 
 use super::auth::Client;
 use super::error::ApiError;
-use super::integrations::location_id;
+use super::ids::location_id;
 use super::AppState;
+use crate::domain::Aid;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -96,11 +97,12 @@ pub async fn report(
                 .map(|a| a.amount.total)
                 .unwrap_or(p.request.total_amount.get()),
             status: p.status.to_string(),
-            tid: p.tid.clone(),
+            tid: p.tid.to_string(),
             aid: p
                 .approval
                 .as_ref()
-                .map(|a| a.aid.clone())
+                .and_then(|a| a.aid.as_ref())
+                .map(Aid::to_string)
                 .unwrap_or_default(),
         });
     }
@@ -118,8 +120,8 @@ pub async fn report(
             kind: "refund",
             amount: r.amount,
             status: r.status.to_string(),
-            tid: p.tid.clone(),
-            aid: r.aid.clone().unwrap_or_default(),
+            tid: p.tid.to_string(),
+            aid: r.aid.as_ref().map(Aid::to_string).unwrap_or_default(),
         });
     }
     // RFC 3339 in UTC with fixed precision sorts as text.

@@ -20,67 +20,11 @@
 //! id); a refund is stored, then its job enqueued (the open-refund index, likewise).
 
 use super::Store;
-use crate::domain::PaymentStatus;
-use sha2::{Digest, Sha256};
-
-/// How many groups payments are spread over. Fixed for good: ids name their shard.
-pub const SHARDS: u16 = 64;
-
-const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-
-/// One group of payments sharing a hash slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Shard(u16);
-
-impl Shard {
-    pub fn all() -> impl Iterator<Item = Shard> {
-        (0..SHARDS).map(Shard)
-    }
-
-    /// The shard of a new payment for this location and order.
-    pub fn of_order(location: &str, order: &str) -> Shard {
-        let digest = Sha256::digest(format!("{location}\n{order}").as_bytes());
-        Shard(u16::from_be_bytes([digest[0], digest[1]]) % SHARDS)
-    }
-
-    /// The shard an id names: the two characters after its prefix (`pay_`, `rf_`). Any string
-    /// has one, so a malformed id still reads from a slot (and finds nothing).
-    pub fn of_id(id: &str) -> Shard {
-        let tail = id.split_once('_').map(|(_, t)| t).unwrap_or(id).as_bytes();
-        let digit = |b: u8| DIGITS.iter().position(|d| *d == b).unwrap_or(0) as u16;
-        match tail {
-            [a, b, ..] => Shard((digit(*a) * 36 + digit(*b)) % SHARDS),
-            _ => Shard(0),
-        }
-    }
-
-    /// The two characters that name this shard in an id.
-    pub fn code(self) -> String {
-        let (a, b) = (self.0 / 36, self.0 % 36);
-        [DIGITS[a as usize] as char, DIGITS[b as usize] as char]
-            .iter()
-            .collect()
-    }
-}
-
-/// A new payment's id for this location and order: `pay_`, the order's shard, and 22 random
-/// characters.
-pub fn payment_id_for(location: &str, order: &str) -> String {
-    new_payment_id(Shard::of_order(location, order))
-}
-
-fn new_payment_id(shard: Shard) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let tail: String = (0..22)
-        .map(|_| char::from(DIGITS[rng.random_range(0..36)]))
-        .collect();
-    format!("pay_{}{tail}", shard.code())
-}
+use crate::domain::{PaymentStatus, Shard};
 
 impl Store {
     pub(super) fn tag(&self, shard: Shard) -> String {
-        format!("{{{}:p{:02}}}", self.ns, shard.0)
+        format!("{{{}:p{:02}}}", self.ns, shard.number())
     }
 
     /// Where the record lives (for tests and operators that look at Redis itself).
@@ -180,7 +124,7 @@ impl Store {
 
     /// A board session, by the SHA-256 of its token.
     pub(super) fn session_key(&self, token: &str) -> String {
-        let digest = sha2::Sha256::digest(token.as_bytes());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes());
         format!("{{{}:board}}:session:{}", self.ns, hex::encode(digest))
     }
 
@@ -192,37 +136,5 @@ impl Store {
     /// A board action's outcome, waiting to be shown once on the page it redirects to.
     pub(super) fn flash_key(&self, id: &str) -> String {
         format!("{{{}:board}}:flash:{id}", self.ns)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_names_the_shard_it_was_made_for() {
-        for shard in Shard::all() {
-            let id = new_payment_id(shard);
-            assert_eq!(id.len(), 28, "{id}");
-            assert_eq!(Shard::of_id(&id), shard, "{id}");
-            let refund = kakaopay_jobs::refunds::refund_id(&id, "key-1");
-            assert_eq!(Shard::of_id(&refund), shard, "{refund}");
-        }
-    }
-
-    #[test]
-    fn orders_spread_over_every_shard() {
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..5_000 {
-            seen.insert(Shard::of_order("loc-1", &format!("order-{i}")));
-        }
-        assert_eq!(seen.len(), SHARDS as usize);
-    }
-
-    #[test]
-    fn malformed_ids_still_have_a_shard() {
-        for id in ["", "pay_", "pay_1", "rf_{}", "x"] {
-            let _ = Shard::of_id(id);
-        }
     }
 }

@@ -15,7 +15,7 @@ mod reviews;
 mod search;
 mod sessions;
 
-pub use keys::{payment_id_for, Shard, SHARDS};
+pub use crate::domain::{Shard, SHARDS};
 pub use migrations::Moved;
 
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
@@ -25,7 +25,7 @@ pub use payments::{
     TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
-pub use reviews::{review_job_id, Review, ReviewAction, Reviewed};
+pub use reviews::{Review, ReviewAction, Reviewed};
 pub use search::{PaymentFilter, RefundFilter};
 
 use kakaopay_jobs::queue::Connection;

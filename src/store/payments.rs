@@ -2,7 +2,10 @@
 //! history, and the indexes the reconciler walks.
 
 use super::{now_rfc3339, Shard, Store, StoreError};
-use crate::domain::{ItemName, OrderId, PaymentStatus, RefundPolicy, Service, UserId, Won};
+use crate::domain::{
+    Aid, ItemName, LocationId, OrderId, PaymentId, PaymentStatus, PgToken, RefundPolicy, Service,
+    Tid, UserId, Won,
+};
 use crate::kakaopay::Amount;
 use chrono::{DateTime, FixedOffset};
 use kakaopay_jobs::queue::Script;
@@ -14,7 +17,7 @@ use std::time::Duration;
 /// A payment request after validation: what the booking system asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewPayment {
-    pub location_id: String,
+    pub location_id: LocationId,
     pub order_id: OrderId,
     pub user_id: UserId,
     pub service: Service,
@@ -41,7 +44,9 @@ pub struct Redirect {
 /// What KakaoPay reported when the payment was approved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
-    pub aid: String,
+    /// `None` when KakaoPay named none (an inquiry's `PAYMENT` action without one).
+    #[serde(default, deserialize_with = "Aid::lenient")]
+    pub aid: Option<Aid>,
     pub payment_method_type: Option<String>,
     pub amount: Amount,
     pub approved_at: Option<String>,
@@ -72,9 +77,9 @@ pub struct HistoryEntry {
 /// The parts fixed when the payment is created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Doc {
-    payment_id: String,
+    payment_id: PaymentId,
     request: NewPayment,
-    tid: String,
+    tid: Tid,
     redirect: Redirect,
     created_at: String,
     expires_at: String,
@@ -84,9 +89,9 @@ struct Doc {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payment {
-    pub payment_id: String,
+    pub payment_id: PaymentId,
     pub request: NewPayment,
-    pub tid: String,
+    pub tid: Tid,
     pub redirect: Redirect,
     pub created_at: String,
     pub expires_at: String,
@@ -94,7 +99,7 @@ pub struct Payment {
     /// What the request that created it looked like, to tell a repeat from a conflict.
     pub fingerprint: String,
     pub status: PaymentStatus,
-    pub pg_token: Option<String>,
+    pub pg_token: Option<PgToken>,
     pub approval: Option<Approval>,
     pub failure: Option<Failure>,
     pub updated_at: String,
@@ -137,7 +142,7 @@ pub struct Transition {
     pub from: Vec<PaymentStatus>,
     pub to: PaymentStatus,
     pub cause: String,
-    pub pg_token: Option<String>,
+    pub pg_token: Option<PgToken>,
     pub approval: Option<Approval>,
     pub failure: Option<Failure>,
 }
@@ -368,9 +373,9 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn create_payment(
         &self,
-        payment_id: &str,
+        payment_id: &PaymentId,
         request: NewPayment,
-        tid: String,
+        tid: Tid,
         redirect: Redirect,
         expires_at: String,
         integration_version: u64,
@@ -381,7 +386,7 @@ impl Store {
         let instant = chrono::Utc::now();
         let now = instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let doc = Doc {
-            payment_id: payment_id.to_string(),
+            payment_id: payment_id.clone(),
             tid,
             redirect,
             created_at: now.clone(),
@@ -406,7 +411,7 @@ impl Store {
             .key(self.order_key(&doc.request.location_id, doc.request.order_id.as_str()))
             .key(self.status_index_key(shard, PaymentStatus::Ready))
             .key(self.location_payments_key(shard, &doc.request.location_id))
-            .arg(payment_id)
+            .arg(payment_id.as_str())
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
             .arg(instant.timestamp_millis())
@@ -473,7 +478,9 @@ impl Store {
             integration_version: doc.integration_version,
             fingerprint: doc.fingerprint,
             status: parse_status(&key, fields.get("status").map(String::as_str).unwrap_or(""))?,
-            pg_token: fields.get("pg_token").filter(|t| !t.is_empty()).cloned(),
+            pg_token: fields
+                .get("pg_token")
+                .and_then(|t| PgToken::parse(t.as_str()).ok()),
             approval: typed(&fields, "approval").map_err(corrupt)?,
             failure: typed(&fields, "failure").map_err(corrupt)?,
             updated_at: fields.get("updated_at").cloned().unwrap_or_default(),
@@ -636,7 +643,7 @@ impl Store {
             t.cause.clone(),
         ];
         if let Some(token) = &t.pg_token {
-            args.extend(["pg_token".to_string(), token.clone()]);
+            args.extend(["pg_token".to_string(), token.to_string()]);
         }
         if let Some(a) = &t.approval {
             args.extend([

@@ -11,7 +11,7 @@
 //! reuses it: settings changed between two attempts cannot change what was asked of KakaoPay.
 
 use super::{now_rfc3339, Failure, HistoryEntry, Payment, Shard, Store, StoreError};
-use crate::domain::{PaymentStatus, RefundStatus};
+use crate::domain::{Aid, PaymentId, PaymentStatus, RefundId, RefundStatus};
 use kakaopay_jobs::queue::Script;
 use kakaopay_jobs::RefundRequest;
 use serde::{Deserialize, Serialize};
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RefundDoc {
-    refund_id: String,
-    payment_id: String,
+    refund_id: RefundId,
+    payment_id: PaymentId,
     idempotency_key: String,
     request: RefundRequest,
     /// `http` or `job` (enqueued straight into Redis).
@@ -74,8 +74,8 @@ pub struct Decided {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refund {
-    pub refund_id: String,
-    pub payment_id: String,
+    pub refund_id: RefundId,
+    pub payment_id: PaymentId,
     pub idempotency_key: String,
     pub request: RefundRequest,
     pub source: String,
@@ -84,7 +84,7 @@ pub struct Refund {
     pub amount: i64,
     pub tax_free_amount: i64,
     pub rule: Option<String>,
-    pub aid: Option<String>,
+    pub aid: Option<Aid>,
     pub failure: Option<Failure>,
     pub updated_at: String,
     pub history: Vec<HistoryEntry>,
@@ -97,11 +97,11 @@ pub struct Refund {
 }
 
 impl Refund {
-    /// Its `cancel_payment` job (enqueued under [`kakaopay_jobs::refunds::job_id`]).
+    /// Its `cancel_payment` job, enqueued with [`Refund::insert_opts`].
     pub fn job(&self) -> kakaopay_jobs::CancelPayment {
         kakaopay_jobs::CancelPayment {
-            payment_id: self.payment_id.clone(),
-            refund_id: self.refund_id.clone(),
+            payment_id: self.payment_id.to_string(),
+            refund_id: self.refund_id.to_string(),
             idempotency_key: self.idempotency_key.clone(),
             request: self.request.clone(),
         }
@@ -113,15 +113,20 @@ impl Refund {
     pub fn job_id(&self) -> String {
         match &self.review {
             Some(r) if r.action == super::ReviewAction::Approve => {
-                super::reviews::review_job_id(&self.refund_id, r.round)
+                kakaopay_jobs::refunds::review_job_id(&self.refund_id, r.round)
             }
             _ => kakaopay_jobs::refunds::job_id(&self.refund_id),
         }
     }
 
+    /// How its job is enqueued now: under [`Refund::job_id`].
+    pub fn insert_opts(&self) -> kakaopay_jobs::queue::EnqueueOptions {
+        kakaopay_jobs::queue::EnqueueOptions::with_id(self.job_id())
+    }
+
     /// Whether another refund of its payment holds the lock (`lock` read from the payment).
     pub fn blocked_by(&self, lock: Option<&str>) -> bool {
-        lock.is_some_and(|l| !l.is_empty() && l != self.refund_id)
+        lock.is_some_and(|l| !l.is_empty() && l != self.refund_id.as_str())
     }
 }
 
@@ -332,8 +337,8 @@ impl Store {
     /// Stores a new refund `queued`, unless one with its id exists.
     pub async fn create_refund(
         &self,
-        refund_id: &str,
-        payment_id: &str,
+        refund_id: &RefundId,
+        payment_id: &PaymentId,
         location_id: &str,
         idempotency_key: &str,
         request: &RefundRequest,
@@ -347,15 +352,15 @@ impl Store {
     /// `ids`: refund, payment, location, idempotency key.
     pub async fn create_refund_by(
         &self,
-        (refund_id, payment_id, location_id, idempotency_key): (&str, &str, &str, &str),
+        (refund_id, payment_id, location_id, idempotency_key): (&RefundId, &PaymentId, &str, &str),
         request: &RefundRequest,
         source: &str,
         by: Option<&str>,
     ) -> Result<Created, StoreError> {
         let now = now_rfc3339();
         let doc = RefundDoc {
-            refund_id: refund_id.to_string(),
-            payment_id: payment_id.to_string(),
+            refund_id: refund_id.clone(),
+            payment_id: payment_id.clone(),
             idempotency_key: idempotency_key.to_string(),
             request: request.clone(),
             source: source.to_string(),
@@ -383,7 +388,7 @@ impl Store {
             .key(self.location_refunds_key(shard, location_id))
             .key(self.open_refunds_key(shard))
             .key(self.all_refunds_key(shard))
-            .arg(refund_id)
+            .arg(refund_id.as_str())
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
             .arg(serde_json::to_string(&history_entry).expect("history serializes"))
@@ -510,7 +515,7 @@ impl Store {
             amount: num("amount"),
             tax_free_amount: num("tax_free_amount"),
             rule: text("rule"),
-            aid: text("aid"),
+            aid: text("aid").and_then(|a| Aid::parse(a).ok()),
             failure: json("failure")?.map(|f| parse(&key, f)).transpose()?,
             decided: json("decided")?.map(|d| parse(&key, d)).transpose()?,
             run: text("run").unwrap_or_default(),

@@ -57,16 +57,6 @@ pub enum Reviewed {
     Missing,
 }
 
-/// The `cancel_payment` job of the refund's `round`th approval (the job of an earlier one is
-/// done, and enqueuing under its id again would be taken for a duplicate).
-pub fn review_job_id(refund_id: &str, round: u32) -> String {
-    let first = kakaopay_jobs::refunds::job_id(refund_id);
-    match round {
-        0 => format!("{first}:review"),
-        n => format!("{first}:review:{n}"),
-    }
-}
-
 /// Milliseconds on Redis's clock, inside a script.
 const NOW_MS: &str =
     "local t = redis.call('TIME')\nlocal now_ms = t[1] * 1000 + math.floor(t[2] / 1000)\n";
@@ -147,7 +137,7 @@ impl Store {
             .key(self.payment_key(&refund.payment_id))
             .key(self.open_refunds_key(Shard::of_id(id)))
             .key(self.review_refunds_key(Shard::of_id(id)))
-            .arg(id)
+            .arg(id.as_str())
             .arg(serde_json::to_string(&review).expect("reviews serialize"))
             .arg(&review.at)
             .arg(serde_json::to_string(&entry).expect("history serializes"))

@@ -25,9 +25,9 @@ pub struct PaymentFilter {
 
 impl PaymentFilter {
     fn matches(&self, p: &Payment) -> bool {
-        p.request.location_id == self.location_id
+        *p.request.location_id == *self.location_id
             && self.status.is_none_or(|s| p.status == s)
-            && self.tid.as_ref().is_none_or(|t| &p.tid == t)
+            && self.tid.as_ref().is_none_or(|t| p.tid.as_str() == t)
             && self
                 .order_id
                 .as_ref()

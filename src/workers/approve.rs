@@ -8,7 +8,7 @@
 //! recorded even over a `failed` record.
 
 use super::Deps;
-use crate::domain::{PaymentStatus, PgToken, Tid, Won};
+use crate::domain::{Aid, PaymentStatus, Won};
 use crate::kakaopay::{
     Amount, ApproveRequest, Credentials, ErrorClass, KakaoPayError, OrderRequest, StatusClass,
 };
@@ -82,16 +82,17 @@ async fn approve_run(
             deps,
             payment,
             payment.status,
-            payment.approval.as_ref().map(|a| a.aid.as_str()),
+            payment
+                .approval
+                .as_ref()
+                .and_then(|a| a.aid.as_ref())
+                .map(Aid::as_str),
         )
         .await;
     }
     let integration = integration_of(deps, payment).await?;
     let credentials = integration.credentials();
-    let token = payment
-        .pg_token
-        .as_deref()
-        .and_then(|t| PgToken::parse(t).ok());
+    let token = payment.pg_token.clone();
     let inquire_first = delivery.attempt > 1 || payment.approval_runs > 0 || token.is_none();
     if inquire_first && settled_by_inquiry(deps, payment, &integration, &credentials).await? {
         return Ok(());
@@ -115,18 +116,17 @@ async fn approve_run(
     };
     let request = ApproveRequest {
         cid: integration.cid.clone(),
-        tid: Tid::parse(payment.tid.clone())
-            .map_err(|e| JobError::permanent(format!("stored tid {e}")))?,
+        tid: payment.tid.clone(),
         partner_order_id: payment.request.order_id.clone(),
         partner_user_id: payment.request.user_id.clone(),
         pg_token,
-        payload: crate::domain::Payload::parse(payment.payment_id.clone()).ok(),
+        payload: crate::domain::Payload::parse(payment.payment_id.as_str()).ok(),
         total_amount: Some(payment.request.total_amount),
     };
     match deps.kakaopay.approve(&credentials, &request).await {
         Ok(answer) => {
             let approval = Approval {
-                aid: answer.aid,
+                aid: recorded_aid(answer.aid),
                 payment_method_type: answer.payment_method_type,
                 amount: approved_amount(Some(answer.amount), payment),
                 approved_at: answer.approved_at.map(|t| t.0.to_rfc3339()),
@@ -208,8 +208,7 @@ pub async fn settled_by_inquiry(
     integration: &Integration,
     credentials: &Credentials,
 ) -> Result<bool, JobError> {
-    let tid = Tid::parse(payment.tid.clone())
-        .map_err(|e| JobError::permanent(format!("stored tid {e}")))?;
+    let tid = payment.tid.clone();
     let order = deps
         .kakaopay
         .order(
@@ -228,7 +227,7 @@ pub async fn settled_by_inquiry(
         StatusClass::Paid => {
             let action = order.payment_action();
             let approval = Approval {
-                aid: action.map(|a| a.aid.clone()).unwrap_or_default(),
+                aid: action.and_then(|a| recorded_aid(a.aid.clone())),
                 payment_method_type: order.payment_method_type.clone(),
                 amount: approved_amount(order.amount.clone(), payment),
                 approved_at: order.approved_at.map(|t| t.0.to_rfc3339()),
@@ -288,15 +287,26 @@ async fn announce(
     status: PaymentStatus,
     aid: Option<&str>,
 ) -> Result<(), JobError> {
-    let kind = match status {
-        PaymentStatus::Approved => "payment.approved",
-        PaymentStatus::Failed => "payment.failed",
-        _ => return Ok(()),
-    };
-    let data = crate::events::payment_data(payment, status, aid);
-    crate::events::emit(&deps.store, &deps.producer, kind, &payment.payment_id, data)
+    // Only what this job settles: a payment canceled or expired was announced by what did it.
+    if !matches!(status, PaymentStatus::Approved | PaymentStatus::Failed) {
+        return Ok(());
+    }
+    crate::events::announce_payment(&deps.store, &deps.producer, payment, status, aid)
         .await
         .map_err(JobError::retry)
+}
+
+/// The aid KakaoPay named, as the record keeps it: one in an unexpected shape is logged and
+/// left out, never a reason to lose the approval itself.
+fn recorded_aid(raw: String) -> Option<Aid> {
+    match Aid::parse(raw.as_str()) {
+        Ok(aid) => Some(aid),
+        Err(e) if !raw.is_empty() => {
+            tracing::warn!(aid = %raw, error = %e, "KakaoPay named an aid of another shape; recorded without it");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 async fn record_approval(
@@ -321,7 +331,7 @@ async fn record_approval(
     {
         TransitionOutcome::Applied => {
             tracing::info!(payment_id = %payment.payment_id, "payment approved");
-            announce(deps, payment, PaymentStatus::Approved, Some(&aid)).await
+            announce(deps, payment, PaymentStatus::Approved, aid.as_deref()).await
         }
         // Another run got there first.
         TransitionOutcome::Refused(_) | TransitionOutcome::Missing => Ok(()),
@@ -361,9 +371,9 @@ mod tests {
         }))
         .unwrap();
         Payment {
-            payment_id: "pay_1".into(),
+            payment_id: "pay_1000000000000000000000000".try_into().unwrap(),
             request,
-            tid: "T1234567890123456789".into(),
+            tid: crate::domain::Tid::parse("T1234567890123456789").unwrap(),
             redirect: crate::store::Redirect {
                 pc: None,
                 mobile: None,

@@ -9,11 +9,13 @@
 //! `processing`, with its lock, for the reconciler to settle by inquiry.
 
 use super::Deps;
-use crate::domain::{Payload, RefundStatus, Tid, Won};
+use crate::domain::{Payload, PaymentId, RefundId, RefundStatus, Tid, Won};
 use crate::kakaopay::{
     CancelFound, CancelRequest, ErrorClass, FoundCancel, KakaoPayError, OrderRequest,
 };
-use crate::refunds::{self, IntegrationFacts, Outcome, PaymentFacts, RefundAsk, Requester};
+use crate::refunds::{
+    self, IntegrationFacts, NotRefundable, Outcome, PaymentFacts, RefundAsk, Requester,
+};
 use crate::store::{
     Begin, Created, Decided, Failure, Integration, Integrations, Locked, Paid, Payment, Recorded,
     Refund, ReviewAction, Success,
@@ -132,10 +134,15 @@ async fn payment_of(deps: &Deps, refund: &Refund) -> Result<(Payment, Integratio
 /// job is then the request).
 async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError> {
     let store = &deps.store;
-    if let Some(r) = store.refund_state(&job.refund_id).await.map_err(retry)? {
+    // Parsed here, where a job enqueued by another program comes in; never retried.
+    let refund_id = RefundId::try_from(job.refund_id.as_str())
+        .map_err(|e| JobError::permanent(format!("refund_id {e}")))?;
+    let payment_id = PaymentId::try_from(job.payment_id.as_str())
+        .map_err(|e| JobError::permanent(format!("payment_id {e}")))?;
+    if let Some(r) = store.refund_state(&refund_id).await.map_err(retry)? {
         return Ok(r);
     }
-    let Some(payment) = store.payment_state(&job.payment_id).await.map_err(retry)? else {
+    let Some(payment) = store.payment_state(&payment_id).await.map_err(retry)? else {
         return Err(JobError::permanent(format!(
             "no payment {} for refund {}",
             job.payment_id, job.refund_id
@@ -143,8 +150,8 @@ async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError>
     };
     let created = store
         .create_refund(
-            &job.refund_id,
-            &job.payment_id,
+            &refund_id,
+            &payment_id,
             &payment.request.location_id,
             &job.idempotency_key,
             &job.request,
@@ -230,29 +237,6 @@ fn decide(
     locked: &Locked,
     current: Option<&Integration>,
 ) -> Result<Decided, Closed> {
-    let Some(approval) = &payment.approval else {
-        return Err(Closed::rejected(
-            "not_refundable",
-            "the payment was never approved".into(),
-        ));
-    };
-    if !locked.payment_status.is_refundable() {
-        let cause = format!("the payment is {}", locked.payment_status);
-        return Err(Closed::rejected("not_refundable", cause));
-    }
-    let won = |v: i64| Won::new(v.max(0)).unwrap_or(Won::ZERO);
-    let facts = PaymentFacts {
-        service: payment.request.service,
-        starts_at: payment.request.starts_at,
-        approved: won(approval.amount.total),
-        approved_tax_free: won(approval.amount.tax_free),
-        approved_vat: payment.request.vat_amount.map(|_| won(approval.amount.vat)),
-        refunded: won(locked.refunded),
-        refunded_tax_free: won(locked.refunded_tax_free),
-        refunded_vat: won(locked.refunded_vat),
-        policy: payment.request.refund_policy.as_ref(),
-    };
-    let left = refunds::remaining(&facts);
     // An approved review's amount is checked like an admin amount: under the lock, against
     // what is left now (another refund may have been paid since it was approved).
     let review_amount = refund
@@ -266,47 +250,19 @@ fn decide(
         Some(approved) => approved,
         None => refund.request.amount,
     };
-    if explicit.is_some_and(|a| a > left.get()) {
-        if review_amount.is_some() {
-            // Another refund was paid after the operator approved this one: what they
-            // decided no longer fits, and only they can say what to do now.
-            return Err(Closed {
-                status: RefundStatus::ManualReview,
-                rule: "amount_over_remaining".into(),
-                failure: None,
-                cause: format!("approved for more than is left: only {left} is left now"),
-            });
-        }
-        let cause = format!("only {left} is left");
-        return Err(Closed::rejected("amount_over_remaining", cause));
-    }
-    let canceled_at = refund
-        .request
-        .canceled_at
-        .as_deref()
-        .unwrap_or(&refund.request.received_at);
-    let canceled_at = chrono::DateTime::parse_from_rfc3339(canceled_at)
-        .map_err(|e| Closed::rejected("invalid_request", e.to_string()))?;
-    let requested_by = match refund.request.requested_by.as_str() {
-        "admin" => Requester::Admin,
-        "system" => Requester::System,
-        _ => Requester::Member,
-    };
-    let integration = current.map(|i| IntegrationFacts {
-        automatic_refunds: i.automatic_refunds,
-        refund_policy: &i.refund_policy,
-    });
-    let ask = RefundAsk {
-        requested_by,
-        reason: &refund.request.reason,
-        canceled_at,
-        context: &refund.request.context,
-        amount: refund.request.amount.map(won),
-        by_admin: refund.request.by_admin,
-    };
+    let approved = payment.approval.as_ref().map(|a| a.amount.total);
+    let left = refunds::refundable(locked.payment_status, approved, locked.refunded, explicit)
+        .map_err(|why| refused(why, review_amount.is_some()))?;
+    let facts = facts(payment, locked);
     let decision = match review_amount {
         Some(amount) => refunds::reviewed(&facts, amount.map(won)),
-        None => refunds::decide(&facts, integration.as_ref(), &ask),
+        None => {
+            let integration = current.map(|i| IntegrationFacts {
+                automatic_refunds: i.automatic_refunds,
+                refund_policy: &i.refund_policy,
+            });
+            refunds::decide(&facts, integration.as_ref(), &ask(refund)?)
+        }
     };
     let (status, cause) = match decision.outcome {
         Outcome::Refund => {
@@ -330,8 +286,72 @@ fn decide(
     })
 }
 
-fn stored_tid(payment: &Payment) -> Result<Tid, JobError> {
-    Tid::parse(payment.tid.clone()).map_err(|e| JobError::permanent(format!("stored tid {e}")))
+fn won(v: i64) -> Won {
+    Won::new(v.max(0)).unwrap_or(Won::ZERO)
+}
+
+/// What the rules know of the payment: what KakaoPay approved, and what the lock says is
+/// refunded of it.
+fn facts<'a>(payment: &'a Payment, locked: &Locked) -> PaymentFacts<'a> {
+    let amount = payment.approval.as_ref().map(|a| a.amount.clone());
+    let amount = amount.unwrap_or_default();
+    PaymentFacts {
+        service: payment.request.service,
+        starts_at: payment.request.starts_at,
+        approved: won(amount.total),
+        approved_tax_free: won(amount.tax_free),
+        approved_vat: payment.request.vat_amount.map(|_| won(amount.vat)),
+        refunded: won(locked.refunded),
+        refunded_tax_free: won(locked.refunded_tax_free),
+        refunded_vat: won(locked.refunded_vat),
+        policy: payment.request.refund_policy.as_ref(),
+    }
+}
+
+/// The request as the rules read it.
+fn ask(refund: &Refund) -> Result<RefundAsk<'_>, Closed> {
+    let request = &refund.request;
+    let canceled_at = request
+        .canceled_at
+        .as_deref()
+        .unwrap_or(&request.received_at);
+    let canceled_at = chrono::DateTime::parse_from_rfc3339(canceled_at)
+        .map_err(|e| Closed::rejected("invalid_request", e.to_string()))?;
+    Ok(RefundAsk {
+        // Validated before the lock was taken.
+        requested_by: request.requester().unwrap_or(Requester::Member),
+        reason: &request.reason,
+        canceled_at,
+        context: &request.context,
+        amount: request.amount.map(won),
+        by_admin: request.by_admin,
+    })
+}
+
+/// How a refund the payment cannot take is closed.
+fn refused(why: NotRefundable, reviewed: bool) -> Closed {
+    match why {
+        NotRefundable::Status(status) => {
+            Closed::rejected("not_refundable", format!("the payment is {status}"))
+        }
+        NotRefundable::NeverApproved => {
+            Closed::rejected("not_refundable", "the payment was never approved".into())
+        }
+        NotRefundable::NothingLeft => {
+            Closed::rejected("not_refundable", "nothing is left to refund".into())
+        }
+        // Another refund was paid after the operator approved this one: what they decided
+        // no longer fits, and only they can say what to do now.
+        NotRefundable::OverRemaining(left) if reviewed => Closed {
+            status: RefundStatus::ManualReview,
+            rule: "amount_over_remaining".into(),
+            failure: None,
+            cause: format!("approved for more than is left: only {left} is left now"),
+        },
+        NotRefundable::OverRemaining(left) => {
+            Closed::rejected("amount_over_remaining", format!("only {left} is left"))
+        }
+    }
 }
 
 /// How long a cancel this process sends may be under way (recorded with it, so that every
@@ -376,7 +396,7 @@ impl<'a> Call<'a> {
             refund,
             payment,
             integration,
-            tid: stored_tid(payment)?,
+            tid: payment.tid.clone(),
             run,
             decision,
             delivery,
@@ -667,24 +687,7 @@ pub(crate) async fn announce(
     amount: i64,
     rule: &str,
 ) -> Result<(), JobError> {
-    let kind = match status {
-        RefundStatus::Succeeded => "refund.succeeded",
-        RefundStatus::Rejected => "refund.rejected",
-        RefundStatus::ManualReview => "refund.manual_review",
-        RefundStatus::Failed => "refund.failed",
-        RefundStatus::Dismissed => "refund.dismissed",
-        _ => return Ok(()),
-    };
-    let data = crate::events::refund_data(refund, status, amount, rule);
-    // An event's id derives from its subject: a refund that an overtaken approval sent back
-    // to review is announced again, as the review of that approval.
-    let subject = match &refund.review {
-        Some(r) if status == RefundStatus::ManualReview && r.action == ReviewAction::Approve => {
-            format!("{}:review:{}", refund.refund_id, r.round)
-        }
-        _ => refund.refund_id.clone(),
-    };
-    crate::events::emit(&deps.store, &deps.producer, kind, &subject, data)
+    crate::events::announce_refund(&deps.store, &deps.producer, refund, status, amount, rule)
         .await
         .map_err(retry)
 }

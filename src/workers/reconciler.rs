@@ -10,10 +10,9 @@
 use super::approve::{integration_of, settled_by_inquiry};
 use super::{cancel, Deps};
 use crate::domain::PaymentStatus;
-use crate::http::callbacks::approve_job_id;
-use crate::kakaopay::{OrderRequest, OrderStatus, StatusClass};
+use crate::kakaopay::{OrderRequest, OrderResponse, OrderStatus, StatusClass};
 use crate::store::{Due, Failure, Payment, Refund, Shard, StoreError, Transition};
-use kakaopay_jobs::queue::{inspect, EnqueueOptions};
+use kakaopay_jobs::queue::inspect;
 use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -180,18 +179,13 @@ async fn expire(deps: &Deps, p: &Payment) {
             return;
         }
     };
-    let Ok(tid) = crate::domain::Tid::parse(p.tid.clone()) else {
-        return;
+    let request = OrderRequest {
+        cid: integration.cid.clone(),
+        tid: p.tid.clone(),
     };
     let order = match deps
         .kakaopay
-        .order(
-            &integration.credentials(),
-            &OrderRequest {
-                cid: integration.cid.clone(),
-                tid,
-            },
-        )
+        .order(&integration.credentials(), &request)
         .await
     {
         Ok(order) => order,
@@ -200,65 +194,15 @@ async fn expire(deps: &Deps, p: &Payment) {
             return;
         }
     };
-    let transition = match order.status.class() {
-        StatusClass::Pending => Transition::new(
-            &[PaymentStatus::Ready],
-            PaymentStatus::Expired,
-            format!(
-                "KakaoPay's window passed (KakaoPay status {})",
-                order.status
-            ),
-        ),
-        StatusClass::Failed if order.status == OrderStatus::QuitPayment => Transition::new(
-            &[PaymentStatus::Ready],
-            PaymentStatus::Canceled,
-            "KakaoPay reports QUIT_PAYMENT",
-        ),
-        StatusClass::Failed => {
-            let mut t = Transition::new(
-                &[PaymentStatus::Ready],
-                PaymentStatus::Failed,
-                format!("KakaoPay reports {}", order.status),
-            );
-            t.failure = Some(Failure {
-                reason: "kakaopay_status".into(),
-                kakaopay_code: None,
-                message: format!("KakaoPay reports {}", order.status),
-            });
-            t
-        }
-        // Paid without our callback ever arriving: record it through the approval job, which
-        // reads it from the inquiry (it has no pg_token to approve with).
-        StatusClass::Paid => Transition::new(
-            &[PaymentStatus::Ready],
-            PaymentStatus::Approving,
-            "KakaoPay shows it paid",
-        ),
-        StatusClass::Unexpected => {
-            tracing::warn!(payment_id = %p.payment_id, status = %order.status, "unexpected KakaoPay status; left for an operator");
-            return;
-        }
+    let Some(transition) = past_window(&order) else {
+        tracing::warn!(payment_id = %p.payment_id, status = %order.status, "unexpected KakaoPay status; left for an operator");
+        return;
     };
     let to = transition.to;
     match store.transition(&p.payment_id, transition).await {
         Ok(crate::store::TransitionOutcome::Applied) => {
             tracing::info!(payment_id = %p.payment_id, status = %to, "reconciled a ready payment");
-            let kind = match to {
-                PaymentStatus::Expired => Some("payment.expired"),
-                PaymentStatus::Canceled => Some("payment.canceled"),
-                PaymentStatus::Failed => Some("payment.failed"),
-                _ => None,
-            };
-            if let Some(kind) = kind {
-                crate::events::emit_logged(
-                    &deps.store,
-                    &deps.producer,
-                    kind,
-                    &p.payment_id,
-                    crate::events::payment_data(p, to, None),
-                )
-                .await;
-            }
+            crate::events::announce_payment_logged(&deps.store, &deps.producer, p, to).await;
             if to == PaymentStatus::Approving {
                 enqueue_approval(deps, &p.payment_id).await;
             }
@@ -270,11 +214,53 @@ async fn expire(deps: &Deps, p: &Payment) {
     }
 }
 
+/// What a `ready` payment past its window becomes, by what the order inquiry shows; `None`
+/// for a status we do not know, which is left for an operator.
+fn past_window(order: &OrderResponse) -> Option<Transition> {
+    let from = &[PaymentStatus::Ready];
+    let transition = match order.status.class() {
+        StatusClass::Pending => Transition::new(
+            from,
+            PaymentStatus::Expired,
+            format!(
+                "KakaoPay's window passed (KakaoPay status {})",
+                order.status
+            ),
+        ),
+        StatusClass::Failed if order.status == OrderStatus::QuitPayment => Transition::new(
+            from,
+            PaymentStatus::Canceled,
+            "KakaoPay reports QUIT_PAYMENT",
+        ),
+        StatusClass::Failed => {
+            let cause = format!("KakaoPay reports {}", order.status);
+            let mut t = Transition::new(from, PaymentStatus::Failed, cause.clone());
+            t.failure = Some(Failure {
+                reason: "kakaopay_status".into(),
+                kakaopay_code: None,
+                message: cause,
+            });
+            t
+        }
+        // Paid without our callback ever arriving: record it through the approval job, which
+        // reads it from the inquiry (it has no pg_token to approve with).
+        StatusClass::Paid => {
+            Transition::new(from, PaymentStatus::Approving, "KakaoPay shows it paid")
+        }
+        StatusClass::Unexpected => return None,
+    };
+    Some(transition)
+}
+
 async fn settle_approving(deps: &Deps, p: &Payment) {
     if p.status != PaymentStatus::Approving {
         return;
     }
-    let job_id = approve_job_id(&p.payment_id);
+    let job_id = ApprovePayment {
+        payment_id: p.payment_id.to_string(),
+    }
+    .job_id()
+    .expect("approvals have ids");
     let job = match job_state(deps, ApprovePayment::NAME, &job_id).await {
         None | Some(Job::InHand) => return,
         Some(job) => job,
@@ -345,21 +331,13 @@ async fn enqueue_approval(deps: &Deps, payment_id: &str) {
     let job = ApprovePayment {
         payment_id: payment_id.to_string(),
     };
-    if let Err(e) = deps
-        .producer
-        .enqueue(&job, EnqueueOptions::with_id(approve_job_id(payment_id)))
-        .await
-    {
+    if let Err(e) = deps.producer.insert(&job).await {
         tracing::warn!(payment_id, error = %e, "could not enqueue the approval; next round");
     }
 }
 
 async fn enqueue_refund(deps: &Deps, r: &Refund) {
-    match deps
-        .producer
-        .enqueue(&r.job(), EnqueueOptions::with_id(r.job_id()))
-        .await
-    {
+    match deps.producer.enqueue(&r.job(), r.insert_opts()).await {
         Ok(_) => tracing::info!(refund_id = %r.refund_id, "refund job enqueued by the reconciler"),
         Err(e) => {
             tracing::warn!(refund_id = %r.refund_id, error = %e, "could not enqueue a refund job; next round")

@@ -110,6 +110,11 @@ impl Producer {
         Ok(out.remove(0))
     }
 
+    /// Enqueues a job the way its kind says ([`JobKind::insert_opts`]).
+    pub async fn insert<J: JobKind>(&self, job: &J) -> Result<Enqueued, QueueError> {
+        self.enqueue(job, job.insert_opts()).await
+    }
+
     /// Enqueues many jobs of one kind in one atomic round trip.
     pub async fn enqueue_batch<'a, J: JobKind>(
         &self,

@@ -4,7 +4,7 @@
 //! each with its own history (and the review forms while it waits for a person).
 
 use super::super::error::ApiError;
-use super::super::payments::checked_payment_id;
+use super::super::ids::checked_payment_id;
 use super::super::query::Query;
 use super::super::AppState;
 use super::pages::{
@@ -94,7 +94,7 @@ fn filter_of(query: &Query) -> Result<PaymentFilter, ApiError> {
             .transpose()
     };
     Ok(PaymentFilter {
-        location_id: super::super::integrations::location_id(location)?,
+        location_id: super::super::ids::location_id(location)?.into(),
         status: query.typed(
             "status",
             |s| PaymentStatus::ALL.into_iter().find(|p| p.as_str() == s),
@@ -157,7 +157,7 @@ pub async fn show(
     let query = Query::parse(raw.as_deref());
     let payment = state
         .store
-        .payment(checked_payment_id(&payment_id)?)
+        .payment(&checked_payment_id(&payment_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
     let refunds = state.store.refunds_of(&payment.payment_id).await?;
@@ -205,7 +205,7 @@ fn facts(p: &Payment) -> String {
     out.push_str(&fact("tid", escape(&p.tid)));
     out.push_str(&fact(
         "aid",
-        escape(approval.map(|a| a.aid.as_str()).unwrap_or("-")),
+        escape(approval.and_then(|a| a.aid.as_deref()).unwrap_or("-")),
     ));
     out.push_str(&fact(
         "method",

@@ -4,9 +4,9 @@
 //! are also on a payment's page, under each refund waiting for review.
 
 use super::super::error::ApiError;
-use super::super::payments::checked_payment_id;
+use super::super::ids::checked_payment_id;
+use super::super::ids::checked_refund_id;
 use super::super::query::Query;
-use super::super::refunds::checked_refund_id;
 use super::super::AppState;
 use super::pages::{
     enc, escape, flash_html, form, listed, next_link, page_with, redirect_with, sentence, when,
@@ -80,11 +80,11 @@ pub async fn show(
 async fn listing(state: &AppState, query: &Query) -> Result<String, Failure> {
     let location = query
         .get("location_id")
-        .map(super::super::integrations::location_id)
+        .map(super::super::ids::location_id)
         .transpose()?;
     let filter = RefundFilter {
         status: Some(RefundStatus::ManualReview),
-        location_id: location.clone(),
+        location_id: location.clone().map(String::from),
     };
     let found = state
         .store
@@ -145,7 +145,7 @@ fn back_of(fields: &Query) -> String {
         .get("payment")
         .and_then(|p| checked_payment_id(p).ok())
     {
-        Some(p) => format!("/board/payments/{}", enc(p)),
+        Some(p) => format!("/board/payments/{}", enc(&p)),
         None => "/board/reviews".to_string(),
     }
 }
@@ -182,7 +182,7 @@ pub async fn approve(
         Ok(id) => crate::review::approve(
             &state.store,
             &state.producer,
-            id,
+            &id,
             amount,
             fields.get("note"),
             &operator,
@@ -213,7 +213,7 @@ pub async fn dismiss(
         Ok(id) => crate::review::dismiss(
             &state.store,
             &state.producer,
-            id,
+            &id,
             fields.get("note"),
             &operator,
         )
