@@ -5,17 +5,20 @@
 //!   (form or query, `KakaoAK`), each with its own error shape.
 //! - `page`: `next_redirect_*_url` pages with Approve / Cancel / Fail buttons.
 //! - `control`: `/__sim/*` routes for tests: press a button by JSON, set faults, read the ledger.
-//! - `ledger`: KakaoPay's state per `tid` and its rules; `faults`: the injected failures.
+//! - `ledger`: KakaoPay's state per `tid` and its rules; `faults`: the injected failures;
+//!   `error`: the KakaoPay-shaped errors and their codes; `fields`: a request body's fields.
 
 mod api;
 mod control;
+mod error;
 mod faults;
 mod fields;
 mod ledger;
 mod page;
 
+pub use error::codes;
 pub use faults::{AfterCommit, Fault, FaultKind, FaultRule};
-pub use ledger::{codes, Method, Rules, UserAction};
+pub use ledger::{Method, Rules, UserAction};
 
 use crate::kakaopay::Endpoint;
 use crate::secret::Secret;
