@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// The keys the simulator accepts when none are configured; the demo and README use them.
-pub const DEFAULT_SECRET_KEY: &str = "DEVSIMULATOR0SECRET0KEY0000000000000000";
-pub const DEFAULT_ADMIN_KEY: &str = "simulator0admin0key0000000000000";
+/// The keys the simulator accepts when none are configured (`SIM_SECRET_KEYS`' and
+/// `SIM_ADMIN_KEYS`' defaults, so they live with the command line).
+pub use crate::config::{DEFAULT_ADMIN_KEY, DEFAULT_SECRET_KEY};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
