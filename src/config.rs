@@ -1,6 +1,10 @@
 //! The command line: subcommands and settings of API.md, each setting also read from its
 //! environment variable. A missing or invalid setting stops the process with one line that
 //! names the variable, and exit code 2; a secret's value is never echoed.
+//!
+//! A leaf: nothing of the crate but [`Secret`] and [`LogFormat`] (leaves themselves). The
+//! modules that own the runtime types read these settings (`startup::Settings::from_args`,
+//! `workers::WorkerSettings`, `kakaopay::Timeouts`, `http::HttpConfig`, `sim::run`).
 
 use crate::secret::Secret;
 use crate::telemetry::LogFormat;
@@ -397,6 +401,10 @@ fn job_attempts(s: &str) -> Result<JobAttempts, String> {
     Ok(attempts)
 }
 
+/// The keys the simulator accepts when none are configured; the demo and README use them.
+pub const DEFAULT_SECRET_KEY: &str = "DEVSIMULATOR0SECRET0KEY0000000000000000";
+pub const DEFAULT_ADMIN_KEY: &str = "simulator0admin0key0000000000000";
+
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
     #[arg(long, env = "SIM_BIND", default_value = "127.0.0.1:8090")]
@@ -405,10 +413,10 @@ pub struct SimArgs {
     #[arg(long, env = "SIM_PUBLIC_URL", value_parser = http_url)]
     pub sim_public_url: Option<Url>,
     /// Comma-separated secret keys the open API accepts.
-    #[arg(long, env = "SIM_SECRET_KEYS", value_parser = token_list, default_value = crate::sim::DEFAULT_SECRET_KEY, hide_env_values = true)]
+    #[arg(long, env = "SIM_SECRET_KEYS", value_parser = token_list, default_value = DEFAULT_SECRET_KEY, hide_env_values = true)]
     pub sim_secret_keys: TokenList,
     /// Comma-separated admin keys the older API accepts.
-    #[arg(long, env = "SIM_ADMIN_KEYS", value_parser = token_list, default_value = crate::sim::DEFAULT_ADMIN_KEY, hide_env_values = true)]
+    #[arg(long, env = "SIM_ADMIN_KEYS", value_parser = token_list, default_value = DEFAULT_ADMIN_KEY, hide_env_values = true)]
     pub sim_admin_keys: TokenList,
     /// Seconds after ready within which a payment can be approved.
     #[arg(long, env = "SIM_READY_WINDOW_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..))]
@@ -663,71 +671,6 @@ pub fn one_line(e: &clap::Error) -> String {
             .next()
             .unwrap_or("error: invalid command line")
             .to_string(),
-    }
-}
-
-impl KakaoPayArgs {
-    pub fn timeouts(&self) -> crate::kakaopay::Timeouts {
-        crate::kakaopay::Timeouts {
-            connect: self.kakaopay_connect_timeout_ms,
-            total: self.kakaopay_timeout_ms,
-        }
-    }
-}
-
-impl HttpArgs {
-    pub fn settings(&self) -> crate::startup::HttpSettings {
-        crate::startup::HttpSettings {
-            bind: self.bind,
-            public_url: self.public_url.clone(),
-            api_tokens: self.api_tokens.0.clone(),
-            admin_tokens: self.admin_tokens.0.clone(),
-            callback_secret: self.callback_secret.clone(),
-        }
-    }
-}
-
-impl WorkerArgs {
-    pub fn settings(&self) -> crate::workers::WorkerSettings {
-        let mut w = crate::startup::Settings::worker_defaults(self.worker_concurrency as usize);
-        w.lease = Duration::from_secs(self.job_lease_secs);
-        w.reconciler.every = Duration::from_secs(self.reconcile_every_secs);
-        // An approval normally settles in seconds; past a few leases its job is looked at.
-        w.reconciler.approving_grace = w.lease * 4;
-        w
-    }
-}
-
-/// The service's settings for `serve` (both halves), `api` or `work`.
-pub fn service_settings(
-    redis: &RedisArgs,
-    kakaopay: &KakaoPayArgs,
-    http: Option<&HttpArgs>,
-    workers: Option<&WorkerArgs>,
-    ops: &OpsArgs,
-) -> crate::startup::Settings {
-    crate::startup::Settings {
-        operations: crate::startup::Operations {
-            // `serve` and `api` serve them with the API, on BIND.
-            metrics_bind: http.is_none().then_some(ops.metrics_bind),
-            job_attempts: ops.job_attempts.clone(),
-            dead_retention: Duration::from_secs(u64::from(ops.dead_retention_days) * 86_400),
-            ..Default::default()
-        },
-        redis: redis.topology(),
-        durability: redis.durability(),
-        namespace: redis.queue_namespace.clone(),
-        kakaopay_api_url: kakaopay.kakaopay_api_url.clone(),
-        kakaopay_timeouts: kakaopay.timeouts(),
-        ready_window: Duration::from_secs(kakaopay.kakaopay_ready_window_secs),
-        http: http.map(HttpArgs::settings),
-        workers: workers.map(WorkerArgs::settings),
-        webhook: workers.and_then(|w| {
-            w.webhook_url.clone().map(|url| crate::workers::Webhook {
-                url,
-                secrets: w.webhook_secret.clone().map(|s| s.0).unwrap_or_default(),
-            })
-        }),
     }
 }
 

@@ -2,11 +2,12 @@
 //! payment through exactly the HTTP calls a booking system and a member's browser make.
 
 use crate::bench::processes::PrivateRedis;
-use crate::config::RedisArgs;
+use crate::config::{HttpArgs, RedisArgs, TokenList};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, SimServer, DEFAULT_SECRET_KEY};
-use crate::startup::{Application, HttpSettings, Settings};
+use crate::startup::{Application, Settings};
 use crate::store::Store;
+use crate::workers::WorkerSettings;
 use anyhow::{bail, Context};
 use kakaopay_jobs::queue::{Connection, Purpose, Topology};
 use serde_json::{json, Value};
@@ -40,7 +41,7 @@ pub async fn run(redis: RedisArgs, keep: bool) -> anyhow::Result<()> {
         redis.queue_namespace,
         rand::random::<u32>() & 0xff_ffff
     );
-    let mut workers = Settings::worker_defaults(4);
+    let mut workers = WorkerSettings::defaults(4);
     workers.reconciler.every = Duration::from_secs(5);
     let app = Application::start(Settings {
         redis: topology.clone(),
@@ -49,11 +50,11 @@ pub async fn run(redis: RedisArgs, keep: bool) -> anyhow::Result<()> {
         kakaopay_api_url: Some(sim.url.parse()?),
         kakaopay_timeouts: crate::kakaopay::Timeouts::default(),
         ready_window: Duration::from_secs(900),
-        http: Some(HttpSettings {
+        http: Some(HttpArgs {
             bind: "127.0.0.1:0".parse()?,
             public_url: None,
-            api_tokens: vec![Secret::new(&client_token)],
-            admin_tokens: vec![Secret::new(&admin_token)],
+            api_tokens: TokenList(vec![Secret::new(&client_token)]),
+            admin_tokens: TokenList(vec![Secret::new(&admin_token)]),
             callback_secret: Secret::new(format!("demo-{:032x}", rand::random::<u128>())),
         }),
         workers: Some(workers),

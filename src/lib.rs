@@ -9,7 +9,7 @@
 //! Layout, one module per concept:
 //! - [`config`] the command line and environment; [`telemetry`] logging.
 //! - [`domain`] types that parse once: won amounts, ids, services, statuses, refund policies.
-//! - [`secret`] a string that cannot be printed by accident.
+//! - [`secret`] a string that cannot be printed by accident; [`html`] the one HTML escape.
 //! - [`kakaopay`] the client for both API generations and its error classification.
 //! - [`sim`] the KakaoPay simulator every test and the demo run against.
 //! - [`bench`] `kakaopay-worker bench`: the whole service measured (BENCHMARKS.md).
@@ -30,6 +30,7 @@ pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod healthcheck;
+pub mod html;
 pub mod http;
 pub mod kakaopay;
 pub mod listener;

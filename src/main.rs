@@ -1,5 +1,5 @@
-use kakaopay_worker::config::{service_settings, Cli, Command};
-use kakaopay_worker::startup::Application;
+use kakaopay_worker::config::{Cli, Command};
+use kakaopay_worker::startup::{Application, Settings};
 use kakaopay_worker::{bench, demo, healthcheck, queues, review, sim, telemetry};
 use std::process::ExitCode;
 
@@ -45,19 +45,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             kakaopay,
             workers,
             ops,
-        } => service_settings(&redis, &kakaopay, Some(&http), Some(&workers), &ops),
+        } => Settings::from_args(&redis, &kakaopay, Some(&http), Some(&workers), &ops),
         Command::Api {
             redis,
             http,
             kakaopay,
             ops,
-        } => service_settings(&redis, &kakaopay, Some(&http), None, &ops),
+        } => Settings::from_args(&redis, &kakaopay, Some(&http), None, &ops),
         Command::Work {
             redis,
             kakaopay,
             workers,
             ops,
-        } => service_settings(&redis, &kakaopay, None, Some(&workers), &ops),
+        } => Settings::from_args(&redis, &kakaopay, None, Some(&workers), &ops),
     };
     Application::start(settings).await?.run_until_signal().await;
     Ok(())

@@ -1,11 +1,11 @@
 //! Builds the service from its settings: the HTTP API (`api`), the workers and reconciler
 //! (`work`), or both (`serve`), sharing one Redis connection.
 
+use crate::config::{HttpArgs, JobAttempts, KakaoPayArgs, OpsArgs, RedisArgs, WorkerArgs};
 use crate::http::{self, AppState, HttpConfig};
 use crate::kakaopay::{KakaoPay, Timeouts};
-use crate::secret::Secret;
 use crate::store::Store;
-use crate::workers::{self, Deps, ReconcilerSettings, WorkerSettings, Workers};
+use crate::workers::{self, Deps, Webhook, WorkerSettings, Workers};
 use anyhow::Context;
 use kakaopay_jobs::queue::{Connection, Durability, Producer, Purpose, Topology};
 use std::net::SocketAddr;
@@ -14,15 +14,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
-
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    pub bind: SocketAddr,
-    pub public_url: Option<Url>,
-    pub api_tokens: Vec<Secret>,
-    pub admin_tokens: Vec<Secret>,
-    pub callback_secret: Secret,
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,10 +25,11 @@ pub struct Settings {
     pub kakaopay_timeouts: Timeouts,
     /// KakaoPay's ready → approve window (15 minutes is the common assumption).
     pub ready_window: Duration,
-    pub http: Option<HttpSettings>,
+    /// The API's settings, as the command line takes them; `None` runs no API.
+    pub http: Option<HttpArgs>,
     pub workers: Option<WorkerSettings>,
     /// Where outbound events are POSTed (`WEBHOOK_URL`, `WEBHOOK_SECRET`).
-    pub webhook: Option<crate::workers::Webhook>,
+    pub webhook: Option<Webhook>,
     /// How the queues are kept and the process watched.
     pub operations: Operations,
 }
@@ -48,7 +40,7 @@ pub struct Operations {
     /// Where a process without the API serves /healthz, /readyz, /metrics (`METRICS_BIND`).
     pub metrics_bind: Option<SocketAddr>,
     /// Attempts per queue of the jobs this process enqueues (`JOB_ATTEMPTS`).
-    pub job_attempts: crate::config::JobAttempts,
+    pub job_attempts: JobAttempts,
     /// How long a dead job waits for an operator (`DEAD_RETENTION_DAYS`).
     pub dead_retention: Duration,
     /// How often a process with workers says it is alive (`GET /v1/workers`).
@@ -67,18 +59,32 @@ impl Default for Operations {
 }
 
 impl Settings {
-    pub fn worker_defaults(concurrency: usize) -> WorkerSettings {
-        WorkerSettings {
-            concurrency,
-            lease: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(30),
-            reconciler: ReconcilerSettings {
-                every: Duration::from_secs(30),
-                approving_grace: Duration::from_secs(120),
+    /// The service's settings for `serve` (both halves), `api` (no `workers`) or `work` (no
+    /// `http`), from the command line.
+    pub fn from_args(
+        redis: &RedisArgs,
+        kakaopay: &KakaoPayArgs,
+        http: Option<&HttpArgs>,
+        workers: Option<&WorkerArgs>,
+        ops: &OpsArgs,
+    ) -> Settings {
+        Settings {
+            operations: Operations {
+                // `serve` and `api` serve them with the API, on BIND.
+                metrics_bind: http.is_none().then_some(ops.metrics_bind),
+                job_attempts: ops.job_attempts.clone(),
+                dead_retention: Duration::from_secs(u64::from(ops.dead_retention_days) * 86_400),
+                ..Default::default()
             },
-            approve_retry: <kakaopay_jobs::ApprovePayment as kakaopay_jobs::JobKind>::RETRY,
-            cancel_retry: <kakaopay_jobs::CancelPayment as kakaopay_jobs::JobKind>::RETRY,
-            deliver_retry: <kakaopay_jobs::DeliverEvent as kakaopay_jobs::JobKind>::RETRY,
+            redis: redis.topology(),
+            durability: redis.durability(),
+            namespace: redis.queue_namespace.clone(),
+            kakaopay_api_url: kakaopay.kakaopay_api_url.clone(),
+            kakaopay_timeouts: Timeouts::from(kakaopay),
+            ready_window: Duration::from_secs(kakaopay.kakaopay_ready_window_secs),
+            http: http.cloned(),
+            workers: workers.map(WorkerSettings::from),
+            webhook: workers.and_then(Webhook::from_args),
         }
     }
 }
@@ -86,7 +92,7 @@ impl Settings {
 pub struct Application {
     /// Where the API listens, when it runs.
     pub address: Option<SocketAddr>,
-    http: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    http: Option<RunningApi>,
     workers: Option<Workers>,
     /// Where a process without the API serves its metrics, when it does.
     pub metrics_address: Option<SocketAddr>,
@@ -100,126 +106,41 @@ impl Application {
         let conn = Connection::open(&settings.redis, Purpose::Shared, settings.durability)
             .await
             .with_context(|| format!("cannot connect to Redis ({:?})", settings.redis))?;
-        let store = Store::new(conn.clone(), &settings.namespace);
-        if store.holds_earlier_layout().await? {
-            // Moved before anything is served or worked on: a payment this release cannot see
-            // could be created again for the same order. The earlier layout never ran on a
-            // cluster.
-            if matches!(settings.redis, Topology::Cluster(_)) {
-                anyhow::bail!(
-                    "QUEUE_NAMESPACE {} holds records of the earlier key layout on a cluster",
-                    settings.namespace
-                );
-            }
-            let moved = store.migrate_earlier_layout().await?;
-            tracing::info!(
-                ?moved,
-                "records of the earlier key layout moved to their shards"
-            );
-        }
-        tokio::spawn(index_earlier_refunds(
-            store.clone(),
-            matches!(settings.redis, Topology::Cluster(_)),
-        ));
+        let store = open_store(conn.clone(), &settings).await?;
         let producer = Producer::new(conn, &settings.namespace)
             .with_attempts(settings.operations.job_attempts.0.clone());
         let kakaopay = KakaoPay::new(
             settings.kakaopay_api_url.clone(),
             settings.kakaopay_timeouts,
         )?;
-
-        let mut address = None;
-        let http = match &settings.http {
+        let api = match &settings.http {
             None => None,
-            Some(h) => {
-                let listener = crate::listener::bind(h.bind)
-                    .with_context(|| format!("cannot listen on BIND {}", h.bind))?;
-                let local = listener.local_addr()?;
-                address = Some(local);
-                let public_url = h
-                    .public_url
-                    .as_ref()
-                    .map(|u| u.as_str().trim_end_matches('/').to_string())
-                    .unwrap_or_else(|| format!("http://{local}"));
-                let operators: Vec<_> = h
-                    .admin_tokens
-                    .iter()
-                    .map(http::auth::Operator::parse)
-                    .collect();
-                let state = AppState {
-                    store: store.clone(),
-                    producer: producer.clone(),
-                    kakaopay: kakaopay.clone(),
-                    config: Arc::new(HttpConfig {
-                        public_url,
-                        api_tokens: h.api_tokens.clone(),
-                        operators,
-                        callback_secret: h.callback_secret.clone(),
-                        ready_window: settings.ready_window,
-                        kakaopay_timeout: settings.kakaopay_timeouts.total,
-                    }),
-                };
-                let (stop, mut stopped) = watch::channel(false);
-                let server = crate::listener::serve(
-                    listener,
-                    http::router(state),
-                    crate::listener::Limits::default(),
-                    async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    },
-                );
-                let task = tokio::spawn(server);
-                tracing::info!(address = %local, "API listening");
-                Some((stop, task))
-            }
+            Some(args) => Some(serve_api(
+                args,
+                &settings,
+                store.clone(),
+                producer.clone(),
+                kakaopay.clone(),
+            )?),
         };
-        let ops = match settings.operations.metrics_bind {
-            None => None,
-            Some(bind) => match crate::ops::OpsServer::start(bind, store.clone()) {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    // Not fatal: the jobs matter more than the scrape (two workers on one
-                    // machine with the default METRICS_BIND, say).
-                    tracing::error!(bind = %bind, error = %e, "cannot listen on METRICS_BIND; working without /metrics");
-                    None
-                }
-            },
-        };
-        let kind = if settings.http.is_some() {
-            crate::registry::ProcessKind::Serve
-        } else {
-            crate::registry::ProcessKind::Work
-        };
-        let operations = settings.operations.clone();
+        let ops = settings
+            .operations
+            .metrics_bind
+            .and_then(|bind| serve_ops(bind, store.clone()));
         let workers = settings.workers.map(|w| {
-            workers::start(
-                settings.redis.clone(),
-                Deps {
-                    store,
-                    producer,
-                    kakaopay,
-                    ready_window: settings.ready_window,
-                    webhook: settings.webhook.clone(),
-                    // Webhook deliveries follow no redirect: a receiver that moved says so
-                    // by configuration, not by sending signed events somewhere else.
-                    http: reqwest::Client::builder()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .timeout(Duration::from_secs(15))
-                        .connect_timeout(Duration::from_secs(5))
-                        .build()
-                        .expect("an HTTP client builds"),
-                },
-                w,
-                workers::Keeping {
-                    kind,
-                    dead_retention: operations.dead_retention,
-                    heartbeat: operations.heartbeat,
-                },
-            )
+            let deps = Deps {
+                store,
+                producer,
+                kakaopay,
+                ready_window: settings.ready_window,
+                webhook: settings.webhook.clone(),
+                http: webhook_client(),
+            };
+            start_workers(&settings, deps, w)
         });
         Ok(Application {
-            address,
-            http,
+            address: api.as_ref().map(|(address, _)| *address),
+            http: api.map(|(_, running)| running),
             workers,
             metrics_address: ops.as_ref().map(|o| o.address),
             ops,
@@ -246,6 +167,114 @@ impl Application {
         tracing::info!("stopping");
         self.stop().await;
     }
+}
+
+/// The service's records on `conn`. Records of the earlier key layout are moved first;
+/// refunds of an earlier release are indexed meanwhile.
+async fn open_store(conn: Connection, settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::new(conn, &settings.namespace);
+    let cluster = matches!(settings.redis, Topology::Cluster(_));
+    if store.holds_earlier_layout().await? {
+        // Moved before anything is served or worked on: a payment this release cannot see
+        // could be created again for the same order. The earlier layout never ran on a
+        // cluster.
+        if cluster {
+            anyhow::bail!(
+                "QUEUE_NAMESPACE {} holds records of the earlier key layout on a cluster",
+                settings.namespace
+            );
+        }
+        let moved = store.migrate_earlier_layout().await?;
+        tracing::info!(
+            ?moved,
+            "records of the earlier key layout moved to their shards"
+        );
+    }
+    tokio::spawn(index_earlier_refunds(store.clone(), cluster));
+    Ok(store)
+}
+
+/// The API's server: told to stop through the sender, finished when the task is.
+type RunningApi = (watch::Sender<bool>, JoinHandle<()>);
+
+/// Listens on BIND and serves the API there, answering the address it listens on.
+fn serve_api(
+    args: &HttpArgs,
+    settings: &Settings,
+    store: Store,
+    producer: Producer,
+    kakaopay: KakaoPay,
+) -> anyhow::Result<(SocketAddr, RunningApi)> {
+    let listener = crate::listener::bind(args.bind)
+        .with_context(|| format!("cannot listen on BIND {}", args.bind))?;
+    let local = listener.local_addr()?;
+    let config = HttpConfig::new(
+        args,
+        local,
+        settings.ready_window,
+        settings.kakaopay_timeouts.total,
+    );
+    let state = AppState {
+        store,
+        producer,
+        kakaopay,
+        config: Arc::new(config),
+    };
+    let (stop, mut stopped) = watch::channel(false);
+    let server = crate::listener::serve(
+        listener,
+        http::router(state),
+        crate::listener::Limits::default(),
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    );
+    let task = tokio::spawn(server);
+    tracing::info!(address = %local, "API listening");
+    Ok((local, (stop, task)))
+}
+
+/// /healthz, /readyz and /metrics on METRICS_BIND, for a process without the API.
+fn serve_ops(bind: SocketAddr, store: Store) -> Option<crate::ops::OpsServer> {
+    match crate::ops::OpsServer::start(bind, store) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            // Not fatal: the jobs matter more than the scrape (two workers on one
+            // machine with the default METRICS_BIND, say).
+            tracing::error!(bind = %bind, error = %e, "cannot listen on METRICS_BIND; working without /metrics");
+            None
+        }
+    }
+}
+
+/// The client of webhook deliveries. It follows no redirect: a receiver that moved says so by
+/// configuration, not by sending signed events somewhere else.
+fn webhook_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client builds")
+}
+
+/// The workers and the reconciler, in a process listed as `serve` (with the API) or `work`.
+fn start_workers(settings: &Settings, deps: Deps, workers: WorkerSettings) -> Workers {
+    let kind = if settings.http.is_some() {
+        crate::registry::ProcessKind::Serve
+    } else {
+        crate::registry::ProcessKind::Work
+    };
+    workers::start(
+        settings.redis.clone(),
+        deps,
+        workers,
+        workers::Keeping {
+            kind,
+            dead_retention: settings.operations.dead_retention,
+            heartbeat: settings.operations.heartbeat,
+        },
+    )
 }
 
 /// Refunds of an earlier release join the listings (once per namespace; a process stopped

@@ -766,9 +766,10 @@ async fn a_board_session_ends_with_the_token_that_opened_it() {
     same.stop().await;
     let rotated = spawn_app_tuned(AppOptions::default(), |s| {
         s.namespace = namespace.clone();
-        s.http.as_mut().unwrap().admin_tokens = vec![kakaopay_worker::secret::Secret::new(
-            "a-new-operator-token-0123456789",
-        )];
+        s.http.as_mut().unwrap().admin_tokens =
+            kakaopay_worker::config::TokenList(vec![kakaopay_worker::secret::Secret::new(
+                "a-new-operator-token-0123456789",
+            )]);
     })
     .await;
     assert_eq!(

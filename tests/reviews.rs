@@ -23,10 +23,10 @@ async fn app_with_reviews_tuned(
     let app = spawn_app_tuned(AppOptions::default(), |s| {
         tune(s);
         let http = s.http.as_mut().unwrap();
-        http.admin_tokens = vec![
+        http.admin_tokens = kakaopay_worker::config::TokenList(vec![
             kakaopay_worker::secret::Secret::new(format!("kim={KIM}")),
             kakaopay_worker::secret::Secret::new(ADMIN_TOKEN),
-        ];
+        ]);
     })
     .await;
     app.connect_reviewed_location().await;

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::{AppState, HttpConfig};
 use crate::domain::{PaymentId, PaymentStatus, PgToken};
 use crate::events::announce_payment_logged;
+use crate::html::escape;
 use crate::store::{Transition, TransitionOutcome};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -50,13 +51,6 @@ pub fn callback_url(config: &HttpConfig, payment_id: &str, action: Action) -> St
 #[derive(Debug, Deserialize)]
 pub struct CallbackQuery {
     pg_token: Option<String>,
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Back to the booking system's `return_url` with the outcome, or a small page without one.

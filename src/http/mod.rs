@@ -21,6 +21,7 @@ mod transactions;
 
 pub use error::ApiError;
 
+use crate::config::HttpArgs;
 use crate::kakaopay::KakaoPay;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -31,6 +32,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use kakaopay_jobs::queue::Producer;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -48,6 +50,36 @@ pub struct HttpConfig {
     pub ready_window: Duration,
     /// The KakaoPay client's whole-call timeout (how long a concurrent create may wait).
     pub kakaopay_timeout: Duration,
+}
+
+impl HttpConfig {
+    /// The API's settings from the command line's, once it listens on `local`: the callback
+    /// URLs' base is `PUBLIC_URL`, else `http://{local}`.
+    pub fn new(
+        args: &HttpArgs,
+        local: SocketAddr,
+        ready_window: Duration,
+        kakaopay_timeout: Duration,
+    ) -> HttpConfig {
+        let public_url = args
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("http://{local}"));
+        HttpConfig {
+            public_url,
+            api_tokens: args.api_tokens.0.clone(),
+            operators: args
+                .admin_tokens
+                .0
+                .iter()
+                .map(auth::Operator::parse)
+                .collect(),
+            callback_secret: args.callback_secret.clone(),
+            ready_window,
+            kakaopay_timeout,
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -17,6 +17,7 @@ pub use status::{OrderStatus, StatusClass};
 pub use time::{kst, KstTime};
 pub use types::*;
 
+use crate::config::KakaoPayArgs;
 use crate::secret::Secret;
 use serde::{de::DeserializeOwned, Serialize};
 use std::time::{Duration, Instant};
@@ -103,6 +104,15 @@ pub struct Timeouts {
     pub connect: Duration,
     /// The whole call, from sending to the last byte of the answer.
     pub total: Duration,
+}
+
+impl From<&KakaoPayArgs> for Timeouts {
+    fn from(args: &KakaoPayArgs) -> Self {
+        Timeouts {
+            connect: args.kakaopay_connect_timeout_ms,
+            total: args.kakaopay_timeout_ms,
+        }
+    }
 }
 
 impl Default for Timeouts {

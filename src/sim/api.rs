@@ -1,9 +1,9 @@
 //! KakaoPay's four endpoints in both generations, with their auth schemes, body encodings
 //! and error shapes.
 
+use super::error::{codes, SimError};
 use super::faults::{AfterCommit, Fault};
 use super::fields::Fields;
-use super::ledger::{codes, SimError};
 use super::{lock, DropConnection, Shared};
 use crate::kakaopay::{Endpoint, Generation};
 use axum::body::Bytes;

@@ -7,8 +7,9 @@
 //! - `GET /__sim/stats`: calls per endpoint.
 //! - `GET /healthz`: the simulator is up (the container healthcheck asks it).
 
+use super::error::SimError;
 use super::faults::FaultRule;
-use super::ledger::{Method, SimError, UserAction};
+use super::ledger::{Method, UserAction};
 use super::{lock, Shared};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

@@ -2,7 +2,7 @@
 //! object, or the older API's form fields (with the query string as a fallback, as real
 //! clients use it). Every getter answers a KakaoPay-shaped validation error, never a panic.
 
-use super::ledger::SimError;
+use super::error::SimError;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Default)]

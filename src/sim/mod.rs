@@ -5,17 +5,20 @@
 //!   (form or query, `KakaoAK`), each with its own error shape.
 //! - `page`: `next_redirect_*_url` pages with Approve / Cancel / Fail buttons.
 //! - `control`: `/__sim/*` routes for tests: press a button by JSON, set faults, read the ledger.
-//! - `ledger`: KakaoPay's state per `tid` and its rules; `faults`: the injected failures.
+//! - `ledger`: KakaoPay's state per `tid` and its rules; `faults`: the injected failures;
+//!   `error`: the KakaoPay-shaped errors and their codes; `fields`: a request body's fields.
 
 mod api;
 mod control;
+mod error;
 mod faults;
 mod fields;
 mod ledger;
 mod page;
 
+pub use error::codes;
 pub use faults::{AfterCommit, Fault, FaultKind, FaultRule};
-pub use ledger::{codes, Method, Rules, UserAction};
+pub use ledger::{Method, Rules, UserAction};
 
 use crate::kakaopay::Endpoint;
 use crate::secret::Secret;
@@ -27,9 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// The keys the simulator accepts when none are configured; the demo and README use them.
-pub const DEFAULT_SECRET_KEY: &str = "DEVSIMULATOR0SECRET0KEY0000000000000000";
-pub const DEFAULT_ADMIN_KEY: &str = "simulator0admin0key0000000000000";
+/// The keys the simulator accepts when none are configured (`SIM_SECRET_KEYS`' and
+/// `SIM_ADMIN_KEYS`' defaults, so they live with the command line).
+pub use crate::config::{DEFAULT_ADMIN_KEY, DEFAULT_SECRET_KEY};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {

@@ -4,6 +4,7 @@
 
 use super::ledger::{Method, UserAction};
 use super::{lock, Shared};
+use crate::html::escape;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{header, StatusCode};
@@ -17,19 +18,6 @@ pub fn routes() -> Router<Shared> {
         .route("/mockup/v1/{token}/{view}", get(show))
         .route("/pay/mockup/{token}", get(show_app))
         .route("/mockup/v1/{token}/action/{action}", post(press))
-}
-
-fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&#39;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -121,16 +109,5 @@ async fn press(
             "결제를 진행할 수 없습니다",
             &format!("<p>{}</p>", escape(&e.message)),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            super::escape("<b a=\"1\">&'"),
-            "&lt;b a=&quot;1&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -28,7 +28,7 @@ pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Succe
 pub use reviews::{Review, ReviewAction, Reviewed};
 pub use search::{PaymentFilter, RefundFilter};
 
-use kakaopay_jobs::queue::Connection;
+use kakaopay_jobs::queue::{Connection, RedisErrorClass};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,14 +44,9 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-        {
-            StoreError::Unavailable(e)
-        } else {
-            StoreError::Redis(e)
+        match RedisErrorClass::of(&e) {
+            RedisErrorClass::Unavailable => StoreError::Unavailable(e),
+            RedisErrorClass::Refused => StoreError::Redis(e),
         }
     }
 }

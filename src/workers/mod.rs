@@ -8,6 +8,7 @@ pub mod reconciler;
 
 pub use reconciler::ReconcilerSettings;
 
+use crate::config::WorkerArgs;
 use crate::kakaopay::KakaoPay;
 use crate::store::Store;
 use apalis::prelude::*;
@@ -53,6 +54,16 @@ pub struct Webhook {
     pub secrets: Vec<crate::secret::Secret>,
 }
 
+impl Webhook {
+    /// Where `WEBHOOK_URL` and `WEBHOOK_SECRET` send events; `None` without a URL.
+    pub fn from_args(args: &WorkerArgs) -> Option<Webhook> {
+        args.webhook_url.clone().map(|url| Webhook {
+            url,
+            secrets: args.webhook_secret.clone().map(|s| s.0).unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
     /// In-flight jobs per queue in this process.
@@ -64,6 +75,35 @@ pub struct WorkerSettings {
     pub approve_retry: RetrySchedule,
     pub cancel_retry: RetrySchedule,
     pub deliver_retry: RetrySchedule,
+}
+
+impl WorkerSettings {
+    /// DESIGN.md's settings, with `concurrency` jobs in flight per queue.
+    pub fn defaults(concurrency: usize) -> WorkerSettings {
+        WorkerSettings {
+            concurrency,
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            reconciler: ReconcilerSettings {
+                every: Duration::from_secs(30),
+                approving_grace: Duration::from_secs(120),
+            },
+            approve_retry: ApprovePayment::RETRY,
+            cancel_retry: CancelPayment::RETRY,
+            deliver_retry: DeliverEvent::RETRY,
+        }
+    }
+}
+
+impl From<&WorkerArgs> for WorkerSettings {
+    fn from(args: &WorkerArgs) -> Self {
+        let mut w = WorkerSettings::defaults(args.worker_concurrency as usize);
+        w.lease = Duration::from_secs(args.job_lease_secs);
+        w.reconciler.every = Duration::from_secs(args.reconcile_every_secs);
+        // An approval normally settles in seconds; past a few leases its job is looked at.
+        w.reconciler.approving_grace = w.lease * 4;
+        w
+    }
 }
 
 /// What a process with workers keeps up besides running jobs.
@@ -145,6 +185,8 @@ fn queue_config<J: JobKind>(
     config
 }
 
+/// Starts the workers of every queue, the reconciler and what a process with workers keeps
+/// up (its registration, the dead-job sweep, the queue samples), until [`Workers::stop`].
 pub fn start(
     topology: Topology,
     deps: Deps,
@@ -164,18 +206,35 @@ pub fn start(
         stopped.clone(),
     ));
     let sampler = tokio::spawn(sample_queues(deps.store.clone(), stopped.clone()));
-    let namespace = deps.store.namespace().to_string();
+    let monitor = monitor(&topology, &deps, settings);
+    let reconciler = tokio::spawn(reconciler::run(
+        deps.clone(),
+        settings.reconciler,
+        stopped.clone(),
+    ));
+    let task = tokio::spawn(run_until_stopped(
+        monitor,
+        deps.store.clone(),
+        stopped,
+        [reconciler, sweeper, sampler],
+    ));
+    Workers {
+        stop,
+        task,
+        registration,
+    }
+}
+
+/// One worker per queue, each a plain function of its job; the factory runs again if apalis
+/// restarts a worker.
+fn monitor(topology: &Topology, deps: &Deps, settings: WorkerSettings) -> Monitor {
+    let namespace = deps.store.namespace();
     let conn = deps.store.connection();
-    let approve_name = consumer_name(ApprovePayment::NAME, 0);
-    let cancel_name = consumer_name(CancelPayment::NAME, 0);
-    let deliver_name = consumer_name(DeliverEvent::NAME, 0);
-    // One worker per queue, each a plain function of its job; the factory runs again if apalis
-    // restarts a worker.
     macro_rules! worker {
-        ($job:ty, $name:expr, $retry:expr, $handler:path) => {{
-            let (topology, conn, deps, name) =
-                (topology.clone(), conn.clone(), deps.clone(), $name.clone());
-            let config = queue_config::<$job>(&namespace, &settings, $retry);
+        ($job:ty, $retry:expr, $handler:path) => {{
+            let (topology, conn, deps) = (topology.clone(), conn.clone(), deps.clone());
+            let name = consumer_name(<$job>::NAME, 0);
+            let config = queue_config::<$job>(namespace, &settings, $retry);
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
                     .backend(StreamBackend::<$job>::new(
@@ -190,7 +249,7 @@ pub fn start(
             }
         }};
     }
-    let monitor = Monitor::new()
+    Monitor::new()
         .should_restart(|ctx, e| {
             tracing::error!(worker = ctx.name(), error = %e, "worker failed; restarting it");
             true
@@ -198,54 +257,58 @@ pub fn start(
         .shutdown_timeout(settings.shutdown_timeout)
         .register(worker!(
             ApprovePayment,
-            approve_name,
             settings.approve_retry,
             approve::approve_payment
         ))
         .register(worker!(
             CancelPayment,
-            cancel_name,
             settings.cancel_retry,
             cancel::cancel_payment
         ))
         .register(worker!(
             DeliverEvent,
-            deliver_name,
             settings.deliver_retry,
             deliver::deliver_event
-        ));
-    let reconciler = tokio::spawn(reconciler::run(
-        deps.clone(),
-        settings.reconciler,
-        stopped.clone(),
-    ));
-    let task = tokio::spawn(async move {
-        let mut signal = stopped.clone();
-        let result = monitor
-            .run_with_signal(async move {
-                let _ = signal.wait_for(|s| *s).await;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "workers stopped with an error");
+        ))
+}
+
+/// Runs the workers until `stopped`, hands back the jobs the shutdown timeout cut off, and
+/// waits for the tasks beside them (each stops on `stopped` too).
+async fn run_until_stopped(
+    monitor: Monitor,
+    store: Store,
+    stopped: watch::Receiver<bool>,
+    beside: [JoinHandle<()>; 3],
+) {
+    let mut signal = stopped;
+    let result = monitor
+        .run_with_signal(async move {
+            let _ = signal.wait_for(|s| *s).await;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "workers stopped with an error");
+    }
+    // Jobs the shutdown timeout cut off go back to the queue now, not after their lease.
+    let approve_name = consumer_name(ApprovePayment::NAME, 0);
+    let conn = store.connection();
+    match inspect::release(
+        &conn,
+        store.namespace(),
+        ApprovePayment::NAME,
+        &approve_name,
+    )
+    .await
+    {
+        Ok(n) if n > 0 => tracing::info!(jobs = n, "handed back unfinished jobs"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand back unfinished jobs; their leases will")
         }
-        // Jobs the shutdown timeout cut off go back to the queue now, not after their lease.
-        match inspect::release(&conn, &namespace, ApprovePayment::NAME, &approve_name).await {
-            Ok(n) if n > 0 => tracing::info!(jobs = n, "handed back unfinished jobs"),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not hand back unfinished jobs; their leases will")
-            }
-        }
-        let _ = reconciler.await;
-        let _ = sweeper.await;
-        let _ = sampler.await;
-    });
-    Workers {
-        stop,
-        task,
-        registration,
+    }
+    for task in beside {
+        let _ = task.await;
     }
 }
 

@@ -10,10 +10,10 @@ const KIM: &str = "kim-token-0123456789";
 /// The app with a named operator (`kim=…`) and a location whose refunds all wait for a person.
 async fn app_with_reviews() -> TestApp {
     let app = spawn_app_tuned(AppOptions::default(), |s| {
-        s.http.as_mut().unwrap().admin_tokens = vec![
+        s.http.as_mut().unwrap().admin_tokens = kakaopay_worker::config::TokenList(vec![
             kakaopay_worker::secret::Secret::new(format!("kim={KIM}")),
             kakaopay_worker::secret::Secret::new(ADMIN_TOKEN),
-        ];
+        ]);
     })
     .await;
     app.connect_reviewed_location().await;

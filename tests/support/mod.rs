@@ -178,7 +178,8 @@ pub async fn stats(sim: &SimServer) -> Value {
 // ---------------------------------------------------------------------------------------
 // The whole service on a random port, against real Redis and the simulator.
 
-use kakaopay_worker::startup::{Application, HttpSettings, Settings};
+use kakaopay_worker::config::{HttpArgs, TokenList};
+use kakaopay_worker::startup::{Application, Settings};
 use kakaopay_worker::workers::{ReconcilerSettings, WorkerSettings};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -284,11 +285,11 @@ pub fn settings(options: &AppOptions, sim_url: &str, namespace: &str) -> Setting
             total: options.kakaopay_timeout,
         },
         ready_window: options.ready_window,
-        http: Some(HttpSettings {
+        http: Some(HttpArgs {
             bind: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
-            api_tokens: vec![Secret::new(CLIENT_TOKEN)],
-            admin_tokens: vec![Secret::new(ADMIN_TOKEN)],
+            api_tokens: TokenList(vec![Secret::new(CLIENT_TOKEN)]),
+            admin_tokens: TokenList(vec![Secret::new(ADMIN_TOKEN)]),
             callback_secret: Secret::new(CALLBACK_SECRET),
         }),
         workers: options.workers.then_some(WorkerSettings {

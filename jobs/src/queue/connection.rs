@@ -13,6 +13,7 @@
 //! the same connection to the same node right behind it, and a write that too few replicas
 //! hold in time is reported as a timeout (the caller answers 503; repeating is safe).
 
+use super::RedisErrorClass;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -389,10 +390,7 @@ impl Followed {
     /// next command asks the Sentinels again.
     fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &result {
-            let moved_on = e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
+            let moved_on = RedisErrorClass::of(e) == RedisErrorClass::Unavailable
                 || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
             if moved_on {
                 self.forget(generation);

@@ -54,16 +54,62 @@ impl QueueError {
     }
 }
 
-impl From<redis::RedisError> for QueueError {
-    fn from(e: redis::RedisError) -> Self {
+/// What a Redis error means for whoever asked: the one classification of the queue's errors
+/// and of every other user of this Redis (the service's store among them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisErrorClass {
+    /// Redis could not be reached (an I/O error, a timeout, a connection dropped or refused;
+    /// too few replicas acknowledging a write is a timeout): nothing was done, try later.
+    Unavailable,
+    /// Redis answered, refusing the operation (a script error, a wrong type, `READONLY`…).
+    Refused,
+}
+
+impl RedisErrorClass {
+    pub fn of(e: &redis::RedisError) -> RedisErrorClass {
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
         {
-            QueueError::Unavailable(e)
+            RedisErrorClass::Unavailable
         } else {
-            QueueError::Redis(e)
+            RedisErrorClass::Refused
         }
+    }
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        match RedisErrorClass::of(&e) {
+            RedisErrorClass::Unavailable => QueueError::Unavailable(e),
+            RedisErrorClass::Refused => QueueError::Redis(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    #[test]
+    fn unreachable_is_unavailable_and_an_answer_is_refused() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        // What `Connection::write` says when too few replicas acknowledged in time.
+        let too_few = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "only 0 of 1 replicas",
+        ));
+        for e in [&refused, &too_few] {
+            assert_eq!(RedisErrorClass::of(e), RedisErrorClass::Unavailable, "{e}");
+        }
+        let readonly = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "ro"));
+        let script = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "x"));
+        for e in [&readonly, &script] {
+            assert_eq!(RedisErrorClass::of(e), RedisErrorClass::Refused, "{e}");
+        }
+        assert!(QueueError::from(too_few).is_unavailable());
+        assert!(!QueueError::from(script).is_unavailable());
     }
 }

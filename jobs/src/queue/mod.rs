@@ -29,7 +29,7 @@ pub mod stats;
 
 pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
 pub use connection::{Connection, Durability, Purpose, Script, Topology};
-pub use error::{JobError, QueueError};
+pub use error::{JobError, QueueError, RedisErrorClass};
 pub use producer::{EnqueueOptions, Enqueued, Producer};
 pub use retry::RetrySchedule;
 

@@ -7,7 +7,8 @@
 //! and value (`data-minute`, `data-value`) and a tooltip, so a person can hover and a test can
 //! read what was drawn.
 
-use super::pages::{duration, escape, kst_minute};
+use super::pages::{duration, kst_minute};
+use crate::html::escape;
 use kakaopay_jobs::queue::stats::Minute;
 
 const WIDTH: f64 = 760.0;

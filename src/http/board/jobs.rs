@@ -4,10 +4,9 @@
 
 use super::super::queues::{discard_job, queue_name, retry_job};
 use super::super::AppState;
-use super::pages::{
-    enc, escape, form, page, redirect_with, see_other, sentence, when_ms, Failure, Flash,
-};
+use super::pages::{enc, form, page, redirect_with, see_other, sentence, when_ms, Failure, Flash};
 use super::Board;
+use crate::html::escape;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;

@@ -3,9 +3,10 @@
 //! payments; and `/board/workers`, the live processes.
 
 use super::super::AppState;
-use super::pages::{escape, flash_html, kst, page, when, Failure};
+use super::pages::{flash_html, kst, page, when, Failure};
 use super::{payments, Board};
 use crate::domain::RefundStatus;
+use crate::html::escape;
 use crate::store::RefundFilter;
 use axum::extract::{RawQuery, State};
 use axum::http::header;

@@ -1,6 +1,6 @@
-//! What every board page shares: the layout, the one escape function, won and Korea-time
-//! formatting, form and query parsing, error pages, and flashes (an action's outcome shown
-//! once on the page its redirect leads to).
+//! What every board page shares: the layout, won and Korea-time formatting, form and query
+//! parsing, error pages, and flashes (an action's outcome shown once on the page its redirect
+//! leads to).
 //!
 //! Every value that goes into HTML goes through [`escape`] (or a formatter that escapes), and
 //! every value that goes into a URL through [`enc`]: the pages show what members, the booking
@@ -9,6 +9,7 @@
 use super::super::error::ApiError;
 use super::super::query::Query;
 use super::super::AppState;
+use crate::html::escape;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
@@ -16,22 +17,6 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 /// Korea Standard Time: UTC+9 all year (no daylight saving since 1988).
 fn kst_zone() -> FixedOffset {
     FixedOffset::east_opt(9 * 3600).expect("nine hours is an offset")
-}
-
-/// Text made safe for HTML text and attribute values (quoted with `"` or `'`).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A value for one URL path segment or query value: everything but the unreserved

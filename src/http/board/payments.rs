@@ -8,12 +8,12 @@ use super::super::ids::checked_payment_id;
 use super::super::query::Query;
 use super::super::AppState;
 use super::pages::{
-    enc, escape, flash_html, listed, next_link, page, page_with, parse_kst_input, when, won,
-    Failure,
+    enc, flash_html, listed, next_link, page, page_with, parse_kst_input, when, won, Failure,
 };
 use super::reviews::{left_of, review_forms};
 use super::Board;
 use crate::domain::{PaymentStatus, RefundStatus};
+use crate::html::escape;
 use crate::store::{HistoryEntry, Payment, PaymentFilter, Refund};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;

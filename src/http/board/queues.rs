@@ -7,10 +7,11 @@ use super::super::query::Query;
 use super::super::queues::{queue_name, retry_dead_jobs, set_paused};
 use super::super::AppState;
 use super::pages::{
-    escape, flash_html, form, listed, next_link, page, page_with, redirect_with, see_other, when,
-    Failure, Flash,
+    flash_html, form, listed, next_link, page, page_with, redirect_with, see_other, when, Failure,
+    Flash,
 };
 use super::Board;
+use crate::html::escape;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;

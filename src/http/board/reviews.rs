@@ -9,11 +9,12 @@ use super::super::ids::checked_refund_id;
 use super::super::query::Query;
 use super::super::AppState;
 use super::pages::{
-    enc, escape, flash_html, form, listed, next_link, page_with, redirect_with, sentence, when,
-    won, Failure, Flash,
+    enc, flash_html, form, listed, next_link, page_with, redirect_with, sentence, when, won,
+    Failure, Flash,
 };
 use super::Board;
 use crate::domain::RefundStatus;
+use crate::html::escape;
 use crate::store::{Payment, Refund, RefundFilter};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};

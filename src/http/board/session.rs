@@ -6,7 +6,8 @@
 
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::pages::{bare_page, escape};
+use super::pages::bare_page;
+use crate::html::escape;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
