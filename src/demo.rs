@@ -144,214 +144,260 @@ async fn walk(
     client_token: &str,
     admin_token: &str,
 ) -> anyhow::Result<()> {
-    // A browser that shows us each redirect instead of following it.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    let walk = Walk {
+        // A browser that shows us each redirect instead of following it.
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+        api,
+        sim,
+        client_token,
+        admin_token,
+    };
     step(
         1,
         "KakaoPay (the simulator) and kakaopay-worker are running",
     );
     show("simulator", &sim.url);
     show("API", api);
-
-    step(2, "An operator connects location demo-gangnam to KakaoPay (PUT /v1/locations/demo-gangnam/kakaopay)");
-    let integration: Value = http
-        .put(format!("{api}/v1/locations/demo-gangnam/kakaopay"))
-        .bearer_auth(admin_token)
-        .json(&json!({"cid": "TC0ONETIME", "secret_key": DEFAULT_SECRET_KEY}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    show("cid", text(&integration["cid"]));
-    show("secret_key", text(&integration["secret_key"]));
-    show("services", &integration["services"]);
-
-    step(
-        3,
-        "The booking system starts a payment for a meeting room (POST /v1/payments)",
-    );
-    let created: Value = http
-        .post(format!("{api}/v1/payments"))
-        .bearer_auth(client_token)
-        .json(&json!({
-            "location_id": "demo-gangnam", "order_id": format!("DEMO-{:06}", rand::random::<u32>() % 1_000_000),
-            "user_id": "member_42", "service": "bookings", "item_name": "Meeting room A, 2h",
-            "quantity": 1, "total_amount": 22000, "tax_free_amount": 0,
-            "starts_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let payment_id = created["payment_id"]
-        .as_str()
-        .context("no payment_id")?
-        .to_string();
-    show("payment_id", &payment_id);
-    show("status", text(&created["status"]));
-    show("tid", text(&created["tid"]));
-    show("pay page", text(&created["redirect"]["pc"]));
-
-    step(4, "The member opens KakaoPay's page and presses Approve");
-    let page_url = created["redirect"]["pc"]
-        .as_str()
-        .context("no redirect")?
-        .to_string();
-    let page = http.get(&page_url).send().await?.text().await?;
-    if !page.contains("id=\"approve\"") {
-        bail!("the payment page has no Approve button");
-    }
-    let pressed = http
-        .post(page_url.replace("/info", "/action/approve"))
-        .form(&[("method", "CARD")])
-        .send()
-        .await?;
-    let callback = pressed
-        .headers()
-        .get("location")
-        .context("KakaoPay did not redirect")?
-        .to_str()?
-        .to_string();
-    show(
-        "KakaoPay sends the browser to",
-        callback.split('?').next().unwrap_or(""),
-    );
-    let back = http.get(&callback).send().await?;
-    show(
-        "our callback",
-        format!("HTTP {}: the approval is queued", back.status().as_u16()),
-    );
-
-    step(5, "A worker approves at KakaoPay");
-    let started = Instant::now();
-    let payment = loop {
-        let p: Value = http
-            .get(format!("{api}/v1/payments/{payment_id}"))
-            .bearer_auth(client_token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        if p["status"] != "approving" && p["status"] != "ready" {
-            break p;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the payment was not approved within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    show("status", text(&payment["status"]));
-    show("aid", text(&payment["aid"]));
-    show(
-        "amount",
-        format!(
-            "{} won (VAT {})",
-            payment["amount"]["total"], payment["amount"]["vat"]
-        ),
-    );
-    show("method", text(&payment["payment_method_type"]));
-    show(
-        "took",
-        format!("{} ms after the callback", started.elapsed().as_millis()),
-    );
-    for h in payment["history"].as_array().into_iter().flatten() {
-        show(
-            "history",
-            format!(
-                "{} → {}: {}",
-                h["at"].as_str().unwrap_or(""),
-                h["to"].as_str().unwrap_or(""),
-                h["cause"].as_str().unwrap_or("")
-            ),
-        );
-    }
-
-    step(6, "KakaoPay's own ledger agrees");
-    let ledger: Value = http
-        .get(format!(
-            "{}/__sim/ledger/{}",
-            sim.url,
-            payment["tid"].as_str().unwrap_or("")
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    show("status", text(&ledger["status"]));
-    show("approved", format!("{} won", ledger["amount"]["total"]));
+    walk.connect_location().await?;
+    let payment_id = walk.start_payment().await?;
+    let payment = walk.approve(&payment_id).await?;
+    walk.compare_ledger(&payment).await?;
     if payment["status"] != "approved" {
         bail!("the payment ended {}, not approved", payment["status"]);
     }
-
-    step(7, "The member cancels two days ahead; the booking system asks for a refund (POST /v1/payments/{id}/refunds)");
-    let requested: Value = http
-        .post(format!("{api}/v1/payments/{payment_id}/refunds"))
-        .bearer_auth(client_token)
-        .header("Idempotency-Key", format!("demo-{payment_id}"))
-        .json(&json!({"reason": "booking_canceled", "requested_by": "member", "context": {}}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let refund_id = requested["refund_id"]
-        .as_str()
-        .context("no refund_id")?
-        .to_string();
-    show("refund_id", &refund_id);
-    show("status", text(&requested["status"]));
-
-    step(
-        8,
-        "A worker decides it by the refund rules and cancels at KakaoPay",
-    );
-    let started = Instant::now();
-    let refund = loop {
-        let r: Value = http
-            .get(format!("{api}/v1/refunds/{refund_id}"))
-            .bearer_auth(client_token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        if r["status"] != "queued" && r["status"] != "processing" {
-            break r;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the refund was not decided within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    show("status", text(&refund["status"]));
-    show("rule", text(&refund["rule"]));
-    show("amount", format!("{} won", refund["amount"]));
-    let ledger: Value = http
-        .get(format!(
-            "{}/__sim/ledger/{}",
-            sim.url,
-            payment["tid"].as_str().unwrap_or("")
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    show(
-        "KakaoPay says",
-        format!(
-            "{}, {} won canceled",
-            text(&ledger["status"]),
-            ledger["canceled_amount"]["total"]
-        ),
-    );
+    let refund = walk.refund(&payment_id, &payment).await?;
     if refund["status"] != "succeeded" {
         bail!("the refund ended {}, not succeeded", refund["status"]);
     }
     println!("\nDone: one payment approved once, refunded once.");
     Ok(())
+}
+
+/// The parties of the walk: the browser, the service and KakaoPay, and the tokens of the
+/// booking system (client) and the operator (admin).
+struct Walk<'a> {
+    http: reqwest::Client,
+    api: &'a str,
+    sim: &'a SimServer,
+    client_token: &'a str,
+    admin_token: &'a str,
+}
+
+impl Walk<'_> {
+    async fn connect_location(&self) -> anyhow::Result<()> {
+        step(2, "An operator connects location demo-gangnam to KakaoPay (PUT /v1/locations/demo-gangnam/kakaopay)");
+        let integration: Value = self
+            .http
+            .put(format!("{}/v1/locations/demo-gangnam/kakaopay", self.api))
+            .bearer_auth(self.admin_token)
+            .json(&json!({"cid": "TC0ONETIME", "secret_key": DEFAULT_SECRET_KEY}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        show("cid", text(&integration["cid"]));
+        show("secret_key", text(&integration["secret_key"]));
+        show("services", &integration["services"]);
+        Ok(())
+    }
+
+    /// Steps 3 and 4: the payment up to our callback. Returns its id.
+    async fn start_payment(&self) -> anyhow::Result<String> {
+        step(
+            3,
+            "The booking system starts a payment for a meeting room (POST /v1/payments)",
+        );
+        let created: Value = self
+            .http
+            .post(format!("{}/v1/payments", self.api))
+            .bearer_auth(self.client_token)
+            .json(&json!({
+                "location_id": "demo-gangnam", "order_id": format!("DEMO-{:06}", rand::random::<u32>() % 1_000_000),
+                "user_id": "member_42", "service": "bookings", "item_name": "Meeting room A, 2h",
+                "quantity": 1, "total_amount": 22000, "tax_free_amount": 0,
+                "starts_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let payment_id = created["payment_id"]
+            .as_str()
+            .context("no payment_id")?
+            .to_string();
+        show("payment_id", &payment_id);
+        show("status", text(&created["status"]));
+        show("tid", text(&created["tid"]));
+        show("pay page", text(&created["redirect"]["pc"]));
+
+        step(4, "The member opens KakaoPay's page and presses Approve");
+        let page_url = created["redirect"]["pc"]
+            .as_str()
+            .context("no redirect")?
+            .to_string();
+        let page = self.http.get(&page_url).send().await?.text().await?;
+        if !page.contains("id=\"approve\"") {
+            bail!("the payment page has no Approve button");
+        }
+        let pressed = self
+            .http
+            .post(page_url.replace("/info", "/action/approve"))
+            .form(&[("method", "CARD")])
+            .send()
+            .await?;
+        let callback = pressed
+            .headers()
+            .get("location")
+            .context("KakaoPay did not redirect")?
+            .to_str()?
+            .to_string();
+        show(
+            "KakaoPay sends the browser to",
+            callback.split('?').next().unwrap_or(""),
+        );
+        let back = self.http.get(&callback).send().await?;
+        show(
+            "our callback",
+            format!("HTTP {}: the approval is queued", back.status().as_u16()),
+        );
+        Ok(payment_id)
+    }
+
+    /// Step 5: the payment once a worker is done with it.
+    async fn approve(&self, payment_id: &str) -> anyhow::Result<Value> {
+        step(5, "A worker approves at KakaoPay");
+        let started = Instant::now();
+        let payment = self
+            .settled(
+                &format!("/v1/payments/{payment_id}"),
+                ["approving", "ready"],
+                "the payment was not approved within 30 s",
+            )
+            .await?;
+        show("status", text(&payment["status"]));
+        show("aid", text(&payment["aid"]));
+        show(
+            "amount",
+            format!(
+                "{} won (VAT {})",
+                payment["amount"]["total"], payment["amount"]["vat"]
+            ),
+        );
+        show("method", text(&payment["payment_method_type"]));
+        show(
+            "took",
+            format!("{} ms after the callback", started.elapsed().as_millis()),
+        );
+        for h in payment["history"].as_array().into_iter().flatten() {
+            show(
+                "history",
+                format!(
+                    "{} → {}: {}",
+                    h["at"].as_str().unwrap_or(""),
+                    h["to"].as_str().unwrap_or(""),
+                    h["cause"].as_str().unwrap_or("")
+                ),
+            );
+        }
+        Ok(payment)
+    }
+
+    /// Step 6: the simulator's own record of the approval.
+    async fn compare_ledger(&self, payment: &Value) -> anyhow::Result<()> {
+        step(6, "KakaoPay's own ledger agrees");
+        let ledger = self.ledger(payment).await?;
+        show("status", text(&ledger["status"]));
+        show("approved", format!("{} won", ledger["amount"]["total"]));
+        Ok(())
+    }
+
+    /// Steps 7 and 8: the refund once a worker is done with it, and KakaoPay's word on it.
+    async fn refund(&self, payment_id: &str, payment: &Value) -> anyhow::Result<Value> {
+        step(7, "The member cancels two days ahead; the booking system asks for a refund (POST /v1/payments/{id}/refunds)");
+        let requested: Value = self
+            .http
+            .post(format!("{}/v1/payments/{payment_id}/refunds", self.api))
+            .bearer_auth(self.client_token)
+            .header("Idempotency-Key", format!("demo-{payment_id}"))
+            .json(&json!({"reason": "booking_canceled", "requested_by": "member", "context": {}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let refund_id = requested["refund_id"]
+            .as_str()
+            .context("no refund_id")?
+            .to_string();
+        show("refund_id", &refund_id);
+        show("status", text(&requested["status"]));
+
+        step(
+            8,
+            "A worker decides it by the refund rules and cancels at KakaoPay",
+        );
+        let refund = self
+            .settled(
+                &format!("/v1/refunds/{refund_id}"),
+                ["queued", "processing"],
+                "the refund was not decided within 30 s",
+            )
+            .await?;
+        show("status", text(&refund["status"]));
+        show("rule", text(&refund["rule"]));
+        show("amount", format!("{} won", refund["amount"]));
+        let ledger = self.ledger(payment).await?;
+        show(
+            "KakaoPay says",
+            format!(
+                "{}, {} won canceled",
+                text(&ledger["status"]),
+                ledger["canceled_amount"]["total"]
+            ),
+        );
+        Ok(refund)
+    }
+
+    /// The record at `path` once its status is none of `busy`, asked for every 50 ms; the
+    /// `late` error after 30 s.
+    async fn settled(&self, path: &str, busy: [&str; 2], late: &str) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            let record: Value = self
+                .http
+                .get(format!("{}{path}", self.api))
+                .bearer_auth(self.client_token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            if busy.iter().all(|b| record["status"] != *b) {
+                return Ok(record);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("{late}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The simulator's ledger row of the payment.
+    async fn ledger(&self, payment: &Value) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!(
+                "{}/__sim/ledger/{}",
+                self.sim.url,
+                payment["tid"].as_str().unwrap_or("")
+            ))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
 }

@@ -65,33 +65,38 @@ fn print_job(j: &JobInfo) {
     }
 }
 
+/// The queue an operator named, if there is one by that name.
+fn known(name: &str) -> anyhow::Result<&'static str> {
+    QUEUES
+        .iter()
+        .copied()
+        .find(|q| *q == name)
+        .with_context(|| format!("no queue {name:?}; the queues are {}", QUEUES.join(", ")))
+}
+
+async fn print_counts(conn: &Connection, ns: &str) -> anyhow::Result<()> {
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "queue", "pending", "running", "scheduled", "done", "failed", "dead"
+    );
+    for name in QUEUES {
+        let c = inspect::counts(conn, ns, name).await?;
+        println!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            name, c.pending, c.running, c.scheduled, c.done, c.failed, c.dead
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Result<()> {
     let topology = redis.topology();
     let conn = Connection::open(&topology, Purpose::Shared, redis.durability())
         .await
         .with_context(|| format!("cannot connect to Redis ({topology:?})"))?;
     let ns = redis.queue_namespace.as_str();
-    let known = |name: &str| -> anyhow::Result<&'static str> {
-        QUEUES
-            .iter()
-            .copied()
-            .find(|q| *q == name)
-            .with_context(|| format!("no queue {name:?}; the queues are {}", QUEUES.join(", ")))
-    };
     match action {
-        None => {
-            println!(
-                "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                "queue", "pending", "running", "scheduled", "done", "failed", "dead"
-            );
-            for name in QUEUES {
-                let c = inspect::counts(&conn, ns, name).await?;
-                println!(
-                    "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                    name, c.pending, c.running, c.scheduled, c.done, c.failed, c.dead
-                );
-            }
-        }
+        None => print_counts(&conn, ns).await?,
         Some(QueuesAction::Show { name }) => {
             let name = known(&name)?;
             print_jobs(

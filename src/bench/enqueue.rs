@@ -52,12 +52,15 @@ pub(super) async fn measure(
     dir: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    const LEVELS: [usize; 2] = [50, 200];
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (api_process, api) = start_service("api", env, "bench-enqueue", &[], dir).await?;
     connect_location(api, &env.admin_token).await?;
-    let per_run = args.requests as usize;
-    let needed = per_run * LEVELS.len() * args.runs as usize;
+    let path = EnqueuePath {
+        api,
+        processes: [&api_process, &redis.process],
+        runs: args.runs,
+        per_run: args.requests as usize,
+    };
+    let needed = path.per_run * LEVELS.len() * args.runs as usize;
 
     let (created_rate, payments, callbacks) =
         payments_to_call_back(api, sim_addr, env, needed, "EQ").await?;
@@ -67,48 +70,84 @@ pub(super) async fn measure(
         "Setup: {needed} payments created through `POST /v1/payments` (synchronous KakaoPay ready at the simulator, 0 ms) at {created_rate:.0}/s with 64 connections.\n"
     ));
 
-    let mut set_rates = Vec::new();
-    for &c in &LEVELS {
-        let mut rates = Vec::new();
-        let mut p50s = Vec::new();
-        for _ in 0..args.runs {
-            let (rate, p50) = redis.benchmark_set(c, 200_000)?;
-            rates.push(rate);
-            p50s.push(p50);
-        }
-        set_rates.push((c, median(rates), median(p50s)));
-    }
-    let set_rate = |c: usize| {
-        set_rates
-            .iter()
-            .find(|s| s.0 == c)
-            .map(|s| s.1)
-            .unwrap_or(f64::NAN)
-    };
+    let set_rates = set_rates(redis, args.runs)?;
 
     // The ceiling of HTTP through our stack on this machine: a route that touches nothing.
-    let mut health_runs = Vec::new();
-    for &c in &LEVELS {
-        let mut runs = Vec::new();
-        for _ in 0..args.runs {
-            let batch = vec![Req::get("/healthz"); per_run];
-            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
-        }
-        health_runs.push((c, summarize(&runs, 200)));
-    }
+    let health_runs = path
+        .at_each_level(200, || vec![Req::get("/healthz"); path.per_run])
+        .await;
 
     let mut callbacks = callbacks.into_iter();
-    let mut callback_runs = Vec::new();
-    for &c in &LEVELS {
-        let mut runs = Vec::new();
-        for _ in 0..args.runs {
-            let batch: Vec<Req> = callbacks.by_ref().take(per_run).collect();
-            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
-        }
-        callback_runs.push((c, summarize(&runs, 200)));
-    }
+    let callback_runs = path
+        .at_each_level(200, || callbacks.by_ref().take(path.per_run).collect())
+        .await;
 
-    // Approve them all (a `work` process), so that refunds can be asked for.
+    // Refunds can be asked for only once the payments are approved.
+    approve_all(api, env, dir).await?;
+    let refund_runs = path
+        .at_each_level(
+            202,
+            refund_requests(&payments, &env.admin_token, path.per_run),
+        )
+        .await;
+
+    write_table(
+        report,
+        &set_rates,
+        [
+            ("`GET /healthz` (no Redis)", &health_runs),
+            (
+                "callback `GET /kakaopay/callback/…/approve`",
+                &callback_runs,
+            ),
+            ("refund `POST /v1/payments/{id}/refunds`", &refund_runs),
+        ],
+    );
+    report.line(format!(
+        "\n{} requests a run. Peak RSS of the `api` process: {:.1} MiB; its CPU time: {:.1} s.\n",
+        path.per_run,
+        mib(api_process.peak_rss_kib()),
+        api_process.cpu().as_secs_f64()
+    ));
+    drop(api_process);
+    Ok(())
+}
+
+/// The connections each kind of request is measured at.
+const LEVELS: [usize; 2] = [50, 200];
+
+/// Where part 1's requests go, and the processes whose CPU time they are charged with.
+struct EnqueuePath<'a> {
+    api: SocketAddr,
+    /// The `api` process and Redis.
+    processes: [&'a Process; 2],
+    runs: u32,
+    per_run: usize,
+}
+
+impl EnqueuePath<'_> {
+    /// `runs` closed-loop runs of a fresh `batch()` at each of [`LEVELS`], summarized per level
+    /// (`expected`: the status every answer should have).
+    async fn at_each_level(
+        &self,
+        expected: u16,
+        mut batch: impl FnMut() -> Vec<Req>,
+    ) -> Vec<(usize, Summary)> {
+        let mut levels = Vec::new();
+        for &c in &LEVELS {
+            let mut runs = Vec::new();
+            for _ in 0..self.runs {
+                runs.push(measured(self.api, c, batch(), self.processes).await);
+            }
+            levels.push((c, summarize(&runs, expected)));
+        }
+        levels
+    }
+}
+
+/// Approves every payment called back about, with a `work` process that lives as long as
+/// that takes.
+async fn approve_all(api: SocketAddr, env: &Env, dir: &std::path::Path) -> anyhow::Result<()> {
     let (work, _) = start_service(
         "work",
         env,
@@ -119,31 +158,66 @@ pub(super) async fn measure(
     .await?;
     wait_drained(api, &env.admin_token, "approve_payment").await?;
     drop(work);
+    Ok(())
+}
 
-    let mut refund_runs = Vec::new();
+/// Batches of `per_run` refund requests of 1 won, going round the payments, each with an
+/// idempotency key of its own so that none is answered from an earlier one.
+fn refund_requests<'a>(
+    payments: &'a [String],
+    admin_token: &'a str,
+    per_run: usize,
+) -> impl FnMut() -> Vec<Req> + 'a {
     let mut k = 0usize;
-    for &c in &LEVELS {
-        let mut runs = Vec::new();
-        for _ in 0..args.runs {
-            let batch: Vec<Req> = (0..per_run)
-                .map(|_| {
-                    k += 1;
-                    Req::post_json(
-                        format!("/v1/payments/{}/refunds", payments[k % payments.len()]),
-                        &json!({"requested_by": "admin", "reason": "bench", "amount": 1}),
-                    )
-                    .bearer(&env.admin_token)
-                    .header("idempotency-key", &format!("bench-{k}"))
-                })
-                .collect();
-            runs.push(measured(api, c, batch, [&api_process, &redis.process]).await);
-        }
-        refund_runs.push((c, summarize(&runs, 202)));
+    move || {
+        (0..per_run)
+            .map(|_| {
+                k += 1;
+                Req::post_json(
+                    format!("/v1/payments/{}/refunds", payments[k % payments.len()]),
+                    &json!({"requested_by": "admin", "reason": "bench", "amount": 1}),
+                )
+                .bearer(admin_token)
+                .header("idempotency-key", &format!("bench-{k}"))
+            })
+            .collect()
     }
+}
 
+/// `redis-benchmark -t set` at each of [`LEVELS`]: connections, median rate, median p50.
+fn set_rates(redis: &PrivateRedis, runs: u32) -> anyhow::Result<Vec<(usize, f64, f64)>> {
+    let mut set_rates = Vec::new();
+    for &c in &LEVELS {
+        let mut rates = Vec::new();
+        let mut p50s = Vec::new();
+        for _ in 0..runs {
+            let (rate, p50) = redis.benchmark_set(c, 200_000)?;
+            rates.push(rate);
+            p50s.push(p50);
+        }
+        set_rates.push((c, median(rates), median(p50s)));
+    }
+    Ok(set_rates)
+}
+
+/// Part 1's table: a row per kind of request and level, then Redis's SET rates they are
+/// divided by. Answers that were not 2xx are the run's problems.
+fn write_table(
+    report: &mut Report,
+    set_rates: &[(usize, f64, f64)],
+    kinds: [(&str, &Vec<(usize, Summary)>); 3],
+) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let set_rate = |c: usize| {
+        set_rates
+            .iter()
+            .find(|s| s.0 == c)
+            .map(|s| s.1)
+            .unwrap_or(f64::NAN)
+    };
     report.line("| request | connections | requests/s | p50 ms | p99 ms | max ms | not 2xx | ÷ SET rate | CPU µs per request: api / redis / load | 2 cores ÷ that CPU |");
     report.line("|---|---|---|---|---|---|---|---|---|---|");
-    for runs in [&health_runs, &callback_runs, &refund_runs] {
+    for (_, runs) in kinds {
         for (c, s) in runs {
             if s.bad > 0 {
                 report.problem(format!(
@@ -153,14 +227,7 @@ pub(super) async fn measure(
             }
         }
     }
-    for (name, runs) in [
-        ("`GET /healthz` (no Redis)", &health_runs),
-        (
-            "callback `GET /kakaopay/callback/…/approve`",
-            &callback_runs,
-        ),
-        ("refund `POST /v1/payments/{id}/refunds`", &refund_runs),
-    ] {
+    for (name, runs) in kinds {
         for (c, s) in runs {
             report.line(format!(
                 "| {name} | {c} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0}/s |",
@@ -177,18 +244,11 @@ pub(super) async fn measure(
             ));
         }
     }
-    for (c, rate, p50) in &set_rates {
+    for (c, rate, p50) in set_rates {
         report.line(format!(
             "| `redis-benchmark -t set -n 200000` | {c} | {rate:.0} | {p50:.2} | | | | 1.00 | | |"
         ));
     }
-    report.line(format!(
-        "\n{per_run} requests a run. Peak RSS of the `api` process: {:.1} MiB; its CPU time: {:.1} s.\n",
-        mib(api_process.peak_rss_kib()),
-        api_process.cpu().as_secs_f64()
-    ));
-    drop(api_process);
-    Ok(())
 }
 
 /// `n` payments to call back about, created through the API (KakaoPay ready at the

@@ -7,6 +7,7 @@ use super::error::ApiError;
 use super::ids::location_id;
 use super::AppState;
 use crate::domain::Aid;
+use crate::store::{Payment, Refund, Store};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,10 +61,23 @@ pub async fn report(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query: HashMap<String, String> =
-        url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+    let (location, from_ms, to_ms) = period(raw.as_deref())?;
+    let rows = rows(&state.store, &location, from_ms, to_ms).await?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv"));
+    if !wants_csv {
+        return Ok(Json(rows).into_response());
+    }
+    csv_response(&rows)
+}
+
+/// The query's location and its `from`..`to` window, as milliseconds since the epoch.
+fn period(raw: Option<&str>) -> Result<(String, Option<i64>, Option<i64>), ApiError> {
+    let query: HashMap<String, String> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let location = location_id(
         query
             .get("location_id")
@@ -76,64 +90,79 @@ pub async fn report(
             return Err(ApiError::invalid("from", "from must not be after to"));
         }
     }
-    let (from_ms, to_ms) = (
+    Ok((
+        location,
         from.map(|t| t.timestamp_millis()),
         to.map(|t| t.timestamp_millis()),
-    );
-    let store = &state.store;
+    ))
+}
+
+/// The location's payments and refunds in the window, newest first. A record deleted
+/// since the index listed it is left out.
+async fn rows(
+    store: &Store,
+    location: &str,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<Vec<Row>, ApiError> {
     let mut rows = Vec::new();
-    for id in store.location_payments(&location, from_ms, to_ms).await? {
+    for id in store.location_payments(location, from_ms, to_ms).await? {
         let Some(p) = store.payment(&id).await? else {
             continue;
         };
-        rows.push(Row {
-            id: p.request.order_id.to_string(),
-            time: p.created_at.clone(),
-            description: format!("{} ({})", p.request.item_name, p.request.service),
-            kind: "payment",
-            amount: p
-                .approval
-                .as_ref()
-                .map(|a| a.amount.total)
-                .unwrap_or(p.request.total_amount.get()),
-            status: p.status.to_string(),
-            tid: p.tid.to_string(),
-            aid: p
-                .approval
-                .as_ref()
-                .and_then(|a| a.aid.as_ref())
-                .map(Aid::to_string)
-                .unwrap_or_default(),
-        });
+        rows.push(payment_row(&p));
     }
-    for id in store.location_refunds(&location, from_ms, to_ms).await? {
+    for id in store.location_refunds(location, from_ms, to_ms).await? {
         let Some(r) = store.refund(&id).await? else {
             continue;
         };
         let Some(p) = store.payment(&r.payment_id).await? else {
             continue;
         };
-        rows.push(Row {
-            id: p.request.order_id.to_string(),
-            time: r.created_at.clone(),
-            description: format!("refund of {} ({})", p.request.item_name, p.request.service),
-            kind: "refund",
-            amount: r.amount,
-            status: r.status.to_string(),
-            tid: p.tid.to_string(),
-            aid: r.aid.as_ref().map(Aid::to_string).unwrap_or_default(),
-        });
+        rows.push(refund_row(&r, &p));
     }
     // RFC 3339 in UTC with fixed precision sorts as text.
     rows.sort_by(|a, b| b.time.cmp(&a.time));
+    Ok(rows)
+}
 
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv"));
-    if !wants_csv {
-        return Ok(Json(rows).into_response());
+fn payment_row(p: &Payment) -> Row {
+    Row {
+        id: p.request.order_id.to_string(),
+        time: p.created_at.clone(),
+        description: format!("{} ({})", p.request.item_name, p.request.service),
+        kind: "payment",
+        amount: p
+            .approval
+            .as_ref()
+            .map(|a| a.amount.total)
+            .unwrap_or(p.request.total_amount.get()),
+        status: p.status.to_string(),
+        tid: p.tid.to_string(),
+        aid: p
+            .approval
+            .as_ref()
+            .and_then(|a| a.aid.as_ref())
+            .map(Aid::to_string)
+            .unwrap_or_default(),
     }
+}
+
+fn refund_row(r: &Refund, p: &Payment) -> Row {
+    Row {
+        id: p.request.order_id.to_string(),
+        time: r.created_at.clone(),
+        description: format!("refund of {} ({})", p.request.item_name, p.request.service),
+        kind: "refund",
+        amount: r.amount,
+        status: r.status.to_string(),
+        tid: p.tid.to_string(),
+        aid: r.aid.as_ref().map(Aid::to_string).unwrap_or_default(),
+    }
+}
+
+fn csv_response(rows: &[Row]) -> Result<Response, ApiError> {
+    let failed = |e: csv::Error| ApiError::internal(e.to_string());
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record([
         "id",
@@ -145,8 +174,8 @@ pub async fn report(
         "tid",
         "aid",
     ])
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    for r in &rows {
+    .map_err(failed)?;
+    for r in rows {
         out.write_record([
             &*inert(&r.id),
             &r.time,
@@ -157,7 +186,7 @@ pub async fn report(
             &*inert(&r.tid),
             &*inert(&r.aid),
         ])
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(failed)?;
     }
     let body = out
         .into_inner()

@@ -220,96 +220,10 @@ impl Ledger {
     }
 
     pub fn ready(&mut self, f: &Fields, public_url: &str) -> Result<Value, SimError> {
-        let cid = f.cid()?;
-        f.optional_exact_len("cid_secret", 24)?;
-        let partner_order_id = f.required_str("partner_order_id", 100)?;
-        let partner_user_id = f.required_str("partner_user_id", 100)?;
-        let item_name = f.required_str("item_name", 100)?;
-        let item_code = f.optional_str("item_code", 100)?;
-        let quantity = f.required_int("quantity")?;
-        if quantity < 1 {
-            return Err(SimError::invalid("quantity must be at least 1"));
-        }
-        let total = f.required_int("total_amount")?;
-        if total < 1 {
-            return Err(SimError::invalid("total_amount must be at least 1"));
-        }
-        let tax_free = f.required_int("tax_free_amount")?;
-        if !(0..=total).contains(&tax_free) {
-            return Err(SimError::invalid(
-                "tax_free_amount must be 0 to total_amount",
-            ));
-        }
-        let default_vat = (total - tax_free + 5) / 11;
-        let vat = f.optional_int("vat_amount")?.unwrap_or(default_vat);
-        if !(0..=total - tax_free).contains(&vat) {
-            return Err(SimError::invalid(
-                "vat_amount must be 0 to total_amount - tax_free_amount",
-            ));
-        }
-        let green_deposit = f.optional_int("green_deposit")?.unwrap_or(0);
-        if !(0..=total).contains(&green_deposit) {
-            return Err(SimError::invalid("green_deposit must be 0 to total_amount"));
-        }
-        let approval_url = url_field(f, "approval_url")?;
-        let cancel_url = url_field(f, "cancel_url")?;
-        let fail_url = url_field(f, "fail_url")?;
-        if let Some(m) = f.optional_str("payment_method_type", 10)? {
-            if m != "CARD" && m != "MONEY" {
-                return Err(SimError::invalid(
-                    "payment_method_type must be CARD or MONEY",
-                ));
-            }
-        }
-        if let Some(m) = f.optional_int("install_month")? {
-            if !(0..=12).contains(&m) {
-                return Err(SimError::invalid("install_month must be 0 to 12"));
-            }
-        }
-        f.optional_string_list("available_cards")?;
-        f.optional_string_map("custom_json")?;
-
-        let tid = format!("T{}", hex(19));
+        let payment = ready_payment(f)?;
         let page_token = hex(64);
-        let created_at = KstTime::now();
-        let base = public_url.trim_end_matches('/');
-        let page = |suffix: &str| format!("{base}/mockup/v1/{page_token}/{suffix}");
-        let scheme = format!("kakaotalk://kakaopay/pg?url={base}/pay/mockup/{page_token}");
-        let answer = json!({
-            "tid": tid, "tms_result": false,
-            "next_redirect_app_url": page("aInfo"),
-            "next_redirect_mobile_url": page("mInfo"),
-            "next_redirect_pc_url": page("info"),
-            "android_app_scheme": scheme, "ios_app_scheme": scheme,
-            "created_at": created_at,
-        });
-        let payment = SimPayment {
-            tid: tid.clone(),
-            cid,
-            partner_order_id,
-            partner_user_id,
-            item_name,
-            item_code,
-            quantity,
-            amount: Amounts {
-                total,
-                tax_free,
-                vat,
-                green_deposit,
-                ..Default::default()
-            },
-            canceled: Amounts::default(),
-            approval_url,
-            cancel_url,
-            fail_url,
-            status: OrderStatus::Ready,
-            created_at,
-            approved_at: None,
-            canceled_at: None,
-            payment_method_type: None,
-            pg_token: None,
-            actions: Vec::new(),
-        };
+        let answer = ready_answer(&payment, public_url, &page_token);
+        let tid = payment.tid.clone();
         self.by_page.insert(page_token, tid.clone());
         self.order.push(tid.clone());
         self.payments.insert(tid, payment);
@@ -444,11 +358,7 @@ impl Ledger {
     pub fn cancel(&mut self, f: &Fields) -> Result<Value, SimError> {
         let cid = f.cid()?;
         let tid = f.required_str("tid", 20)?;
-        let cancel_amount = f.required_int("cancel_amount")?;
-        let cancel_tax_free = f.required_int("cancel_tax_free_amount")?;
-        let cancel_vat = f.optional_int("cancel_vat_amount")?;
-        let available = f.optional_int("cancel_available_amount")?;
-        let payload = f.optional_str("payload", 200)?;
+        let ask = CancelAsk::from_fields(f)?;
         let p = self.find_mut(&cid, &tid)?;
         if !p.is_paid() {
             return Err(SimError::new(
@@ -456,56 +366,7 @@ impl Ledger {
                 format!("payment cannot be canceled in status {}", p.status),
             ));
         }
-        let remaining = p.remaining();
-        let amount_error = |why: String| SimError::new(codes::AMOUNT_INVALID, why);
-        if let Some(avail) = available {
-            if avail != remaining.total {
-                return Err(amount_error(format!(
-                    "cancel_available_amount {avail} differs from the cancelable amount {}",
-                    remaining.total
-                )));
-            }
-        }
-        if cancel_amount < 1 || cancel_amount > remaining.total {
-            return Err(amount_error(format!(
-                "cancel_amount must be 1 to {}, got {cancel_amount}",
-                remaining.total
-            )));
-        }
-        if cancel_tax_free < 0
-            || cancel_tax_free > remaining.tax_free
-            || cancel_tax_free > cancel_amount
-        {
-            return Err(amount_error(format!(
-                "cancel_tax_free_amount must be 0 to {}, got {cancel_tax_free}",
-                remaining.tax_free.min(cancel_amount)
-            )));
-        }
-        let full = cancel_amount == remaining.total;
-        if !full && p.amount.green_deposit > 0 {
-            return Err(amount_error(
-                "partial cancel is impossible when green_deposit was used".into(),
-            ));
-        }
-        let vat = match cancel_vat {
-            Some(v) => v,
-            // The last cancel takes whatever VAT is left, so the parts add up exactly.
-            None if full => remaining.vat,
-            None => ((cancel_amount - cancel_tax_free + 5) / 11).min(remaining.vat),
-        };
-        if vat < 0 || vat > remaining.vat || vat > cancel_amount - cancel_tax_free {
-            return Err(amount_error(format!(
-                "cancel_vat_amount must be 0 to {}, got {vat}",
-                remaining.vat
-            )));
-        }
-        let this = Amounts {
-            total: cancel_amount,
-            tax_free: cancel_tax_free,
-            vat,
-            green_deposit: if full { remaining.green_deposit } else { 0 },
-            ..Default::default()
-        };
+        let this = ask.part_of(p)?;
         let now = KstTime::now();
         let aid = format!("A{}", hex(19));
         p.canceled = p.canceled.plus(this);
@@ -519,8 +380,8 @@ impl Ledger {
             aid: aid.clone(),
             kind: "CANCEL",
             at: now,
-            amount: cancel_amount,
-            payload: payload.clone(),
+            amount: ask.amount,
+            payload: ask.payload.clone(),
         });
         Ok(json!({
             "aid": aid, "tid": p.tid, "cid": p.cid, "status": p.status.as_str(),
@@ -530,7 +391,7 @@ impl Ledger {
             "amount": p.amount.to_json(), "approved_cancel_amount": this.to_json(),
             "canceled_amount": p.canceled.to_json(), "cancel_available_amount": p.remaining().to_json(),
             "created_at": p.created_at, "approved_at": p.approved_at, "canceled_at": now,
-            "payload": payload,
+            "payload": ask.payload,
         }))
     }
 
@@ -574,6 +435,188 @@ impl Ledger {
             });
         }
         Ok(answer)
+    }
+}
+
+/// The payment ready's fields describe, refused at the first field out of bounds.
+fn ready_payment(f: &Fields) -> Result<SimPayment, SimError> {
+    let cid = f.cid()?;
+    f.optional_exact_len("cid_secret", 24)?;
+    let partner_order_id = f.required_str("partner_order_id", 100)?;
+    let partner_user_id = f.required_str("partner_user_id", 100)?;
+    let item_name = f.required_str("item_name", 100)?;
+    let item_code = f.optional_str("item_code", 100)?;
+    let quantity = f.required_int("quantity")?;
+    if quantity < 1 {
+        return Err(SimError::invalid("quantity must be at least 1"));
+    }
+    let amount = ready_amounts(f)?;
+    let approval_url = url_field(f, "approval_url")?;
+    let cancel_url = url_field(f, "cancel_url")?;
+    let fail_url = url_field(f, "fail_url")?;
+    check_ready_options(f)?;
+    Ok(SimPayment {
+        tid: format!("T{}", hex(19)),
+        cid,
+        partner_order_id,
+        partner_user_id,
+        item_name,
+        item_code,
+        quantity,
+        amount,
+        canceled: Amounts::default(),
+        approval_url,
+        cancel_url,
+        fail_url,
+        status: OrderStatus::Ready,
+        created_at: KstTime::now(),
+        approved_at: None,
+        canceled_at: None,
+        payment_method_type: None,
+        pg_token: None,
+        actions: Vec::new(),
+    })
+}
+
+fn ready_amounts(f: &Fields) -> Result<Amounts, SimError> {
+    let total = f.required_int("total_amount")?;
+    if total < 1 {
+        return Err(SimError::invalid("total_amount must be at least 1"));
+    }
+    let tax_free = f.required_int("tax_free_amount")?;
+    if !(0..=total).contains(&tax_free) {
+        return Err(SimError::invalid(
+            "tax_free_amount must be 0 to total_amount",
+        ));
+    }
+    let default_vat = (total - tax_free + 5) / 11;
+    let vat = f.optional_int("vat_amount")?.unwrap_or(default_vat);
+    if !(0..=total - tax_free).contains(&vat) {
+        return Err(SimError::invalid(
+            "vat_amount must be 0 to total_amount - tax_free_amount",
+        ));
+    }
+    let green_deposit = f.optional_int("green_deposit")?.unwrap_or(0);
+    if !(0..=total).contains(&green_deposit) {
+        return Err(SimError::invalid("green_deposit must be 0 to total_amount"));
+    }
+    Ok(Amounts {
+        total,
+        tax_free,
+        vat,
+        green_deposit,
+        ..Default::default()
+    })
+}
+
+/// Ready's fields on how the member may pay: refused when out of bounds, otherwise not kept.
+fn check_ready_options(f: &Fields) -> Result<(), SimError> {
+    if let Some(m) = f.optional_str("payment_method_type", 10)? {
+        if m != "CARD" && m != "MONEY" {
+            return Err(SimError::invalid(
+                "payment_method_type must be CARD or MONEY",
+            ));
+        }
+    }
+    if let Some(m) = f.optional_int("install_month")? {
+        if !(0..=12).contains(&m) {
+            return Err(SimError::invalid("install_month must be 0 to 12"));
+        }
+    }
+    f.optional_string_list("available_cards")?;
+    f.optional_string_map("custom_json")?;
+    Ok(())
+}
+
+/// Ready's answer: the payment page at each kind of device, and the app schemes.
+fn ready_answer(p: &SimPayment, public_url: &str, page_token: &str) -> Value {
+    let base = public_url.trim_end_matches('/');
+    let page = |suffix: &str| format!("{base}/mockup/v1/{page_token}/{suffix}");
+    let scheme = format!("kakaotalk://kakaopay/pg?url={base}/pay/mockup/{page_token}");
+    json!({
+        "tid": p.tid, "tms_result": false,
+        "next_redirect_app_url": page("aInfo"),
+        "next_redirect_mobile_url": page("mInfo"),
+        "next_redirect_pc_url": page("info"),
+        "android_app_scheme": scheme, "ios_app_scheme": scheme,
+        "created_at": p.created_at,
+    })
+}
+
+/// What a cancel request asks for, before it is checked against what is left of the payment.
+struct CancelAsk {
+    amount: i64,
+    tax_free: i64,
+    vat: Option<i64>,
+    /// What the merchant believes is left: a stale figure is refused.
+    available: Option<i64>,
+    payload: Option<String>,
+}
+
+impl CancelAsk {
+    fn from_fields(f: &Fields) -> Result<Self, SimError> {
+        Ok(CancelAsk {
+            amount: f.required_int("cancel_amount")?,
+            tax_free: f.required_int("cancel_tax_free_amount")?,
+            vat: f.optional_int("cancel_vat_amount")?,
+            available: f.optional_int("cancel_available_amount")?,
+            payload: f.optional_str("payload", 200)?,
+        })
+    }
+
+    /// The part of `p` this cancel takes, or why KakaoPay refuses it.
+    fn part_of(&self, p: &SimPayment) -> Result<Amounts, SimError> {
+        let remaining = p.remaining();
+        let amount_error = |why: String| SimError::new(codes::AMOUNT_INVALID, why);
+        if let Some(avail) = self.available {
+            if avail != remaining.total {
+                return Err(amount_error(format!(
+                    "cancel_available_amount {avail} differs from the cancelable amount {}",
+                    remaining.total
+                )));
+            }
+        }
+        let (cancel_amount, cancel_tax_free) = (self.amount, self.tax_free);
+        if cancel_amount < 1 || cancel_amount > remaining.total {
+            return Err(amount_error(format!(
+                "cancel_amount must be 1 to {}, got {cancel_amount}",
+                remaining.total
+            )));
+        }
+        if cancel_tax_free < 0
+            || cancel_tax_free > remaining.tax_free
+            || cancel_tax_free > cancel_amount
+        {
+            return Err(amount_error(format!(
+                "cancel_tax_free_amount must be 0 to {}, got {cancel_tax_free}",
+                remaining.tax_free.min(cancel_amount)
+            )));
+        }
+        let full = cancel_amount == remaining.total;
+        if !full && p.amount.green_deposit > 0 {
+            return Err(amount_error(
+                "partial cancel is impossible when green_deposit was used".into(),
+            ));
+        }
+        let vat = match self.vat {
+            Some(v) => v,
+            // The last cancel takes whatever VAT is left, so the parts add up exactly.
+            None if full => remaining.vat,
+            None => ((cancel_amount - cancel_tax_free + 5) / 11).min(remaining.vat),
+        };
+        if vat < 0 || vat > remaining.vat || vat > cancel_amount - cancel_tax_free {
+            return Err(amount_error(format!(
+                "cancel_vat_amount must be 0 to {}, got {vat}",
+                remaining.vat
+            )));
+        }
+        Ok(Amounts {
+            total: cancel_amount,
+            tax_free: cancel_tax_free,
+            vat,
+            green_deposit: if full { remaining.green_deposit } else { 0 },
+            ..Default::default()
+        })
     }
 }
 

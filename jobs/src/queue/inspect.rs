@@ -165,105 +165,128 @@ pub async fn list(
     let keys = Keys::new(namespace, queue);
     let mut conn = conn.clone();
     let limit = limit.clamp(1, 1000);
-    if status == Status::Done {
-        let items: Vec<String> = redis::cmd("LRANGE")
-            .arg(&keys.done)
-            .arg(0)
-            .arg(limit as i64 - 1)
-            .query_async(&mut conn)
-            .await?;
-        let ids: Vec<String> = items
-            .iter()
-            .filter_map(|item| item.split_once(':').map(|(_, id)| id.to_string()))
-            .collect();
-        return load(&mut conn, &keys, queue, &ids).await;
-    }
-    let set = match status {
-        Status::Scheduled => Some(&keys.scheduled),
-        Status::Failed => Some(&keys.failed),
-        Status::Dead => Some(&keys.dead),
-        Status::Done | Status::Pending | Status::Running => None,
+    let ids = match status {
+        Status::Done => done_ids(&mut conn, &keys, limit).await?,
+        Status::Scheduled => newest_in(&mut conn, &keys.scheduled, limit).await?,
+        Status::Failed => newest_in(&mut conn, &keys.failed, limit).await?,
+        Status::Dead => newest_in(&mut conn, &keys.dead, limit).await?,
+        Status::Pending => pending_ids(&mut conn, &keys, limit).await?,
+        Status::Running => running_ids(&mut conn, &keys, limit).await?,
     };
-    if let Some(set) = set {
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(set)
-            .arg(0)
-            .arg(limit as i64 - 1)
-            .query_async(&mut conn)
-            .await?;
-        return load(&mut conn, &keys, queue, &ids).await;
-    }
-    // Pending jobs are the entries not yet delivered to the group; running ones the entries
-    // delivered and not acknowledged. Oldest first.
-    let entry_ids: Vec<String> = if status == Status::Pending {
-        let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&keys.stream)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(g) => g,
-            // No stream yet: nothing is pending.
-            Err(e) if no_stream(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let last = groups
-            .groups
-            .into_iter()
-            .find(|g| g.name == GROUP)
-            .map(|g| g.last_delivered_id);
-        let Some(last) = last else {
-            return Ok(Vec::new());
-        };
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&keys.stream)
-            .arg(format!("({last}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        return load(
-            &mut conn,
-            &keys,
-            queue,
-            &entries
-                .ids
-                .iter()
-                .filter_map(|e| e.get::<String>("id"))
-                .collect::<Vec<_>>(),
-        )
-        .await;
-    } else {
-        let pending: redis::streams::StreamPendingCountReply = match redis::cmd("XPENDING")
-            .arg(&keys.stream)
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if no_stream(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        pending.ids.into_iter().map(|p| p.id).collect()
+    load(&mut conn, &keys, queue, &ids).await
+}
+
+/// The newest `limit` ids of the done list, whose items are `finished_at:id`.
+async fn done_ids(
+    conn: &mut Connection,
+    keys: &Keys,
+    limit: usize,
+) -> Result<Vec<String>, QueueError> {
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.done)
+        .arg(0)
+        .arg(limit as i64 - 1)
+        .query_async(conn)
+        .await?;
+    Ok(items
+        .iter()
+        .filter_map(|item| item.split_once(':').map(|(_, id)| id.to_string()))
+        .collect())
+}
+
+/// The `limit` ids of highest score in one of the sorted sets.
+async fn newest_in(
+    conn: &mut Connection,
+    set: &str,
+    limit: usize,
+) -> Result<Vec<String>, QueueError> {
+    Ok(redis::cmd("ZREVRANGE")
+        .arg(set)
+        .arg(0)
+        .arg(limit as i64 - 1)
+        .query_async(conn)
+        .await?)
+}
+
+/// Pending jobs are the stream's entries not yet delivered to the group, oldest first.
+async fn pending_ids(
+    conn: &mut Connection,
+    keys: &Keys,
+    limit: usize,
+) -> Result<Vec<String>, QueueError> {
+    let Some(last) = last_delivered(conn, keys).await? else {
+        return Ok(Vec::new());
     };
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg(format!("({last}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(limit)
+        .query_async(conn)
+        .await?;
+    Ok(entries
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("id"))
+        .collect())
+}
+
+/// Running jobs are the entries delivered to the group and not acknowledged, oldest first.
+/// The group's pending list names only the entries, so each is read for its job id.
+async fn running_ids(
+    conn: &mut Connection,
+    keys: &Keys,
+    limit: usize,
+) -> Result<Vec<String>, QueueError> {
+    let pending: redis::streams::StreamPendingCountReply = match redis::cmd("XPENDING")
+        .arg(&keys.stream)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(limit)
+        .query_async(conn)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) if no_stream(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    if pending.ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
-    for entry in &entry_ids {
-        pipe.cmd("XRANGE").arg(&keys.stream).arg(entry).arg(entry);
+    for entry in &pending.ids {
+        pipe.cmd("XRANGE")
+            .arg(&keys.stream)
+            .arg(&entry.id)
+            .arg(&entry.id);
     }
-    let ranges: Vec<redis::streams::StreamRangeReply> = if entry_ids.is_empty() {
-        Vec::new()
-    } else {
-        pipe.query_async(&mut conn).await?
-    };
-    let ids: Vec<String> = ranges
+    let ranges: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
+    Ok(ranges
         .iter()
         .filter_map(|r| r.ids.first()?.get::<String>("id"))
-        .collect();
-    load(&mut conn, &keys, queue, &ids).await
+        .collect())
+}
+
+/// The id of the last entry delivered to the group; `None` before the stream or the group
+/// exists.
+async fn last_delivered(conn: &mut Connection, keys: &Keys) -> Result<Option<String>, QueueError> {
+    let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&keys.stream)
+        .query_async(conn)
+        .await
+    {
+        Ok(g) => g,
+        Err(e) if no_stream(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(groups
+        .groups
+        .into_iter()
+        .find(|g| g.name == GROUP)
+        .map(|g| g.last_delivered_id))
 }
 
 /// The errors Redis answers about a stream or group that does not exist yet.
@@ -329,22 +352,7 @@ pub async fn oldest_pending_age(
 ) -> Result<Option<std::time::Duration>, QueueError> {
     let keys = Keys::new(namespace, queue);
     let mut conn = conn.clone();
-    let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&keys.stream)
-        .query_async(&mut conn)
-        .await
-    {
-        Ok(g) => g,
-        Err(e) if no_stream(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(last) = groups
-        .groups
-        .into_iter()
-        .find(|g| g.name == GROUP)
-        .map(|g| g.last_delivered_id)
-    else {
+    let Some(last) = last_delivered(&mut conn, &keys).await? else {
         return Ok(None);
     };
     let (first, (now_s, now_us)): (redis::streams::StreamRangeReply, (u64, u64)) = redis::pipe()
