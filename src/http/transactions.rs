@@ -6,7 +6,7 @@ use super::auth::Client;
 use super::error::ApiError;
 use super::ids::location_id;
 use super::AppState;
-use crate::domain::Aid;
+use crate::domain::{Aid, LocationId};
 use crate::store::{Payment, Refund, Store};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -74,7 +74,7 @@ pub async fn report(
 }
 
 /// The query's location and its `from`..`to` window, as milliseconds since the epoch.
-fn period(raw: Option<&str>) -> Result<(String, Option<i64>, Option<i64>), ApiError> {
+fn period(raw: Option<&str>) -> Result<(LocationId, Option<i64>, Option<i64>), ApiError> {
     let query: HashMap<String, String> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .into_owned()
         .collect();
