@@ -5,7 +5,6 @@
 //! payment's, so an id leads to its Redis hash slot without a lookup (`store::keys`).
 
 use super::{Invalid, OrderId};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// How many groups payments are spread over. Fixed for good: ids name their shard.
@@ -62,56 +61,17 @@ fn ours(raw: &str, prefix: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// An id of ours or the booking system's: `$ok` says which strings are one.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $check:expr, $refusal:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
+    ($(#[$doc:meta])* $name:ident, $ok:expr, $refusal:expr) => {
+        checked_string!($(#[$doc])* $name, |v| {
+            let ok: fn(&str) -> bool = $ok;
+            if ok(v) {
+                Ok(())
+            } else {
+                Err(Invalid($refusal.into()))
             }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = Invalid;
-            fn try_from(value: String) -> Result<Self, Invalid> {
-                let check: fn(&str) -> bool = $check;
-                if check(&value) {
-                    Ok(Self(value))
-                } else {
-                    Err(Invalid($refusal.into()))
-                }
-            }
-        }
-
-        impl TryFrom<&str> for $name {
-            type Error = Invalid;
-            fn try_from(value: &str) -> Result<Self, Invalid> {
-                Self::try_from(value.to_string())
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        impl std::ops::Deref for $name {
-            type Target = str;
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        });
     };
 }
 

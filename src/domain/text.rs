@@ -1,7 +1,7 @@
 //! Bounded text: ids and names with KakaoPay's length limits (counted in characters).
 
 use super::Invalid;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Checks a string against a length range (in characters) and refuses control characters,
 /// which no id or name of KakaoPay's legitimately holds and which break logs and CSV.
@@ -20,52 +20,14 @@ fn check(value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Text of `$min` to `$max` characters without control characters.
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        checked_string!($(#[$doc])* $name, |v| check(v, $min, $max));
 
         impl $name {
             pub const MIN: usize = $min;
             pub const MAX: usize = $max;
-
-            pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
-                let value = value.into();
-                check(&value, $min, $max)?;
-                Ok(Self(value))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = Invalid;
-            fn try_from(value: String) -> Result<Self, Invalid> {
-                Self::parse(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        impl std::ops::Deref for $name {
-            type Target = str;
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
         }
     };
 }

@@ -371,7 +371,7 @@ mod tests {
         }))
         .unwrap();
         Payment {
-            payment_id: "pay_1000000000000000000000000".try_into().unwrap(),
+            payment_id: "pay_100000000000000000000000".try_into().unwrap(),
             request,
             tid: crate::domain::Tid::parse("T1234567890123456789").unwrap(),
             redirect: crate::store::Redirect {
