@@ -31,15 +31,7 @@ pub async fn approve_payment(
     deps: Data<Deps>,
     delivery: Data<Delivery>,
 ) -> Result<(), JobError> {
-    let started = std::time::Instant::now();
-    let result = approve(job, &deps, &delivery).await;
-    crate::metrics::job_ran(
-        deps.store.namespace(),
-        "approve_payment",
-        super::outcome(&result),
-        started,
-    );
-    result
+    super::measured::<ApprovePayment>(&deps, approve(job, &deps, &delivery)).await
 }
 
 async fn approve(job: ApprovePayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {

@@ -38,15 +38,7 @@ pub async fn cancel_payment(
     deps: Data<Deps>,
     delivery: Data<Delivery>,
 ) -> Result<(), JobError> {
-    let started = Instant::now();
-    let result = cancel(job, &deps, &delivery).await;
-    crate::metrics::job_ran(
-        deps.store.namespace(),
-        "cancel_payment",
-        super::outcome(&result),
-        started,
-    );
-    result
+    super::measured::<CancelPayment>(&deps, cancel(job, &deps, &delivery)).await
 }
 
 async fn cancel(job: CancelPayment, deps: &Deps, delivery: &Delivery) -> Result<(), JobError> {

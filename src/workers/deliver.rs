@@ -9,15 +9,7 @@ use kakaopay_jobs::queue::JobError;
 use kakaopay_jobs::DeliverEvent;
 
 pub async fn deliver_event(job: DeliverEvent, deps: Data<Deps>) -> Result<(), JobError> {
-    let started = std::time::Instant::now();
-    let result = deliver(job, &deps).await;
-    crate::metrics::job_ran(
-        deps.store.namespace(),
-        "deliver_event",
-        super::outcome(&result),
-        started,
-    );
-    result
+    super::measured::<DeliverEvent>(&deps, deliver(job, &deps)).await
 }
 
 async fn deliver(job: DeliverEvent, deps: &Deps) -> Result<(), JobError> {

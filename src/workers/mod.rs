@@ -21,6 +21,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Runs one job of kind `J`, timed and its outcome counted: the one place job metrics are
+/// taken, so each worker is the flow of its job and nothing else.
+pub(crate) async fn measured<J: kakaopay_jobs::JobKind>(
+    deps: &Deps,
+    run: impl std::future::Future<Output = Result<(), kakaopay_jobs::queue::JobError>>,
+) -> Result<(), kakaopay_jobs::queue::JobError> {
+    let started = std::time::Instant::now();
+    let result = run.await;
+    crate::metrics::job_ran(deps.store.namespace(), J::NAME, outcome(&result), started);
+    result
+}
+
 /// A run's outcome for the metrics: `done`, `retry` or `permanent`.
 pub(crate) fn outcome<T>(result: &Result<T, kakaopay_jobs::queue::JobError>) -> &'static str {
     match result {

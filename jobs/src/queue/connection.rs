@@ -390,9 +390,7 @@ impl Followed {
     /// next command asks the Sentinels again.
     fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &result {
-            let moved_on = RedisErrorClass::of(e) == RedisErrorClass::Unavailable
-                || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
-            if moved_on {
+            if RedisErrorClass::of(e) == RedisErrorClass::Unavailable {
                 self.forget(generation);
             }
         }

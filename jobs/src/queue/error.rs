@@ -59,9 +59,11 @@ impl QueueError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisErrorClass {
     /// Redis could not be reached (an I/O error, a timeout, a connection dropped or refused;
-    /// too few replicas acknowledging a write is a timeout): nothing was done, try later.
+    /// too few replicas acknowledging a write is a timeout), or the node is between roles
+    /// (`READONLY` from a master demoted by a failover, `MASTERDOWN`, `LOADING`, a cluster
+    /// `TRYAGAIN` or `CLUSTERDOWN`): nothing was done, try later.
     Unavailable,
-    /// Redis answered, refusing the operation (a script error, a wrong type, `READONLY`…).
+    /// Redis answered, refusing the operation (a script error, a wrong type…).
     Refused,
 }
 
@@ -71,6 +73,10 @@ impl RedisErrorClass {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
+            || matches!(
+                e.code(),
+                Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN")
+            )
         {
             RedisErrorClass::Unavailable
         } else {
@@ -101,12 +107,21 @@ mod tests {
             std::io::ErrorKind::TimedOut,
             "only 0 of 1 replicas",
         ));
-        for e in [&refused, &too_few] {
+        // A failover under way: the node refused before doing anything.
+        let between_roles = [
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+        ]
+        .map(|kind| RedisError::from((ErrorKind::Server(kind), "between roles")));
+        for e in [&refused, &too_few].into_iter().chain(&between_roles) {
             assert_eq!(RedisErrorClass::of(e), RedisErrorClass::Unavailable, "{e}");
         }
-        let readonly = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "ro"));
         let script = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "x"));
-        for e in [&readonly, &script] {
+        let no_script = RedisError::from((ErrorKind::Server(ServerErrorKind::NoScript), "x"));
+        for e in [&script, &no_script] {
             assert_eq!(RedisErrorClass::of(e), RedisErrorClass::Refused, "{e}");
         }
         assert!(QueueError::from(too_few).is_unavailable());
