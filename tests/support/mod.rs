@@ -181,13 +181,13 @@ pub async fn stats(sim: &SimServer) -> Value {
 use kakaopay_worker::config::{HttpArgs, TokenList};
 use kakaopay_worker::startup::{Application, Settings};
 use kakaopay_worker::workers::{ReconcilerSettings, WorkerSettings};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 pub const CALLBACK_SECRET: &str = "callback-secret-0123456789";
 
-/// Every log line of this test binary, to show no secret is ever logged.
+/// Every log line of this test process (all its tests), to show no secret is ever logged.
 pub fn logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -231,11 +231,33 @@ pub fn assert_no_secret_in(text: &str, what: &str) {
 }
 
 /// No secret of the test setup in any log line so far.
+///
+/// Every test of the one test binary logs into the same buffer, so each call reads only what
+/// was logged since the last call (from a secret's length before it, so that a secret written
+/// across that point is found too), and once a secret has been seen every later call fails as
+/// well: the same verdict as reading the whole buffer each time, without reading the whole
+/// process's logs again at the end of every test.
 pub fn assert_no_secrets_logged() {
+    /// How far earlier calls read, and the first secret they found.
+    static READ: Mutex<(usize, Option<&str>)> = Mutex::new((0, None));
+    let overlap = SECRETS.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
     let logs = logs();
-    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(!text.is_empty(), "logs are captured");
-    assert_no_secret_in(&text, "the logs");
+    let mut read = READ.lock().unwrap_or_else(PoisonError::into_inner);
+    let fresh = {
+        let buffer = logs.lock().unwrap();
+        let from = read.0.saturating_sub(overlap);
+        read.0 = buffer.len();
+        String::from_utf8_lossy(&buffer[from..]).into_owned()
+    };
+    if read.1.is_none() {
+        read.1 = SECRETS.into_iter().find(|secret| fresh.contains(secret));
+    }
+    let (logged, found) = *read;
+    drop(read);
+    assert!(logged > 0, "logs are captured");
+    if let Some(secret) = found {
+        panic!("a secret in the logs: {secret}");
+    }
 }
 
 #[derive(Clone)]

@@ -4,15 +4,13 @@
 //! steps of a refund request. Real Redis, real processes, the simulator; each test names the
 //! item of issue #15 it proves.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_jobs::queue::inspect;
 use kakaopay_worker::sim::{Rules, SimConfig, DEFAULT_SECRET_KEY};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 const CANCELED_AT: &str = "2027-06-01T10:00:00+09:00";
 
@@ -1187,7 +1185,7 @@ async fn a_refund_waiting_behind_a_lock_that_cannot_be_settled_is_not_revived_to
 #[tokio::test]
 async fn a_cluster_holding_the_earlier_key_layout_is_refused_at_start() {
     let namespace = format!("test-{:016x}", rand::random::<u64>());
-    let cluster = Topology::Cluster(support::topology::shared_cluster().urls());
+    let cluster = Topology::Cluster(crate::support::topology::shared_cluster().urls());
     let conn = Connection::open(&cluster, Purpose::Shared, None)
         .await
         .unwrap();

@@ -4,15 +4,13 @@
 //! exactly one approve per payment and one cancel per refund.
 //!
 //! CI runs it small; the full storm of issue #7 is
-//! `STORM_PAYMENTS=1000 STORM_REFUNDS=500 cargo test --release --test crash_storm -- --nocapture`.
+//! `STORM_PAYMENTS=1000 STORM_REFUNDS=500 cargo test --release --test api -- crash_storm:: --nocapture`.
 
-mod support;
-
+use crate::support::*;
 use rand::Rng;
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)

@@ -3,10 +3,8 @@
 //! recovery and ends final; with `everysec` the writes of the last second may be lost, and
 //! the test reports how many were. The processes recover without restarting.
 
-mod support;
-
+use crate::support::*;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Creates and approves payments for three seconds while, in another task, Redis is killed at
 /// 0.7 s and started again 1.5 s later (requests meanwhile wait for the reconnection or get 503). Answers the payments whose creation got a 201 and

@@ -2,13 +2,11 @@
 //! that never repeats or skips one while new payments arrive; on one server, Sentinel and a
 //! cluster (where a location's payments are spread over every shard's slot).
 
-mod support;
-
+use crate::support::*;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashSet;
-use support::*;
 
 async fn create(app: &TestApp, location: &str, order: String) -> String {
     let (status, created) = app.create_payment(payment_body(location, &order)).await;

@@ -1,17 +1,18 @@
 //! The simulator as a black box: bad input gets KakaoPay-shaped errors (never a 5xx), the
 //! member's page redirects like KakaoPay's, and the admin routes do what they say.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_worker::sim::{DEFAULT_ADMIN_KEY, DEFAULT_SECRET_KEY};
 use serde_json::{json, Value};
-use support::*;
 
 const OPEN_READY: &str = "/online/v1/payment/ready";
 const LEGACY_READY: &str = "/v1/payment/ready";
 
 fn good_ready() -> Value {
-    serde_json::from_str(include_str!("../fixtures/kakaopay/open/ready.request.json")).unwrap()
+    serde_json::from_str(include_str!(
+        "../../fixtures/kakaopay/open/ready.request.json"
+    ))
+    .unwrap()
 }
 
 async fn post_json(url: &str, auth: &str, body: &str) -> (u16, Value) {
@@ -108,7 +109,7 @@ async fn bad_json_bodies_get_open_api_errors_never_5xx() {
 #[tokio::test]
 async fn the_open_api_wants_json_and_the_legacy_api_takes_form_or_query() {
     let sim = spawn_sim().await;
-    let form = include_str!("../fixtures/kakaopay/legacy/ready.request.form");
+    let form = include_str!("../../fixtures/kakaopay/legacy/ready.request.form");
     let (status, answer) = post_form(&format!("{}{OPEN_READY}", sim.url), &open_auth(), form).await;
     assert_eq!((status, answer["error_code"].as_i64()), (400, Some(-2)));
 

@@ -2,12 +2,10 @@
 //! timeout, applied-but-failed answers, USER_LOCKED) and on some inquiries: every payment
 //! still ends approved once and every refund succeeds once, KakaoPay's ledger equal to ours.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_worker::sim::{Rules, SimConfig};
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 const PAYMENTS: usize = 40;
 

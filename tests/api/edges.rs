@@ -1,13 +1,11 @@
 //! The contract at the edges: tokens and roles, signatures, every invalid field, unknown ids,
 //! body size and type, a Redis outage. No answer is ever a 500.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_worker::sim::DEFAULT_SECRET_KEY;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 fn assert_error(status: u16, answer: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{answer}");

@@ -1,12 +1,10 @@
 //! Refunds end to end: every REFUNDS.md test vector through the HTTP API and the simulator,
 //! the simulator's ledger matching ours to the won; races, faults, idempotency, bad input.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::*;
 
 const START: &str = "2026-06-10T10:00:00+09:00";
 

@@ -3,13 +3,11 @@
 //! simulator's page, pressing Approve, through our callback to the return page.
 //! Screenshots go to a temporary directory (printed), for people to look at.
 
-mod support;
-
+use crate::support::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 struct Driver {
     child: Child,

@@ -1,12 +1,10 @@
 //! Bad input of every shape to every route that takes a body or a query: never a 5xx, and
 //! every 4xx in API.md's error shape (proptest, over HTTP against the real app).
 
-mod support;
-
+use crate::support::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Map, Value};
-use support::*;
 
 const FIELDS: [&str; 22] = [
     "location_id",

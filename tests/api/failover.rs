@@ -7,14 +7,12 @@
 //! While the promoted master has no replica, `WAIT 1` cannot be met and writes answer 503; the
 //! killed node is started again (it rejoins as a replica) and writes flow again.
 
-mod support;
-
+use crate::support::topology::{PrivateCluster, PrivateSentinel};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::topology::{PrivateCluster, PrivateSentinel};
-use support::*;
 
 const CANCELED_AT: &str = "2027-06-01T10:00:00+09:00";
 

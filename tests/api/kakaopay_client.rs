@@ -1,8 +1,7 @@
 //! The KakaoPay client against the simulator, for both API generations: the whole lifecycle,
 //! every error class, and the ambiguous failures that must be settled by order inquiry.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_worker::domain::{Payload, Tid};
 use kakaopay_worker::kakaopay::{
     ActionType, CancelRequest, Credentials, ErrorClass, ErrorKind, KakaoPay, OrderStatus,
@@ -10,7 +9,6 @@ use kakaopay_worker::kakaopay::{
 use kakaopay_worker::secret::Secret;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 fn cancel_request(
     tid: &str,
@@ -288,7 +286,7 @@ async fn http_500_without_a_body_is_transient() {
 #[tokio::test]
 async fn commit_then_timeout_is_outcome_unknown_and_the_inquiry_shows_the_approval() {
     let sim = spawn_sim().await;
-    let kp = support::client_with(&sim.url, Duration::from_millis(300));
+    let kp = crate::support::client_with(&sim.url, Duration::from_millis(300));
     let creds = open_creds();
     let (ready, mut approve) = readied_and_authorized(&sim, &kp, &creds, "B-5", 7000).await;
     approve.payload = Some(Payload::parse("pay_5").unwrap());
@@ -363,7 +361,7 @@ async fn a_dropped_connection_is_outcome_unknown_and_applied_nothing() {
 #[tokio::test]
 async fn latency_beyond_the_timeout_is_a_timeout() {
     let sim = spawn_sim().await;
-    let kp = support::client_with(&sim.url, Duration::from_millis(200));
+    let kp = crate::support::client_with(&sim.url, Duration::from_millis(200));
     add_fault(
         &sim,
         json!({"endpoint": "order", "fault": "latency", "ms": 2000, "count": 1}),

@@ -2,8 +2,7 @@
 //! signed per Standard Webhooks (checked with Python's hmac, an independent implementation),
 //! through a receiver that fails before it succeeds.
 
-mod support;
-
+use crate::support::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -15,7 +14,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

@@ -4,12 +4,10 @@
 //! and content type. Errors share one `Error` schema, API.md's `{"error": {…}}`.
 //!
 //! CI spends 20 seconds; a longer run is
-//! `SCHEMATHESIS_SECONDS=300 cargo test --test schemathesis -- --nocapture`.
+//! `SCHEMATHESIS_SECONDS=300 cargo test --test api -- schemathesis:: --nocapture`.
 
-mod support;
-
+use crate::support::*;
 use std::process::Command;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {

@@ -2,8 +2,7 @@
 //! fixture parses, every request we build has its fixture's shape (and values), and the
 //! simulator answers in the fixtures' shape.
 
-mod support;
-
+use crate::support::*;
 use kakaopay_worker::domain::{ItemName, OrderId, Payload, PgToken, Tid, UserId};
 use kakaopay_worker::kakaopay::{
     form_body, parse_error_body, ApproveRequest, ApproveResponse, CancelRequest, CancelResponse,
@@ -13,7 +12,6 @@ use kakaopay_worker::kakaopay::{
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use support::*;
 
 fn fixture(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))

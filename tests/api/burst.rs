@@ -4,17 +4,15 @@
 //! within a fixed memory budget while the backlog is in Redis.
 //!
 //! CI fires 1,000 refunds; the full burst of issue #7 (20,000) is
-//! `BURST_PAYMENTS=2000 cargo test --release --test burst -- --nocapture`.
+//! `BURST_PAYMENTS=2000 cargo test --release --test api -- burst:: --nocapture`.
 
-mod support;
-
+use crate::support::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Refunds per payment: 10 × 2,200 won refunds a 22,000 won payment in full.
 const SLICES: usize = 10;

@@ -1,11 +1,9 @@
 //! A real `kakaopay-worker work` process killed with SIGKILL in the middle of an approval.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 #[tokio::test]
 async fn a_worker_killed_mid_approve_leaves_the_payment_approved_once() {

@@ -1,13 +1,11 @@
 //! Refunds that need a person: the review list, approve and dismiss over HTTP and on the
 //! command line, with named operator tokens, against the real app, Redis and the simulator.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const KIM: &str = "kim-token-0123456789";
 

@@ -3,13 +3,11 @@
 //! attempts per queue, pausing across `work` processes, the live workers list, and a `work`
 //! process's own /healthz, /readyz and /metrics.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Enqueues a refund job for a payment that does not exist (it dies at its first attempt).
 async fn doomed(app: &TestApp, key: &str) -> String {

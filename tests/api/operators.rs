@@ -1,16 +1,13 @@
 //! What operators see and steer: queues over HTTP and on the command line, the transactions
 //! report as JSON and CSV.
 
-mod support;
-
-#[path = "operators/board.rs"]
 mod board;
 
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A refund for a payment that does not exist: its job dies at once, leaving a dead job.
 async fn dead_job(app: &TestApp) -> String {

@@ -1,11 +1,9 @@
 //! Payments end to end: the real app on a random port, real Redis, the simulator as KakaoPay.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 async fn sim_stats(app: &TestApp) -> Value {
     stats(&app.sim).await["endpoints"].clone()
