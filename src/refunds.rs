@@ -91,14 +91,14 @@ pub enum NotRefundable {
     Status(PaymentStatus),
     /// Refundable by its status, but without an approval recorded.
     NeverApproved,
-    NothingLeft,
-    /// An explicit amount over what is left (this much).
+    /// An explicit amount over what is left (this much, perhaps nothing).
     OverRemaining(Won),
 }
 
 /// Whether a payment can take a refund (of `explicit` won, or the rules' amount): the one
 /// check, made by the HTTP route before a request is stored and by the worker again under the
-/// payment's refund lock (another refund may have been paid in between). Answers what is left.
+/// payment's refund lock (another refund may have been paid in between). Answers what is left,
+/// which may be nothing: the route refuses that, the worker leaves it to the rules.
 pub fn refundable(
     status: PaymentStatus,
     approved: Option<i64>,
@@ -109,10 +109,7 @@ pub fn refundable(
         return Err(NotRefundable::Status(status));
     }
     let approved = approved.ok_or(NotRefundable::NeverApproved)?;
-    let left = Won::new(approved - refunded)
-        .ok()
-        .filter(|left| *left > Won::ZERO)
-        .ok_or(NotRefundable::NothingLeft)?;
+    let left = Won::new(approved - refunded).unwrap_or(Won::ZERO);
     match explicit {
         Some(amount) if amount > left.get() => Err(NotRefundable::OverRemaining(left)),
         _ => Ok(left),
@@ -361,13 +358,14 @@ mod tests {
             );
         }
         assert_eq!(refundable(approved, None, 0, None), Err(NeverApproved));
+        // Nothing left: the route refuses it, the worker lets the rules say.
         assert_eq!(
             refundable(approved, Some(30_000), 30_000, None),
-            Err(NothingLeft)
+            Ok(Won::ZERO)
         );
         assert_eq!(
             refundable(approved, Some(30_000), 31_000, Some(1)),
-            Err(NothingLeft)
+            Err(OverRemaining(Won::ZERO))
         );
         assert_eq!(
             refundable(approved, Some(30_000), 10_000, Some(20_001)),

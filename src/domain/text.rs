@@ -53,8 +53,10 @@ bounded_text!(
     Tid, 20, 20
 );
 bounded_text!(
-    /// KakaoPay's id of one approve or cancel action.
-    Aid, 20, 20
+    /// KakaoPay's id of one approve or cancel action: 20 characters as documented, taken up
+    /// to 100, because it is only ever received (never sent back) and an approval or a
+    /// refund must never be lost over the shape of its receipt.
+    Aid, 1, 100
 );
 bounded_text!(
     /// A value stored by KakaoPay with an approve or cancel, returned by the order inquiry.
@@ -66,10 +68,14 @@ bounded_text!(
 );
 
 impl Aid {
-    /// An aid as a record holds it: an earlier release wrote `""` where KakaoPay named none,
-    /// and an aid KakaoPay sent in another shape is kept out rather than the record lost.
+    /// An aid as a record holds it: `""` where KakaoPay named none (what every release
+    /// writes, so that a release before this one reads it too).
     pub fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Aid>, D::Error> {
         Ok(Option::<String>::deserialize(d)?.and_then(|a| Aid::parse(a).ok()))
+    }
+
+    pub fn write_lenient<S: serde::Serializer>(aid: &Option<Aid>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(aid.as_deref().unwrap_or(""))
     }
 }
 
@@ -108,7 +114,12 @@ mod tests {
         assert!(Tid::parse("T2f36a1e3fba4dcf8ce3").is_ok());
         assert!(Tid::parse("T2f36a1e3fba4dcf8ce").is_err());
         assert!(Aid::parse("A53d1b3534b976a88b68").is_ok());
-        assert!(Aid::parse("A53d1b3534b976a88b68x").is_err());
+        assert!(
+            Aid::parse("A53d1b3534b976a88b68x").is_ok(),
+            "received, never sent"
+        );
+        assert!(Aid::parse("").is_err());
+        assert!(Aid::parse("A".repeat(101)).is_err());
     }
 
     #[test]

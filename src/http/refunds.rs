@@ -11,7 +11,7 @@ use super::body::ApiJson;
 use super::error::ApiError;
 use super::ids::{checked_payment_id, checked_refund_id};
 use super::AppState;
-use crate::domain::{IdempotencyKey, RefundId, RefundStatus};
+use crate::domain::{IdempotencyKey, RefundId, RefundStatus, Won};
 use crate::refunds::{refundable, NotRefundable};
 use crate::store::{Created, Refund};
 use axum::extract::{Path, State};
@@ -156,7 +156,7 @@ fn refused(why: NotRefundable) -> ApiError {
             with_article(status.as_str())
         ),
         NotRefundable::NeverApproved => "the payment was never approved".into(),
-        NotRefundable::NothingLeft => "nothing is left to refund".into(),
+        NotRefundable::OverRemaining(Won::ZERO) => "nothing is left to refund".into(),
         NotRefundable::OverRemaining(left) => format!("only {} won is left to refund", left.get()),
     })
 }
@@ -194,7 +194,10 @@ pub async fn create(
         return Ok(answer);
     }
     let approved = payment.approval.as_ref().map(|a| a.amount.total);
-    refundable(payment.status, approved, payment.refunded, request.amount).map_err(refused)?;
+    let left = refundable(payment.status, approved, payment.refunded, request.amount);
+    if left.map_err(refused)? == Won::ZERO {
+        return Err(refused(NotRefundable::OverRemaining(Won::ZERO)));
+    }
     let created = state
         .store
         .create_refund_by(

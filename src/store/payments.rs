@@ -45,7 +45,11 @@ pub struct Redirect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     /// `None` when KakaoPay named none (an inquiry's `PAYMENT` action without one).
-    #[serde(default, deserialize_with = "Aid::lenient")]
+    #[serde(
+        default,
+        deserialize_with = "Aid::lenient",
+        serialize_with = "Aid::write_lenient"
+    )]
     pub aid: Option<Aid>,
     pub payment_method_type: Option<String>,
     pub amount: Amount,
@@ -733,5 +737,31 @@ impl Store {
             .to_owned();
         let _: (i64,) = self.conn.write(&zrem).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A release before typed aids reads `aid` as a string: writing `null` would make it take
+    /// the record for corrupt during a rolling deploy or a rollback.
+    #[test]
+    fn an_approval_without_an_aid_is_written_as_every_release_reads_it() {
+        let approval = Approval {
+            aid: None,
+            payment_method_type: None,
+            amount: Amount::default(),
+            approved_at: None,
+        };
+        let json = serde_json::to_value(&approval).unwrap();
+        assert_eq!(json["aid"], "");
+        let back: Approval = serde_json::from_value(json).unwrap();
+        assert_eq!(back, approval);
+        let with: Approval = serde_json::from_value(
+            serde_json::json!({"aid": "A53d1b3534b976a88b68", "amount": {}}),
+        )
+        .unwrap();
+        assert_eq!(with.aid.as_deref(), Some("A53d1b3534b976a88b68"));
     }
 }

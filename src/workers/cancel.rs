@@ -9,7 +9,7 @@
 //! `processing`, with its lock, for the reconciler to settle by inquiry.
 
 use super::Deps;
-use crate::domain::{Payload, PaymentId, RefundId, RefundStatus, Tid, Won};
+use crate::domain::{IdempotencyKey, Payload, PaymentId, RefundId, RefundStatus, Tid, Won};
 use crate::kakaopay::{
     CancelFound, CancelRequest, ErrorClass, FoundCancel, KakaoPayError, OrderRequest,
 };
@@ -126,19 +126,19 @@ async fn payment_of(deps: &Deps, refund: &Refund) -> Result<(Payment, Integratio
 /// job is then the request).
 async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError> {
     let store = &deps.store;
-    // Parsed here, where a job enqueued by another program comes in; never retried.
-    let refund_id = RefundId::try_from(job.refund_id.as_str())
-        .map_err(|e| JobError::permanent(format!("refund_id {e}")))?;
-    let payment_id = PaymentId::try_from(job.payment_id.as_str())
-        .map_err(|e| JobError::permanent(format!("payment_id {e}")))?;
+    let no_payment = || {
+        let (payment, refund) = (&job.payment_id, &job.refund_id);
+        JobError::permanent(format!("no payment {payment} for refund {refund}"))
+    };
+    // Parsed here, where a job enqueued by another program comes in. A payment id not of
+    // ours names no payment.
+    let payment_id = PaymentId::try_from(job.payment_id.as_str()).map_err(|_| no_payment())?;
+    let refund_id = job_refund_id(job, &payment_id)?;
     if let Some(r) = store.refund_state(&refund_id).await.map_err(retry)? {
         return Ok(r);
     }
     let Some(payment) = store.payment_state(&payment_id).await.map_err(retry)? else {
-        return Err(JobError::permanent(format!(
-            "no payment {} for refund {}",
-            job.payment_id, job.refund_id
-        )));
+        return Err(no_payment());
     };
     let created = store
         .create_refund(
@@ -154,6 +154,17 @@ async fn refund_of(job: &CancelPayment, deps: &Deps) -> Result<Refund, JobError>
     match created {
         Created::Created(r) | Created::Exists(r) => Ok(r),
     }
+}
+
+/// The refund a job names. One enqueued by another program under an id of its own making is
+/// the refund its payment and idempotency key name (one key, one refund, however asked).
+fn job_refund_id(job: &CancelPayment, payment: &PaymentId) -> Result<RefundId, JobError> {
+    if let Ok(id) = RefundId::try_from(job.refund_id.as_str()) {
+        return Ok(id);
+    }
+    let key = IdempotencyKey::try_from(job.idempotency_key.as_str())
+        .map_err(|e| JobError::permanent(format!("Idempotency-Key {e}")))?;
+    Ok(RefundId::of(payment, &key))
 }
 
 /// Takes the payment's refund lock (one refund at a time per payment), waiting a while for
@@ -328,9 +339,6 @@ fn refused(why: NotRefundable, reviewed: bool) -> Closed {
         }
         NotRefundable::NeverApproved => {
             Closed::rejected("not_refundable", "the payment was never approved".into())
-        }
-        NotRefundable::NothingLeft => {
-            Closed::rejected("not_refundable", "nothing is left to refund".into())
         }
         // Another refund was paid after the operator approved this one: what they decided
         // no longer fits, and only they can say what to do now.
@@ -740,4 +748,21 @@ async fn give_up(
         cause: why.to_string(),
     };
     close(deps, refund, &refund.run, Some(margin), closed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_that_no_longer_fits_goes_back_to_a_person_even_when_nothing_is_left() {
+        for left in [Won::ZERO, Won::new(7_000).unwrap()] {
+            let closed = refused(NotRefundable::OverRemaining(left), true);
+            assert_eq!(closed.status, RefundStatus::ManualReview, "{left}");
+            assert_eq!(closed.rule, "amount_over_remaining");
+            let closed = refused(NotRefundable::OverRemaining(left), false);
+            assert_eq!(closed.status, RefundStatus::Rejected, "{left}");
+            assert_eq!(closed.rule, "amount_over_remaining");
+        }
+    }
 }

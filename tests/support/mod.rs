@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod matrix;
+pub mod reshape;
 pub mod topology;
 
 pub use kakaopay_jobs::queue::{Connection, Durability, Purpose, Topology};
