@@ -422,11 +422,10 @@ pub async fn get(
     State(state): State<AppState>,
     Path(payment_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let payment = state
+    let (payment, refunds) = state
         .store
-        .payment(&checked_payment_id(&payment_id)?)
+        .payment_with_refunds(&checked_payment_id(&payment_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    let refunds = state.store.refunds_of(&payment.payment_id).await?;
     Ok(Json(full_view(&payment, &refunds)))
 }

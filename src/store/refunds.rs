@@ -524,6 +524,18 @@ impl Store {
         }))
     }
 
+    /// A payment with its refunds (oldest first), as its page and `GET` show it.
+    pub async fn payment_with_refunds(
+        &self,
+        payment_id: &PaymentId,
+    ) -> Result<Option<(Payment, Vec<Refund>)>, StoreError> {
+        let Some(payment) = self.payment(payment_id).await? else {
+            return Ok(None);
+        };
+        let refunds = self.refunds_of(payment_id).await?;
+        Ok(Some((payment, refunds)))
+    }
+
     /// The refunds of a payment, oldest first.
     pub async fn refunds_of(&self, payment_id: &str) -> Result<Vec<Refund>, StoreError> {
         let ids: Vec<String> = redis::cmd("LRANGE")

@@ -155,12 +155,11 @@ pub async fn show(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Failure> {
     let query = Query::parse(raw.as_deref());
-    let payment = state
+    let (payment, refunds) = state
         .store
-        .payment(&checked_payment_id(&payment_id)?)
+        .payment_with_refunds(&checked_payment_id(&payment_id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    let refunds = state.store.refunds_of(&payment.payment_id).await?;
     let mut body = flash_html(&state, &operator, &query).await?;
     body.push_str(&facts(&payment));
     body.push_str("<h2>History</h2>");
