@@ -100,19 +100,18 @@ fn describe() {
 /// the oldest pending job's age, whether it is paused. A queue Redis does not answer for
 /// keeps its last values.
 pub async fn observe_queues(store: &crate::store::Store) {
-    use kakaopay_jobs::queue::{inspect, operate};
-    let conn = store.connection();
+    let queues = store.queues();
     let ns = store.namespace();
     for queue in kakaopay_jobs::QUEUES {
-        if let Ok(counts) = inspect::counts(&conn, ns, queue).await {
+        if let Ok(counts) = queues.counts(queue).await {
             queue_depth(ns, queue, &counts);
         }
         let labels = [("namespace", ns.to_string()), ("queue", queue.to_string())];
-        if let Ok(age) = inspect::oldest_pending_age(&conn, ns, queue).await {
+        if let Ok(age) = queues.oldest_pending_age(queue).await {
             metrics::gauge!("queue_oldest_pending_age_seconds", &labels)
                 .set(age.map_or(0.0, |a| a.as_secs_f64()));
         }
-        if let Ok(paused) = operate::is_paused(&conn, ns, queue).await {
+        if let Ok(paused) = queues.is_paused(queue).await {
             metrics::gauge!("queue_paused", &labels).set(if paused { 1.0 } else { 0.0 });
         }
     }

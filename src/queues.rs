@@ -9,9 +9,9 @@
 
 use crate::config::{QueuesAction, RedisArgs};
 use anyhow::{bail, Context};
-use kakaopay_jobs::queue::inspect::{self, JobInfo, RetryOutcome, Status};
-use kakaopay_jobs::queue::operate::{self, DiscardOutcome};
-use kakaopay_jobs::queue::{Connection, Purpose};
+use kakaopay_jobs::queue::inspect::{JobInfo, RetryOutcome, Status};
+use kakaopay_jobs::queue::operate::DiscardOutcome;
+use kakaopay_jobs::queue::{Connection, Purpose, Queues};
 use kakaopay_jobs::QUEUES;
 
 fn time(ms: u64) -> String {
@@ -74,13 +74,13 @@ fn known(name: &str) -> anyhow::Result<&'static str> {
         .with_context(|| format!("no queue {name:?}; the queues are {}", QUEUES.join(", ")))
 }
 
-async fn print_counts(conn: &Connection, ns: &str) -> anyhow::Result<()> {
+async fn print_counts(queues: &Queues) -> anyhow::Result<()> {
     println!(
         "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "queue", "pending", "running", "scheduled", "done", "failed", "dead"
     );
     for name in QUEUES {
-        let c = inspect::counts(conn, ns, name).await?;
+        let c = queues.counts(name).await?;
         println!(
             "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             name, c.pending, c.running, c.scheduled, c.done, c.failed, c.dead
@@ -94,23 +94,20 @@ pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Resu
     let conn = Connection::open(&topology, Purpose::Shared, redis.durability())
         .await
         .with_context(|| format!("cannot connect to Redis ({topology:?})"))?;
-    let ns = redis.queue_namespace.as_str();
+    let queues = Queues::new(conn, redis.queue_namespace.as_str());
     match action {
-        None => print_counts(&conn, ns).await?,
+        None => print_counts(&queues).await?,
         Some(QueuesAction::Show { name }) => {
             let name = known(&name)?;
             print_jobs(
                 "failed, waiting for a retry",
-                &inspect::list(&conn, ns, name, Status::Failed, 50).await?,
+                &queues.list(name, Status::Failed, 50).await?,
             );
-            print_jobs(
-                "dead",
-                &inspect::list(&conn, ns, name, Status::Dead, 50).await?,
-            );
+            print_jobs("dead", &queues.list(name, Status::Dead, 50).await?);
         }
         Some(QueuesAction::Retry { name, job_id }) => {
             let name = known(&name)?;
-            match inspect::retry(&conn, ns, name, &job_id).await? {
+            match queues.retry(name, &job_id).await? {
                 RetryOutcome::Retried => println!("{job_id} is back in {name}"),
                 RetryOutcome::NotRetryable => bail!("{job_id} is not dead or waiting for a retry"),
                 RetryOutcome::NotFound => bail!("no job {job_id} in {name}"),
@@ -118,19 +115,19 @@ pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Resu
         }
         Some(QueuesAction::Job { name, job_id }) => {
             let name = known(&name)?;
-            let Some(job) = inspect::job(&conn, ns, name, &job_id).await? else {
+            let Some(job) = queues.job(name, &job_id).await? else {
                 bail!("no job {job_id} in {name}");
             };
             print_job(&job);
         }
         Some(QueuesAction::RetryDead { name, by }) => {
             let name = known(&name)?;
-            let retried = operate::retry_dead(&conn, ns, name, &by).await?;
+            let retried = queues.retry_dead(name, &by).await?;
             println!("{retried} dead jobs of {name} are back in the queue");
         }
         Some(QueuesAction::Discard { name, job_id, by }) => {
             let name = known(&name)?;
-            match operate::discard(&conn, ns, name, &job_id, &by).await? {
+            match queues.discard(name, &job_id, &by).await? {
                 DiscardOutcome::Discarded => println!("{job_id} discarded from {name}"),
                 DiscardOutcome::NotDead => {
                     bail!("{job_id} is not dead; only dead jobs are discarded")
@@ -140,12 +137,12 @@ pub async fn run(redis: RedisArgs, action: Option<QueuesAction>) -> anyhow::Resu
         }
         Some(QueuesAction::Pause { name, by }) => {
             let name = known(&name)?;
-            operate::set_paused(&conn, ns, name, true, &by).await?;
+            queues.set_paused(name, true, &by).await?;
             println!("{name} paused: no process starts its jobs until it is resumed");
         }
         Some(QueuesAction::Resume { name, by }) => {
             let name = known(&name)?;
-            operate::set_paused(&conn, ns, name, false, &by).await?;
+            queues.set_paused(name, false, &by).await?;
             println!("{name} resumed");
         }
     }

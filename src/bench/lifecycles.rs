@@ -6,7 +6,7 @@ use super::load::{self, Conn, Req};
 use super::processes::{self, PrivateRedis, Process};
 use super::{
     connect_location, footprint, median, mib, ms, start_service, Env, Report, KAKAOPAY_CALLS,
-    LIFECYCLE_NAMESPACE, LOCATION,
+    LIFECYCLE_NAMESPACE,
 };
 use crate::config::BenchArgs;
 use anyhow::bail;
@@ -89,14 +89,7 @@ impl<'a> Lifecycles<'a> {
         )
         .await?;
         connect_location(api, &env.admin_token).await?;
-        let target = Target {
-            api,
-            sim: sim_addr,
-            client_token: env.client_token.clone(),
-            admin_token: env.admin_token.clone(),
-            location: LOCATION.into(),
-            hooks,
-        };
+        let target = env.target(api, sim_addr, hooks);
         Ok(Lifecycles {
             args,
             redis,

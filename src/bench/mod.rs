@@ -109,6 +109,24 @@ impl Env {
         env.extend(extra.iter().cloned());
         env
     }
+
+    /// What the lifecycles run against: the service at `api`, the simulator at `sim`, the
+    /// bench's location and tokens, and the webhook receiver `hooks`.
+    fn target(
+        &self,
+        api: SocketAddr,
+        sim: SocketAddr,
+        hooks: lifecycle::Hooks,
+    ) -> lifecycle::Target {
+        lifecycle::Target {
+            api,
+            sim,
+            client_token: self.client_token.clone(),
+            admin_token: self.admin_token.clone(),
+            location: LOCATION.into(),
+            hooks,
+        }
+    }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {

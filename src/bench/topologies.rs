@@ -5,10 +5,10 @@
 //! gets a replica for it), which is what waiting for a replica costs.
 
 use super::enqueue::payments_to_call_back;
-use super::lifecycle::{self, Hooks, Target};
+use super::lifecycle::{self, Hooks};
 use super::load::{closed_loop, Conn, Req};
 use super::processes::PrivateRedis;
-use super::{connect_location, median, start_service, Env, Report, LOCATION};
+use super::{connect_location, median, start_service, Env, Report};
 use crate::config::BenchArgs;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -129,14 +129,7 @@ async fn on_topology(
         dir,
     )
     .await?;
-    let target = Target {
-        api,
-        sim: sim_addr,
-        client_token: env.client_token.clone(),
-        admin_token: env.admin_token.clone(),
-        location: LOCATION.into(),
-        hooks,
-    };
+    let target = env.target(api, sim_addr, hooks);
     let (mut lifecycles, mut round_trips, mut failed) = (Vec::new(), Vec::new(), 0);
     for run in 0..args.runs {
         let before = round_trips_of(api).await?;

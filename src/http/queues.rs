@@ -10,9 +10,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kakaopay_jobs::queue::inspect::{self, JobInfo, RetryOutcome, Status};
-use kakaopay_jobs::queue::operate::{self, DiscardOutcome};
-use kakaopay_jobs::queue::pages;
+use kakaopay_jobs::queue::inspect::{JobInfo, RetryOutcome, Status};
+use kakaopay_jobs::queue::operate::DiscardOutcome;
 use kakaopay_jobs::QUEUES;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -53,17 +52,17 @@ pub fn job_view(j: &JobInfo) -> Value {
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses((status = 200, description = "Exact counts per queue: pending, running, scheduled, done, failed, dead")), security(("bearer" = [])))]
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let conn = state.store.connection();
-    let mut queues = Vec::new();
+    let queues = state.store.queues();
+    let mut listed = Vec::new();
     for name in QUEUES {
-        let c = inspect::counts(&conn, state.store.namespace(), name).await?;
-        let paused = operate::is_paused(&conn, state.store.namespace(), name).await?;
-        queues.push(json!({
+        let c = queues.counts(name).await?;
+        let paused = queues.is_paused(name).await?;
+        listed.push(json!({
             "name": name, "pending": c.pending, "running": c.running, "scheduled": c.scheduled,
             "done": c.done, "failed": c.failed, "dead": c.dead, "paused": paused,
         }));
     }
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(json!({ "queues": listed })))
 }
 
 #[utoipa::path(get, path = "/v1/queues/{name}/jobs", tag = "queues",
@@ -108,19 +107,15 @@ pub async fn jobs(
             "cursor is not one this service answered",
         ));
     }
-    let page = pages::page(
-        &state.store.connection(),
-        state.store.namespace(),
-        name,
-        status,
-        limit,
-        cursor.map(String::as_str),
-    )
-    .await
-    .map_err(|e| match e {
-        kakaopay_jobs::queue::QueueError::Invalid(m) => ApiError::invalid("cursor", m),
-        other => other.into(),
-    })?;
+    let page = state
+        .store
+        .queues()
+        .page(name, status, limit, cursor.map(String::as_str))
+        .await
+        .map_err(|e| match e {
+            kakaopay_jobs::queue::QueueError::Invalid(m) => ApiError::invalid("cursor", m),
+            other => other.into(),
+        })?;
     Ok(Json(json!({
         "queue": name, "status": status,
         "jobs": page.jobs.iter().map(job_view).collect::<Vec<_>>(),
@@ -138,14 +133,12 @@ pub async fn job(
     Path((name, job_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let name = queue_name(&name)?;
-    let job = inspect::job(
-        &state.store.connection(),
-        state.store.namespace(),
-        name,
-        &job_id,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("job"))?;
+    let job = state
+        .store
+        .queues()
+        .job(name, &job_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
     Ok(Json(job_view(&job)))
 }
 
@@ -171,9 +164,7 @@ pub(super) async fn discard_job(
     by: &str,
 ) -> Result<(), ApiError> {
     let name = queue_name(name)?;
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
-    match operate::discard(&conn, ns, name, job_id, by).await? {
+    match state.store.queues().discard(name, job_id, by).await? {
         DiscardOutcome::Discarded => {
             tracing::info!(queue = name, job = %job_id, by, "operator discarded a dead job");
             Ok(())
@@ -210,8 +201,7 @@ pub(super) async fn retry_dead_jobs(
     by: &str,
 ) -> Result<(&'static str, u64), ApiError> {
     let name = queue_name(name)?;
-    let conn = state.store.connection();
-    let retried = operate::retry_dead(&conn, state.store.namespace(), name, by).await?;
+    let retried = state.store.queues().retry_dead(name, by).await?;
     tracing::info!(queue = name, retried, by, "operator retried the dead jobs");
     Ok((name, retried))
 }
@@ -224,8 +214,7 @@ pub(super) async fn set_paused(
     by: &str,
 ) -> Result<bool, ApiError> {
     let name = queue_name(name)?;
-    let conn = state.store.connection();
-    let changed = operate::set_paused(&conn, state.store.namespace(), name, paused, by).await?;
+    let changed = state.store.queues().set_paused(name, paused, by).await?;
     if changed {
         tracing::info!(queue = name, paused, by, "operator changed a queue's pause");
     }
@@ -261,7 +250,7 @@ pub async fn resume(
 #[utoipa::path(get, path = "/v1/workers", tag = "queues", operation_id = "list_workers",
     responses((status = 200, description = "The live serve and work processes")), security(("bearer" = [])))]
 pub async fn workers(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let live = crate::registry::live(&state.store).await?;
+    let live = state.store.live_processes().await?;
     Ok(Json(json!({ "workers": live })))
 }
 
@@ -290,8 +279,7 @@ pub(super) async fn retry_job(
     by: &str,
 ) -> Result<&'static str, ApiError> {
     let name = queue_name(name)?;
-    let conn = state.store.connection();
-    match inspect::retry(&conn, state.store.namespace(), name, job_id).await? {
+    match state.store.queues().retry(name, job_id).await? {
         RetryOutcome::Retried => {
             tracing::info!(queue = name, job = %job_id, by, "operator retried a job");
             Ok(name)

@@ -137,4 +137,14 @@ impl Store {
     pub(super) fn flash_key(&self, id: &str) -> String {
         format!("{{{}:board}}:flash:{id}", self.ns)
     }
+
+    /// The live processes, each scored by when its entry expires (`registry`).
+    pub(super) fn live_processes_key(&self) -> String {
+        format!("{{{}:workers}}:live", self.ns)
+    }
+
+    /// One live process's record, in the same slot as the live set.
+    pub(super) fn process_key(&self, id: &str) -> String {
+        format!("{{{}:workers}}:process:{id}", self.ns)
+    }
 }

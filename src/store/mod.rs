@@ -1,4 +1,6 @@
-//! Payments, integrations and idempotency records in Redis, under `QUEUE_NAMESPACE`.
+//! Payments, integrations and idempotency records in Redis, under `QUEUE_NAMESPACE`; the
+//! live-process registry; the queues' handle ([`Store::queues`]). Every key the service names
+//! and every command it sends is here (the bench and the demo only probe a Redis of their own).
 //!
 //! Every state change of a payment is one Lua script that checks the current status, applies
 //! the change and appends its history entry, so two racing requests or a job that runs twice
@@ -11,6 +13,7 @@ mod migrations;
 mod paging;
 mod payments;
 mod refunds;
+mod registry;
 mod reviews;
 mod search;
 mod sessions;
@@ -25,10 +28,14 @@ pub use payments::{
     TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
+pub use registry::{ProcessInfo, ProcessKind};
 pub use reviews::{Review, ReviewAction, Reviewed};
 pub use search::{PaymentFilter, RefundFilter};
 
-use kakaopay_jobs::queue::{Connection, RedisErrorClass};
+use kakaopay_jobs::queue::{
+    Connection, QueueConfig, Queues, RedisErrorClass, StreamBackend, Topology,
+};
+use kakaopay_jobs::JobKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,8 +114,19 @@ impl Store {
         Ok(deleted)
     }
 
-    pub fn connection(&self) -> Connection {
-        self.conn.clone()
+    /// Every queue of this namespace, to inspect and steer (counts, jobs, retries, pauses,
+    /// charts).
+    pub fn queues(&self) -> Queues {
+        Queues::new(self.conn.clone(), self.ns.as_str())
+    }
+
+    /// The backend a worker of `J`'s queue fetches from, on this store's connection.
+    pub fn stream_backend<J: JobKind>(
+        &self,
+        topology: Topology,
+        config: QueueConfig,
+    ) -> StreamBackend<J> {
+        StreamBackend::new(topology, self.conn.clone(), config)
     }
 
     /// Makes sure what is stored for `id` (a payment or a refund) is held by the replicas

@@ -13,9 +13,7 @@ use crate::kakaopay::KakaoPay;
 use crate::store::Store;
 use apalis::prelude::*;
 use kakaopay_jobs::queue::RetrySchedule;
-use kakaopay_jobs::queue::{
-    consumer_name, inspect, Producer, QueueConfig, StreamBackend, Topology,
-};
+use kakaopay_jobs::queue::{consumer_name, Producer, QueueConfig, Topology};
 use kakaopay_jobs::{ApprovePayment, CancelPayment, DeliverEvent, JobKind};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -140,17 +138,10 @@ pub struct Workers {
 const DEAD_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 async fn sweep_dead(store: Store, retention: Duration, mut stopped: watch::Receiver<bool>) {
+    let queues = store.queues();
     loop {
         for queue in kakaopay_jobs::QUEUES {
-            let conn = store.connection();
-            match kakaopay_jobs::queue::operate::drop_expired_dead(
-                &conn,
-                store.namespace(),
-                queue,
-                retention,
-            )
-            .await
-            {
+            match queues.drop_expired_dead(queue, retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(queue, jobs = n, "dropped dead jobs past their retention"),
                 Err(e) => tracing::warn!(queue, error = %e, "could not drop old dead jobs"),
@@ -169,13 +160,10 @@ async fn sweep_dead(store: Store, retention: Duration, mut stopped: watch::Recei
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 async fn sample_queues(store: Store, mut stopped: watch::Receiver<bool>) {
+    let queues = store.queues();
     loop {
         for queue in kakaopay_jobs::QUEUES {
-            let conn = store.connection();
-            let sampled =
-                kakaopay_jobs::queue::stats::sample_oldest_pending(&conn, store.namespace(), queue)
-                    .await;
-            if let Err(e) = sampled {
+            if let Err(e) = queues.sample_oldest_pending(queue).await {
                 tracing::debug!(queue, error = %e, "could not sample the oldest pending job");
             }
         }
@@ -241,19 +229,17 @@ pub fn start(
 /// restarts a worker.
 fn monitor(topology: &Topology, deps: &Deps, settings: WorkerSettings) -> Monitor {
     let namespace = deps.store.namespace();
-    let conn = deps.store.connection();
     macro_rules! worker {
         ($job:ty, $retry:expr, $handler:path) => {{
-            let (topology, conn, deps) = (topology.clone(), conn.clone(), deps.clone());
+            let (topology, deps) = (topology.clone(), deps.clone());
             let name = consumer_name(<$job>::NAME, 0);
             let config = queue_config::<$job>(namespace, &settings, $retry);
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
-                    .backend(StreamBackend::<$job>::new(
-                        topology.clone(),
-                        conn.clone(),
-                        config.clone(),
-                    ))
+                    .backend(
+                        deps.store
+                            .stream_backend::<$job>(topology.clone(), config.clone()),
+                    )
                     .concurrency(settings.concurrency)
                     .catch_panic()
                     .data(deps.clone())
@@ -304,14 +290,10 @@ async fn run_until_stopped(
     }
     // Jobs the shutdown timeout cut off go back to the queue now, not after their lease.
     let approve_name = consumer_name(ApprovePayment::NAME, 0);
-    let conn = store.connection();
-    match inspect::release(
-        &conn,
-        store.namespace(),
-        ApprovePayment::NAME,
-        &approve_name,
-    )
-    .await
+    match store
+        .queues()
+        .release(ApprovePayment::NAME, &approve_name)
+        .await
     {
         Ok(n) if n > 0 => tracing::info!(jobs = n, "handed back unfinished jobs"),
         Ok(_) => {}

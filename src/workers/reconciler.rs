@@ -12,7 +12,6 @@ use super::{cancel, Deps};
 use crate::domain::PaymentStatus;
 use crate::kakaopay::{OrderRequest, OrderResponse, OrderStatus, StatusClass};
 use crate::store::{Due, Failure, Payment, Refund, Shard, StoreError, Transition};
-use kakaopay_jobs::queue::inspect;
 use kakaopay_jobs::{ApprovePayment, CancelPayment, JobKind};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -152,8 +151,7 @@ enum Job {
 }
 
 async fn job_state(deps: &Deps, queue: &str, id: &str) -> Option<Job> {
-    let conn = deps.store.connection();
-    match inspect::job(&conn, deps.store.namespace(), queue, id).await {
+    match deps.store.queues().job(queue, id).await {
         Ok(Some(job)) if job.status == "dead" => Some(Job::Dead),
         Ok(Some(job)) if job.status != "done" => Some(Job::InHand),
         Ok(_) => Some(Job::Gone),
@@ -320,8 +318,7 @@ async fn settle_refund(deps: &Deps, r: &Refund, margin: Duration) {
 }
 
 async fn retry_job(deps: &Deps, queue: &str, job_id: &str) {
-    let conn = deps.store.connection();
-    match inspect::retry(&conn, deps.store.namespace(), queue, job_id).await {
+    match deps.store.queues().retry(queue, job_id).await {
         Ok(_) => tracing::info!(job = job_id, "job retried by the reconciler"),
         Err(e) => tracing::warn!(job = job_id, error = %e, "could not retry a job"),
     }

@@ -271,7 +271,10 @@ async fn running_ids(
 
 /// The id of the last entry delivered to the group; `None` before the stream or the group
 /// exists.
-async fn last_delivered(conn: &mut Connection, keys: &Keys) -> Result<Option<String>, QueueError> {
+pub(super) async fn last_delivered(
+    conn: &mut Connection,
+    keys: &Keys,
+) -> Result<Option<String>, QueueError> {
     let groups: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(&keys.stream)

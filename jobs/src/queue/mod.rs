@@ -11,6 +11,7 @@
 //! - [`inspect`] gives exact counts, job listings and operator retries; [`pages`] every
 //!   state page by page; [`operate`] pause, discard, retry-dead and their audit; [`stats`]
 //!   per-minute counters (done, failed, oldest pending age) for the board's charts.
+//! - [`Queues`] is all of those behind one handle: a namespace's connection, cheap to clone.
 //!
 //! Every key of a queue shares one hash tag (`{namespace:queue}`), so the layout works on
 //! Redis Cluster, and every state change is one Lua script (`scripts`).
@@ -19,6 +20,7 @@ mod backend;
 pub mod connection;
 mod error;
 mod expose;
+mod handle;
 pub mod inspect;
 pub mod operate;
 pub mod pages;
@@ -30,6 +32,7 @@ pub mod stats;
 pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
 pub use connection::{Connection, Durability, Purpose, Script, Topology};
 pub use error::{JobError, QueueError, RedisErrorClass};
+pub use handle::Queues;
 pub use producer::{EnqueueOptions, Enqueued, Producer};
 pub use retry::RetrySchedule;
 

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use kakaopay_jobs::queue::inspect::{self, JobInfo};
+use kakaopay_jobs::queue::inspect::JobInfo;
 
 pub fn job_url(queue: &str, id: &str) -> String {
     format!("/board/queues/{}/jobs/{}", enc(queue), enc(id))
@@ -74,14 +74,12 @@ pub fn listed_row(queue: &str, job: &JobInfo) -> String {
 
 async fn find(state: &AppState, queue: &str, id: &str) -> Result<(&'static str, JobInfo), Failure> {
     let queue = queue_name(queue)?;
-    let job = inspect::job(
-        &state.store.connection(),
-        state.store.namespace(),
-        queue,
-        id,
-    )
-    .await?
-    .ok_or_else(|| super::super::error::ApiError::not_found("job"))?;
+    let job = state
+        .store
+        .queues()
+        .job(queue, id)
+        .await?
+        .ok_or_else(|| super::super::error::ApiError::not_found("job"))?;
     Ok((queue, job))
 }
 

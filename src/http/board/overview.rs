@@ -11,8 +11,7 @@ use crate::store::RefundFilter;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use kakaopay_jobs::queue::inspect::{self, Status};
-use kakaopay_jobs::queue::operate;
+use kakaopay_jobs::queue::inspect::Status;
 use kakaopay_jobs::QUEUES;
 
 /// Failed and dead jobs listed per queue and status on the overview; the queue's page has all.
@@ -65,12 +64,11 @@ pub async fn counts(Board(_): Board, State(state): State<AppState>) -> Result<Re
 
 /// Every queue's exact counts and whether it is paused, as of now.
 pub async fn counts_table(state: &AppState) -> Result<String, Failure> {
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
+    let queues = state.store.queues();
     let mut rows = String::new();
     for queue in QUEUES {
-        let c = inspect::counts(&conn, ns, queue).await?;
-        let paused = operate::is_paused(&conn, ns, queue).await?;
+        let c = queues.counts(queue).await?;
+        let paused = queues.is_paused(queue).await?;
         let state_cell = if paused {
             "<td class=\"paused\">paused</td>"
         } else {
@@ -115,12 +113,11 @@ async fn reviews_waiting(state: &AppState) -> Result<String, Failure> {
 
 /// Failed and dead jobs of every queue, each with a retry button.
 async fn troubled(state: &AppState) -> Result<String, Failure> {
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
+    let queues = state.store.queues();
     let mut rows = String::new();
     for queue in QUEUES {
         for status in [Status::Dead, Status::Failed] {
-            for job in inspect::list(&conn, ns, queue, status, TROUBLED).await? {
+            for job in queues.list(queue, status, TROUBLED).await? {
                 rows.push_str(&super::jobs::troubled_row(queue, &job));
             }
         }
@@ -139,7 +136,7 @@ pub async fn workers(
     Board(operator): Board,
     State(state): State<AppState>,
 ) -> Result<Response, Failure> {
-    let live = crate::registry::live(&state.store).await?;
+    let live = state.store.live_processes().await?;
     let mut rows = String::new();
     for p in &live {
         rows.push_str(&format!(

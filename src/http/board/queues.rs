@@ -15,8 +15,7 @@ use crate::html::escape;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use kakaopay_jobs::queue::inspect::{self, Counts, Status};
-use kakaopay_jobs::queue::{operate, pages, stats};
+use kakaopay_jobs::queue::inspect::{Counts, Status};
 
 /// Jobs listed per page.
 const PAGE: usize = 50;
@@ -41,10 +40,9 @@ pub async fn show(
 ) -> Result<Response, Failure> {
     let queue = queue_name(&queue)?;
     let query = Query::parse(raw.as_deref());
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
-    let counts = inspect::counts(&conn, ns, queue).await?;
-    let paused = operate::is_paused(&conn, ns, queue).await?;
+    let queues = state.store.queues();
+    let counts = queues.counts(queue).await?;
+    let paused = queues.is_paused(queue).await?;
     let mut body = flash_html(&state, &operator, &query).await?;
     body.push_str(&steering(queue, paused, counts.dead));
     body.push_str(&charts(&state, queue, &query).await?);
@@ -85,11 +83,10 @@ async fn charts(state: &AppState, queue: &str, query: &Query) -> Result<String, 
         .and_then(|h| h.parse::<usize>().ok())
         .filter(|h| (1..=24).contains(h))
         .unwrap_or(3);
-    let conn = state.store.connection();
-    let ns = state.store.namespace();
+    let queues = state.store.queues();
     // This page's own sample, so that an api process's board shows the wait as of now.
-    stats::sample_oldest_pending(&conn, ns, queue).await?;
-    let minutes = stats::last_minutes(&conn, ns, queue, hours * 60).await?;
+    queues.sample_oldest_pending(queue).await?;
+    let minutes = queues.last_minutes(queue, hours * 60).await?;
     let windows: String = [1, 3, 12, 24]
         .iter()
         .map(|h| {
@@ -135,19 +132,15 @@ async fn listing(
         })
         .collect();
     let cursor = query.get("cursor");
-    let page = pages::page(
-        &state.store.connection(),
-        state.store.namespace(),
-        queue,
-        status,
-        PAGE,
-        cursor,
-    )
-    .await
-    .map_err(|e| match e {
-        kakaopay_jobs::queue::QueueError::Invalid(m) => ApiError::invalid("cursor", m),
-        other => other.into(),
-    })?;
+    let page = state
+        .store
+        .queues()
+        .page(queue, status, PAGE, cursor)
+        .await
+        .map_err(|e| match e {
+            kakaopay_jobs::queue::QueueError::Invalid(m) => ApiError::invalid("cursor", m),
+            other => other.into(),
+        })?;
     let rows: String = page
         .jobs
         .iter()
@@ -169,13 +162,7 @@ async fn listing(
 }
 
 async fn audit(state: &AppState, queue: &str) -> Result<String, Failure> {
-    let entries = operate::audit(
-        &state.store.connection(),
-        state.store.namespace(),
-        queue,
-        20,
-    )
-    .await?;
+    let entries = state.store.queues().audit(queue, 20).await?;
     if entries.is_empty() {
         return Ok(String::new());
     }
@@ -244,7 +231,7 @@ pub async fn confirm_retry_dead(
     Path(queue): Path<String>,
 ) -> Result<Response, Failure> {
     let queue = queue_name(&queue)?;
-    let counts = inspect::counts(&state.store.connection(), state.store.namespace(), queue).await?;
+    let counts = state.store.queues().counts(queue).await?;
     let body = if counts.dead == 0 {
         format!(
             "<p id=\"question\">{queue} has no dead job.</p><p><a href=\"/board/queues/{queue}\">Back to {queue}</a></p>"

@@ -167,6 +167,35 @@ fn typed_amount(raw: Option<&str>) -> Result<Option<i64>, String> {
     })
 }
 
+/// What an operator decided about a refund waiting for review.
+enum Decision {
+    /// An amount, or `None` for what is left.
+    Approve(Option<i64>),
+    Dismiss,
+}
+
+/// Decides the review of the refund a form's path names (a malformed id is an unknown
+/// refund), with the form's note, under the operator's name.
+async fn decide(
+    state: &AppState,
+    refund: &str,
+    decision: Decision,
+    fields: &Query,
+    operator: &str,
+) -> Result<(), ApiError> {
+    let id = checked_refund_id(refund)?;
+    let (store, producer, note) = (&state.store, &state.producer, fields.get("note"));
+    match decision {
+        Decision::Approve(amount) => {
+            crate::review::approve(store, producer, &id, amount, note, operator).await?;
+        }
+        Decision::Dismiss => {
+            crate::review::dismiss(store, producer, &id, note, operator).await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn approve(
     Board(operator): Board,
     State(state): State<AppState>,
@@ -179,21 +208,10 @@ pub async fn approve(
         Ok(a) => a,
         Err(why) => return redirect_with(&state, &operator, &back, Flash::Refused(why)).await,
     };
-    let approved = match checked_refund_id(&refund) {
-        Ok(id) => crate::review::approve(
-            &state.store,
-            &state.producer,
-            &id,
-            amount,
-            fields.get("note"),
-            &operator,
-        )
-        .await
-        .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let decision = Decision::Approve(amount);
+    let approved = decide(&state, &refund, decision, &fields, &operator).await;
     let flash = match approved {
-        Ok(_) => Flash::Done(format!(
+        Ok(()) => Flash::Done(format!(
             "Refund {refund} approved for {} by {operator}: it is queued and runs as an admin refund.",
             amount.map(won).unwrap_or_else(|| "what is left".into())
         )),
@@ -210,20 +228,9 @@ pub async fn dismiss(
 ) -> Result<Response, Failure> {
     let fields = form(&body);
     let back = back_of(&fields);
-    let dismissed = match checked_refund_id(&refund) {
-        Ok(id) => crate::review::dismiss(
-            &state.store,
-            &state.producer,
-            &id,
-            fields.get("note"),
-            &operator,
-        )
-        .await
-        .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let dismissed = decide(&state, &refund, Decision::Dismiss, &fields, &operator).await;
     let flash = match dismissed {
-        Ok(_) => Flash::Done(format!(
+        Ok(()) => Flash::Done(format!(
             "Refund {refund} dismissed by {operator}: no money moves."
         )),
         Err(e) if e.field.as_deref() == Some("note") => Flash::Refused(format!(
