@@ -72,7 +72,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => {
+            StoreError::Unavailable(e) => {
+                // Unreachable, or between roles during a failover: the operator sees it.
+                tracing::warn!(error = %e, "Redis unavailable; answered 503");
                 ApiError::unavailable("Redis is unreachable; nothing was done, try again")
             }
             other => {
@@ -86,6 +88,7 @@ impl From<StoreError> for ApiError {
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         if e.is_unavailable() {
+            tracing::warn!(error = %e, "Redis unavailable; answered 503");
             ApiError::unavailable("Redis is unreachable; nothing was done, try again")
         } else {
             tracing::error!(error = %e, "queue failure");
