@@ -4,6 +4,7 @@
 //! in production, so nobody polls.
 
 use super::load::{Conn, Req};
+use crate::events::EventKind;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -179,9 +180,9 @@ fn expect(answer: &super::load::Answer, status: u16, step: &str) -> anyhow::Resu
     Ok(())
 }
 
-async fn wait_for(rx: &mut mpsc::UnboundedReceiver<String>, kind: &str) -> anyhow::Result<()> {
+async fn wait_for(rx: &mut mpsc::UnboundedReceiver<String>, kind: EventKind) -> anyhow::Result<()> {
     match tokio::time::timeout(STEP_TIMEOUT, rx.recv()).await {
-        Ok(Some(k)) if k == kind => Ok(()),
+        Ok(Some(k)) if k == kind.as_str() => Ok(()),
         Ok(Some(k)) => anyhow::bail!("expected {kind}, got {k}"),
         Ok(None) => anyhow::bail!("the webhook listener went away"),
         Err(_) => anyhow::bail!("no {kind} within {STEP_TIMEOUT:?}"),
@@ -241,7 +242,7 @@ async fn one(
             200,
             "callback",
         )?;
-        wait_for(&mut events, "payment.approved").await?;
+        wait_for(&mut events, EventKind::PaymentApproved).await?;
         let approved_at = Instant::now();
         let refund = Req::post_json(
             format!("/v1/payments/{payment_id}/refunds"),
@@ -250,7 +251,7 @@ async fn one(
         .bearer(&target.admin_token)
         .header("idempotency-key", order);
         expect(&api.send(&refund).await, 202, "refund")?;
-        wait_for(&mut events, "refund.succeeded").await?;
+        wait_for(&mut events, EventKind::RefundSucceeded).await?;
         Ok([
             created_at - began,
             approved_at - created_at,
