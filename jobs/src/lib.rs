@@ -74,6 +74,11 @@ pub struct CancelPayment {
 }
 
 impl RefundRequest {
+    /// Who asked; `None` for a request that fails validation.
+    pub fn requester(&self) -> Option<Requester> {
+        Requester::parse(&self.requested_by)
+    }
+
     /// A request received now, with no explicit amount: the rules decide.
     pub fn new(requested_by: &str, reason: &str) -> Self {
         RefundRequest {
@@ -129,13 +134,6 @@ pub struct RefundRequest {
     pub by_admin: bool,
     /// When the request was first received (RFC 3339), stamped by whoever enqueued it.
     pub received_at: String,
-}
-
-impl RefundRequest {
-    /// Who asked; `None` for a request that fails validation.
-    pub fn requester(&self) -> Option<Requester> {
-        Requester::parse(&self.requested_by)
-    }
 }
 
 impl JobKind for CancelPayment {

@@ -117,20 +117,12 @@ impl PaymentId {
             Shard::of_order(location, order).code()
         ))
     }
-
-    pub fn shard(&self) -> Shard {
-        Shard::of_id(&self.0)
-    }
 }
 
 impl RefundId {
     /// The refund this payment and key name, whichever way it was requested.
     pub fn of(payment: &PaymentId, key: &IdempotencyKey) -> RefundId {
         RefundId(kakaopay_jobs::refunds::refund_id(payment, key))
-    }
-
-    pub fn shard(&self) -> Shard {
-        Shard::of_id(&self.0)
     }
 }
 
@@ -144,12 +136,15 @@ mod tests {
         let order = OrderId::parse("B-1").unwrap();
         let id = PaymentId::new(&location, &order);
         assert_eq!(PaymentId::try_from(id.to_string()).unwrap(), id);
-        assert_eq!(id.shard(), Shard::of_order(&location, order.as_str()));
+        assert_eq!(
+            Shard::of_id(&id),
+            Shard::of_order(&location, order.as_str())
+        );
         let refund = RefundId::of(&id, &IdempotencyKey::try_from("k-1").unwrap());
         assert_eq!(RefundId::try_from(refund.to_string()).unwrap(), refund);
         assert_eq!(
-            refund.shard(),
-            id.shard(),
+            Shard::of_id(&refund),
+            Shard::of_id(&id),
             "a refund lives in its payment's slot"
         );
     }

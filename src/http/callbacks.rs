@@ -116,7 +116,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 3] = [Action::Approve, Action::Cancel, Action::Fail];
+    const ALL: [Action; 3] = [Action::Approve, Action::Cancel, Action::Fail];
 
     pub fn parse(raw: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == raw)

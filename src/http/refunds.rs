@@ -96,8 +96,8 @@ fn with_article(word: &str) -> String {
 }
 
 /// The `Idempotency-Key` header, required; one that is there but not text is said to be so,
-/// not to be missing.
-fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+/// not to be missing (its rule is checked with the request, as it always was).
+fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     const FIELD: &str = "Idempotency-Key";
     let raw = headers
         .get("idempotency-key")
@@ -112,13 +112,17 @@ fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
             "the Idempotency-Key header is empty",
         ));
     }
-    IdempotencyKey::try_from(key).map_err(|e| ApiError::invalid(FIELD, format!("{FIELD} {e}")))
+    Ok(key)
 }
 
 impl RefundBody {
     /// The request as the worker will decide it, checked as every request is
     /// (`kakaopay_jobs::refunds::validate`, shared with refunds enqueued straight into Redis).
-    fn into_request(self, key: &IdempotencyKey, role: Role) -> Result<RefundRequest, ApiError> {
+    fn into_request(
+        self,
+        key: &str,
+        role: Role,
+    ) -> Result<(IdempotencyKey, RefundRequest), ApiError> {
         if self.amount.is_some() && role != Role::Admin {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -138,13 +142,17 @@ impl RefundBody {
             by_admin: role == Role::Admin,
             received_at: crate::store::now_rfc3339(),
         };
-        validate(key, &request).map_err(|e| match e {
+        let invalid = |e: RefundRequestError| match e {
             RefundRequestError::Invalid { field, message } => {
                 ApiError::invalid(field, format!("{field} {message}"))
             }
             other => ApiError::invalid("body", other.to_string()),
-        })?;
-        Ok(request)
+        };
+        validate(key, &request).map_err(invalid)?;
+        // The same rule `validate` just applied: cannot fail.
+        let key = IdempotencyKey::try_from(key)
+            .map_err(|e| ApiError::invalid("Idempotency-Key", e.to_string()))?;
+        Ok((key, request))
     }
 }
 
@@ -175,8 +183,7 @@ pub async fn create(
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, ApiError> {
     let payment_id = checked_payment_id(&payment_id)?;
-    let key = idempotency_key(&headers)?;
-    let request = body.into_request(&key, role)?;
+    let (key, request) = body.into_request(idempotency_key(&headers)?, role)?;
     let refund_id = RefundId::of(&payment_id, &key);
     let (payment, existing) = state
         .store
@@ -194,8 +201,9 @@ pub async fn create(
         return Ok(answer);
     }
     let approved = payment.approval.as_ref().map(|a| a.amount.total);
-    let left = refundable(payment.status, approved, payment.refunded, request.amount);
-    if left.map_err(refused)? == Won::ZERO {
+    let left =
+        refundable(payment.status, approved, payment.refunded, request.amount).map_err(refused)?;
+    if left == Won::ZERO {
         return Err(refused(NotRefundable::OverRemaining(Won::ZERO)));
     }
     let created = state

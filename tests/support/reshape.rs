@@ -15,6 +15,7 @@ type Rewrite = Arc<dyn Fn(&str, &mut Value) + Send + Sync>;
 pub struct Reshaping {
     pub url: String,
     upstream: String,
+    client: reqwest::Client,
     rewrite: Arc<Mutex<Option<Rewrite>>>,
 }
 
@@ -28,6 +29,7 @@ impl Reshaping {
         let proxy = Reshaping {
             url,
             upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::new(),
             rewrite: Arc::new(Mutex::new(None)),
         };
         let app = axum::Router::new()
@@ -61,7 +63,7 @@ async fn forward(
         proxy.upstream,
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    let mut request = reqwest::Client::new().request(method, target).body(body);
+    let mut request = proxy.client.request(method, target).body(body);
     for name in ["authorization", "content-type"] {
         if let Some(v) = headers.get(name) {
             request = request.header(name, v.clone());
