@@ -14,7 +14,6 @@
 //! whole request body.
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -67,11 +66,38 @@ impl Default for Limits {
     }
 }
 
+/// What [`serve`] serves: a router, or one inside layers that need no route.
+pub trait App:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves `app` until `stop` resolves, then finishes the requests under way (at most
 /// `limits.drain`). Each request carries the peer's address as `ConnectInfo`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: impl App,
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) {

@@ -22,7 +22,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let outcome = runtime.block_on(run(cli.command));
+    // What the runtime's tasks log as they are dropped is written too; a blocking task that
+    // hangs (a DNS lookup) does not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    telemetry::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -4,10 +4,10 @@
 //! `namespace`, so several deployments (or tests) in one process stay apart.
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// KakaoPay calls and HTTP requests: tens of milliseconds normally, seconds when KakaoPay is
@@ -118,27 +118,91 @@ pub async fn observe_queues(store: &crate::store::Store) {
     redis_round_trips();
 }
 
-/// Counts and times every HTTP request by its route template (never the raw path: ids would
-/// make a series per payment).
-pub async fn track_http(namespace: String, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
-    let labels = [
-        ("namespace", namespace),
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
+/// One HTTP request being answered, counted and timed by its route template (never the raw
+/// path: ids would make a series per payment) once its status is known.
+pub struct HttpRequest {
+    started: Instant,
+    method: &'static str,
+    route: Option<MatchedPath>,
+}
+
+impl HttpRequest {
+    pub fn start(req: &Request) -> HttpRequest {
+        HttpRequest {
+            started: Instant::now(),
+            method: method_label(req.method()),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+        }
+    }
+
+    pub fn finish(self, namespace: &str, status: StatusCode) {
+        let route = self.route.as_ref().map_or("unmatched", |p| p.as_str());
+        let (count, duration) = http_series(namespace, self.method, route, status);
+        count.increment(1);
+        duration.record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The request counter (by status) and the duration histogram of one route and method.
+type HttpSeries = (metrics::Counter, metrics::Histogram);
+
+/// Namespace, then route, then method and status: each level looked up by what the request
+/// already holds, so that counting a request allocates nothing once its series exist.
+type HttpSeriesIndex = HashMap<String, HashMap<String, HashMap<(&'static str, u16), HttpSeries>>>;
+
+/// A method as a label: any client can send a method of its own making, and each would be a
+/// series of its own.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..3])
-        .record(started.elapsed().as_secs_f64());
-    response
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
+}
+
+/// The series of a request, registered with the recorder the first time they are seen.
+fn http_series(
+    namespace: &str,
+    method: &'static str,
+    route: &str,
+    status: StatusCode,
+) -> HttpSeries {
+    static SERIES: OnceLock<Mutex<HttpSeriesIndex>> = OnceLock::new();
+    let mut index = SERIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !index.contains_key(namespace) {
+        index.insert(namespace.to_string(), HashMap::new());
+    }
+    let routes = index.get_mut(namespace).expect("inserted above");
+    if !routes.contains_key(route) {
+        routes.insert(route.to_string(), HashMap::new());
+    }
+    let series = routes.get_mut(route).expect("inserted above");
+    series
+        .entry((method, status.as_u16()))
+        .or_insert_with(|| {
+            let labels = [
+                ("namespace", namespace.to_string()),
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("status", status.as_str().to_string()),
+            ];
+            (
+                metrics::counter!("http_requests_total", &labels),
+                metrics::histogram!("http_request_duration_seconds", &labels[..3]),
+            )
+        })
+        .clone()
 }
 
 /// Records one run of a job: its outcome (`done`, `retry`, `permanent`) and duration.
@@ -194,4 +258,18 @@ pub fn unsettled(namespace: &str, subject: &'static str, reason: &'static str) {
 pub fn redis_round_trips() {
     metrics::counter!("redis_round_trips_total")
         .absolute(kakaopay_jobs::queue::connection::round_trips());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_of_a_clients_own_making_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(method_label(&Method::CONNECT), "other");
+    }
 }

@@ -2,14 +2,13 @@
 //! (`work`), or both (`serve`), sharing one Redis connection.
 
 use crate::config::{HttpArgs, JobAttempts, KakaoPayArgs, OpsArgs, RedisArgs, WorkerArgs};
-use crate::http::{self, AppState, HttpConfig};
+use crate::http::{self, AppState, HttpConfig, Services};
 use crate::kakaopay::{KakaoPay, Timeouts};
 use crate::store::Store;
 use crate::workers::{self, Deps, Webhook, WorkerSettings, Workers};
 use anyhow::Context;
 use kakaopay_jobs::queue::{Connection, Durability, Producer, Purpose, Topology};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -214,16 +213,16 @@ fn serve_api(
         settings.ready_window,
         settings.kakaopay_timeouts.total,
     );
-    let state = AppState {
+    let state = AppState::new(Services {
         store,
         producer,
         kakaopay,
-        config: Arc::new(config),
-    };
+        config,
+    });
     let (stop, mut stopped) = watch::channel(false);
     let server = crate::listener::serve(
         listener,
-        http::router(state),
+        http::app(state),
         crate::listener::Limits::default(),
         async move {
             let _ = stopped.wait_for(|s| *s).await;

@@ -193,11 +193,23 @@ pub async fn callback(
         Action::Approve => Some(pg_token(query)?),
         Action::Cancel | Action::Fail => None,
     };
-    let (payment, outcome) = state
-        .store
-        .payment_and_transition(&payment_id, action.transition(token))
-        .await?;
-    let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
+    let transition = action.transition(token);
+    // An approval (the busy path) reads only where the member goes back to; a cancel or a
+    // failure reads the whole record in the same round trip, to announce it.
+    let (return_url, payment, outcome) = if action == Action::Approve {
+        let (url, outcome) = state
+            .store
+            .return_url_and_transition(&payment_id, transition)
+            .await?;
+        (url.and_then(|u| u.0), None, outcome)
+    } else {
+        let (payment, outcome) = state
+            .store
+            .payment_and_transition(&payment_id, transition)
+            .await?;
+        let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
+        (payment.request.return_url.clone(), Some(payment), outcome)
+    };
     let status = match outcome {
         TransitionOutcome::Applied => action.status(),
         // A repeated callback (or one after another outcome) changes nothing; what it
@@ -209,7 +221,7 @@ pub async fn callback(
         TransitionOutcome::Missing => return Err(ApiError::not_found("payment")),
     };
     let left = matches!(status, PaymentStatus::Canceled | PaymentStatus::Failed);
-    if left && action != Action::Approve {
+    if let Some(payment) = payment.filter(|_| left) {
         // The member's own cancel or failure, or a repeat of it (announcing is idempotent).
         announce_payment_logged(&state.store, &state.producer, &payment, status).await;
     }
@@ -223,11 +235,7 @@ pub async fn callback(
             tracing::info!(payment_id = %payment_id, "approval enqueued");
         }
     }
-    Ok(back(
-        payment.request.return_url.as_deref(),
-        &payment_id,
-        status,
-    ))
+    Ok(back(return_url.as_deref(), &payment_id, status))
 }
 
 #[cfg(test)]

@@ -118,11 +118,7 @@ impl From<KakaoPayError> for ApiError {
 /// not UTF-8, a method a route does not take, a rejected extractor): those come as
 /// text/plain, and a client of API.md must be able to read every error the same way. HTML
 /// pages (the board, the callback pages) and our own JSON pass unchanged.
-pub async fn framework_errors(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(req).await;
+pub async fn framework_errors(response: Response) -> Response {
     let status = response.status();
     let plain = response
         .headers()

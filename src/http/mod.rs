@@ -15,6 +15,7 @@ pub mod payments;
 mod query;
 mod queues;
 pub mod refunds;
+mod request_id;
 mod reviews;
 mod search;
 mod transactions;
@@ -35,7 +36,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 #[derive(Debug, Clone)]
@@ -82,12 +83,30 @@ impl HttpConfig {
     }
 }
 
+/// What every handler reaches: one allocation, shared, so that handing it to a request is
+/// a reference count and not a copy of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub store: Store,
     pub producer: Producer,
     pub kakaopay: KakaoPay,
-    pub config: Arc<HttpConfig>,
+    pub config: HttpConfig,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -134,38 +153,61 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(board::routes())
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(|| async { Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi()) }),
+        )
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(body::MAX_BODY))
-        .layer(axum::middleware::from_fn(error::framework_errors))
+        // The one layer each route is wrapped in: axum clones a route's layers for every
+        // request, so whatever needs no route is put around the router, in [`app`].
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            board::same_origin_posts,
+            per_route,
         ))
-        .layer(axum::middleware::from_fn(page_headers))
-        .layer(axum::middleware::from_fn({
-            let namespace = state.store.namespace().to_string();
-            move |req, next| crate::metrics::track_http(namespace.clone(), req, next)
-        }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string();
-                // The path only (query strings carry pg_tokens), and without a callback's
-                // signature: whoever reads logs must not be able to cancel a payment.
-                let path = callbacks::loggable_path(req.uri().path());
-                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path)
-            }),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(axum::middleware::from_fn(drop_unfit_request_id))
         .with_state(state)
+}
+
+/// The API as served: the router inside what every request passes through, outermost first
+/// (a request id that is fit to log, its span, the id echoed, the body limit).
+pub fn app(state: AppState) -> impl crate::listener::App {
+    tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(drop_unfit_request_id))
+        .layer(SetRequestIdLayer::x_request_id(request_id::RequestIds))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .service(router(state))
+}
+
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    // The path only (query strings carry pg_tokens), and without a callback's signature:
+    // whoever reads logs must not be able to cancel a payment.
+    let path = callbacks::loggable_path(req.uri().path());
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path)
+}
+
+/// What needs the route: its metrics by route template. Around the handler, in this order:
+/// a board form from another site refused, the framework's own errors put in the contract's
+/// shape, the page headers, and the request counted with the status it was answered.
+async fn per_route(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let counted = crate::metrics::HttpRequest::start(&req);
+    let mut response = match board::refused_cross_origin(&state, &req) {
+        Some(refused) => refused,
+        None => error::framework_errors(next.run(req).await).await,
+    };
+    page_headers(&mut response);
+    counted.finish(state.store.namespace(), response.status());
+    response
 }
 
 /// What a browser needs told about our pages (the board, the callback pages): no framing
@@ -176,12 +218,8 @@ pub fn router(state: AppState) -> Router {
 /// this origin (no inline style or script, so markup slipped into a page could not run or
 /// restyle anything), the script's fetch of the counts, forms to here. Its charts are SVG
 /// inside the page, which needs no image source.
-async fn page_headers(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+fn page_headers(response: &mut axum::response::Response) {
     use axum::http::{header, HeaderValue};
-    let mut response = next.run(req).await;
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -205,7 +243,6 @@ async fn page_headers(
             HeaderValue::from_static("no-referrer"),
         );
     }
-    response
 }
 
 /// A client's `X-Request-Id` is kept when it is a short token; anything else (long, or with

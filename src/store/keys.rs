@@ -22,67 +22,88 @@
 use super::Store;
 use crate::domain::{PaymentStatus, Shard};
 
+/// Every shard's hash tag, `{ns:pNN}`, formatted once: keys are built on every request.
+pub(super) fn shard_tags(ns: &str) -> std::sync::Arc<[String]> {
+    Shard::all()
+        .map(|shard| format!("{{{ns}:p{:02}}}", shard.number()))
+        .collect()
+}
+
+/// `parts` end to end, in one allocation of the right size.
+fn joined(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        key.push_str(part);
+    }
+    key
+}
+
 impl Store {
-    pub(super) fn tag(&self, shard: Shard) -> String {
-        format!("{{{}:p{:02}}}", self.ns, shard.number())
+    pub(super) fn tag(&self, shard: Shard) -> &str {
+        &self.tags[usize::from(shard.number())]
     }
 
     /// Where the record lives (for tests and operators that look at Redis itself).
     pub fn payment_key(&self, id: &str) -> String {
-        format!("{}:payment:{id}", self.tag(Shard::of_id(id)))
+        joined(&[self.tag(Shard::of_id(id)), ":payment:", id])
     }
 
     pub(super) fn history_key(&self, id: &str) -> String {
-        format!("{}:history", self.payment_key(id))
+        joined(&[self.tag(Shard::of_id(id)), ":payment:", id, ":history"])
     }
 
     pub fn payment_refunds_key(&self, payment_id: &str) -> String {
-        format!("{}:refunds", self.payment_key(payment_id))
+        joined(&[
+            self.tag(Shard::of_id(payment_id)),
+            ":payment:",
+            payment_id,
+            ":refunds",
+        ])
     }
 
     /// Where the record lives (for tests and operators that look at Redis itself).
     pub fn refund_key(&self, id: &str) -> String {
-        format!("{}:refund:{id}", self.tag(Shard::of_id(id)))
+        joined(&[self.tag(Shard::of_id(id)), ":refund:", id])
     }
 
     pub(super) fn refund_history_key(&self, id: &str) -> String {
-        format!("{}:history", self.refund_key(id))
+        joined(&[self.tag(Shard::of_id(id)), ":refund:", id, ":history"])
     }
 
     /// An order's reservation, in the shard its payment takes.
     pub(super) fn order_key(&self, location: &str, order: &str) -> String {
         let shard = Shard::of_order(location, order);
-        format!("{}:order:{location}:{order}", self.tag(shard))
+        joined(&[self.tag(shard), ":order:", location, ":", order])
     }
 
     /// A shard's payments in `status` (`ready`, `approving`), by when they entered it.
     pub fn status_index_key(&self, shard: Shard, status: PaymentStatus) -> String {
-        format!("{}:payments:{status}", self.tag(shard))
+        joined(&[self.tag(shard), ":payments:", status.as_str()])
     }
 
     /// A shard's refunds not final yet, by request time: what the reconciler walks.
     pub(super) fn open_refunds_key(&self, shard: Shard) -> String {
-        format!("{}:refunds:open", self.tag(shard))
+        joined(&[self.tag(shard), ":refunds:open"])
     }
 
     /// A shard's refunds waiting for an operator (`manual_review`), by when they entered it.
     pub(super) fn review_refunds_key(&self, shard: Shard) -> String {
-        format!("{}:refunds:review", self.tag(shard))
+        joined(&[self.tag(shard), ":refunds:review"])
     }
 
     /// A shard's refunds, by request time: the refund listing without a location.
     pub(super) fn all_refunds_key(&self, shard: Shard) -> String {
-        format!("{}:refunds:all", self.tag(shard))
+        joined(&[self.tag(shard), ":refunds:all"])
     }
 
     /// A location's payments in one shard, by creation time (the transactions report).
     pub(super) fn location_payments_key(&self, shard: Shard, location: &str) -> String {
-        format!("{}:loc:{location}:payments", self.tag(shard))
+        joined(&[self.tag(shard), ":loc:", location, ":payments"])
     }
 
     /// A location's refunds in one shard, by request time.
     pub(super) fn location_refunds_key(&self, shard: Shard, location: &str) -> String {
-        format!("{}:loc:{location}:refunds", self.tag(shard))
+        joined(&[self.tag(shard), ":loc:", location, ":refunds"])
     }
 
     fn location_tag(&self, location: &str) -> String {
@@ -105,12 +126,12 @@ impl Store {
     /// Which refund of the earlier key layout the refund id `id` names (`migrations`): its
     /// id then did not carry its payment's shard, so a repeat of its request computes another.
     pub(super) fn refund_alias_key(&self, id: &str) -> String {
-        format!("{}:alias", self.refund_key(id))
+        joined(&[self.tag(Shard::of_id(id)), ":refund:", id, ":alias"])
     }
 
     /// A key in a shard that only ever takes a throwaway write (see [`Store::confirm_durable`]).
     pub(super) fn barrier_key(&self, shard: Shard) -> String {
-        format!("{}:barrier", self.tag(shard))
+        joined(&[self.tag(shard), ":barrier"])
     }
 
     pub(super) fn event_key(&self, id: &str) -> String {

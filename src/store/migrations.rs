@@ -258,7 +258,12 @@ impl Store {
         }
         let patterns: Vec<(String, String)> = if cluster {
             Shard::all()
-                .map(|s| (self.tag(s), format!("{}:refund:rf_*", self.tag(s))))
+                .map(|s| {
+                    (
+                        self.tag(s).to_string(),
+                        format!("{}:refund:rf_*", self.tag(s)),
+                    )
+                })
                 .collect()
         } else {
             let all = format!("{{{}:p*}}:refund:rf_*", self.ns);

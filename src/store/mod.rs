@@ -24,8 +24,8 @@ pub use migrations::Moved;
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use paging::{Cursor, Page};
 pub use payments::{
-    Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
-    TransitionOutcome,
+    Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, ReturnUrl,
+    Transition, TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
 pub use registry::{ProcessInfo, ProcessKind};
@@ -63,6 +63,7 @@ impl From<redis::RedisError> for StoreError {
 pub struct Store {
     conn: Connection,
     ns: String,
+    tags: std::sync::Arc<[String]>,
 }
 
 impl std::fmt::Debug for Store {
@@ -75,9 +76,11 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub fn new(conn: Connection, namespace: impl Into<String>) -> Self {
+        let ns = namespace.into();
         Store {
             conn,
-            ns: namespace.into(),
+            tags: keys::shard_tags(&ns),
+            ns,
         }
     }
 

@@ -91,6 +91,26 @@ struct Doc {
     fingerprint: String,
 }
 
+/// A stored payment's `return_url` (which it may not have), read from its document alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnUrl(pub Option<String>);
+
+impl ReturnUrl {
+    /// Parses the URL and skips the rest of the document without allocating for it.
+    fn of(doc: &str) -> Result<ReturnUrl, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Doc {
+            request: Request,
+        }
+        #[derive(Deserialize)]
+        struct Request {
+            return_url: Option<String>,
+        }
+        let doc: Doc = serde_json::from_str(doc)?;
+        Ok(ReturnUrl(doc.request.return_url))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payment {
     pub payment_id: PaymentId,
@@ -594,7 +614,7 @@ impl Store {
     }
 
     /// The payment as it was (without its history) and a transition of it, in one round trip:
-    /// what a callback needs.
+    /// what a member's cancel or failure needs, to announce it.
     pub async fn payment_and_transition(
         &self,
         id: &str,
@@ -625,6 +645,51 @@ impl Store {
             self.parse_payment(id, fields, &[])?,
             self.transition_outcome(id, answer)?,
         ))
+    }
+
+    /// Where the member goes back to (the payment's `return_url`; `None` when no payment is
+    /// stored under `id`) and a transition of the payment, in one round trip: what a callback needs. Only
+    /// the record's document is read, and of it only that URL is parsed, since a member's
+    /// browser arriving back from KakaoPay is the busiest request there is.
+    pub async fn return_url_and_transition(
+        &self,
+        id: &str,
+        t: Transition,
+    ) -> Result<(Option<ReturnUrl>, TransitionOutcome), StoreError> {
+        let (keys, args) = self.transition_call(id, &t);
+        let mut inv = TRANSITION.prepare_invoke();
+        for key in &keys {
+            inv.key(key);
+        }
+        for arg in &args {
+            inv.arg(arg);
+        }
+        let key = self.payment_key(id);
+        let mut pipe = redis::pipe();
+        pipe.hget(&key, "doc").add_command(inv.cmd());
+        type Answer = (Option<String>, (String, String));
+        let sent: redis::RedisResult<Answer> = self.conn.write(&pipe).await;
+        let (doc, answer) = match sent {
+            // Redis does not know the script yet (a restart, a flush, a promoted replica):
+            // nothing ran, so load it and send the pair again.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                TRANSITION.load(&self.conn).await?;
+                self.conn.write(&pipe).await?
+            }
+            other => other?,
+        };
+        let outcome = self.transition_outcome(id, answer)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        let return_url = match (doc, &outcome) {
+            (None, TransitionOutcome::Missing) => None,
+            // The script found a record to move: one without its document is broken.
+            (None, _) => return Err(corrupt("no doc".into())),
+            (Some(doc), _) => Some(ReturnUrl::of(&doc).map_err(|e| corrupt(format!("doc: {e}")))?),
+        };
+        Ok((return_url, outcome))
     }
 
     /// The keys and arguments of the transition script.

@@ -448,3 +448,31 @@ crate::on_every_topology!(
     a_disconnected_location_takes_no_new_payments_but_finishes_approvals_in_flight,
     service_disabled_and_masked_keys,
 );
+
+#[tokio::test]
+async fn a_callback_for_a_record_without_its_document_is_an_error_not_unknown() {
+    // The approval reads only the record's document: one the transition finds but whose
+    // document is gone is a broken money record to report, not a payment that does not exist.
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let (status, created) = app.create_payment(payment_body("loc_1", "ND-1")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["payment_id"].as_str().unwrap().to_string();
+    let conn = app.conn().await;
+    let key = kakaopay_worker::store::Store::new(conn.clone(), &app.namespace).payment_key(&id);
+    let _: () = redis::cmd("HDEL")
+        .arg(&key)
+        .arg("doc")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let callback = app
+        .member_presses(created["tid"].as_str().unwrap(), "approve")
+        .await;
+    let answer = app.follow(&callback).await;
+    // API.md has no 500: a broken record is answered as the store failing.
+    assert_eq!(answer.status(), 503);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    app.stop().await;
+}

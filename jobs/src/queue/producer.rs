@@ -2,6 +2,8 @@ use super::Connection;
 use super::{invocation, millis, scripts, Keys, QueueError, GROUP};
 use crate::JobKind;
 use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// How to enqueue one job. Explicit, so a caller sees every choice it makes.
@@ -41,7 +43,10 @@ pub struct Producer {
     namespace: String,
     /// Attempts per queue where the deployment sets them (`JOB_ATTEMPTS`); the job kind's
     /// schedule decides for the others.
-    attempts: std::sync::Arc<std::collections::HashMap<String, u32>>,
+    attempts: Arc<HashMap<String, u32>>,
+    /// Each queue's keys, formatted the first time a job goes there: enqueues run on the
+    /// request path.
+    keys: Arc<RwLock<HashMap<&'static str, Arc<Keys>>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -74,13 +79,14 @@ impl Producer {
             conn,
             namespace: namespace.into(),
             attempts: Default::default(),
+            keys: Default::default(),
         }
     }
 
     /// This producer with `attempts` per queue name for the jobs it enqueues without an
     /// explicit `max_attempts`.
     pub fn with_attempts(mut self, attempts: impl IntoIterator<Item = (String, u32)>) -> Self {
-        self.attempts = std::sync::Arc::new(attempts.into_iter().collect());
+        self.attempts = Arc::new(attempts.into_iter().collect());
         self
     }
 
@@ -131,7 +137,21 @@ impl Producer {
                 delay: options.delay.unwrap_or_default(),
             });
         }
-        enqueue_encoded(&self.conn, &Keys::new(&self.namespace, J::NAME), encoded).await
+        enqueue_encoded(&self.conn, &self.keys_of::<J>(), encoded).await
+    }
+
+    fn keys_of<J: JobKind>(&self) -> Arc<Keys> {
+        let known = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = known.get(J::NAME) {
+            return keys.clone();
+        }
+        drop(known);
+        let keys = Arc::new(Keys::new(&self.namespace, J::NAME));
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(J::NAME, keys.clone());
+        keys
     }
 }
 

@@ -13,7 +13,7 @@
 //! - `pages`: layout, escaping, ₩ and KST; `session`: login, logout, the same-origin check;
 //!   `assets`: the stylesheet and the refresh script, served from here (CSP `'self'`).
 //!
-//! Every action is a POST (refused from other origins by [`same_origin_posts`]) answered with
+//! Every action is a POST (refused from other origins by [`refused_cross_origin`]) answered with
 //! a redirect to a page that shows its outcome once (a flash). Discarding and retrying every
 //! dead job ask first, on a page of their own: a confirmation that works without script.
 
@@ -27,7 +27,7 @@ mod queues;
 mod reviews;
 mod session;
 
-pub use session::same_origin_posts;
+pub use session::refused_cross_origin;
 
 use super::AppState;
 use axum::extract::FromRequestParts;

@@ -2,7 +2,7 @@
 //! takes the token once and opens a session in Redis (`store::sessions`): the HttpOnly,
 //! SameSite=Strict cookie holds a random token that expires, and `/board/logout` revokes it;
 //! a bearer header works too. Every POST is refused unless it comes from our own origin
-//! ([`same_origin_posts`]).
+//! ([`refused_cross_origin`]).
 
 use super::super::error::ApiError;
 use super::super::AppState;
@@ -78,22 +78,18 @@ pub(super) fn to_login() -> Response {
 /// comes from in `Sec-Fetch-Site`, or at least in `Origin`; a request with neither is no
 /// browser's cross-site form (curl, a script holding a bearer token). `SameSite=Strict`
 /// alone would let a page on another port or a sibling subdomain act with the cookie.
-pub async fn same_origin_posts(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub fn refused_cross_origin(state: &AppState, req: &axum::extract::Request) -> Option<Response> {
     if req.method() == axum::http::Method::POST
         && req.uri().path().starts_with("/board")
         && !same_origin(req.headers(), &state.config.public_url)
     {
         tracing::warn!(path = %req.uri().path(), "refused a board action from another origin");
-        return bare_page(
+        return Some(bare_page(
             StatusCode::FORBIDDEN,
             "<p id=\"refused\">Refused: this form was sent from another site.</p>",
-        );
+        ));
     }
-    next.run(req).await
+    None
 }
 
 fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
