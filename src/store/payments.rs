@@ -8,7 +8,7 @@ use crate::domain::{
 };
 use crate::kakaopay::Amount;
 use chrono::{DateTime, FixedOffset};
-use kakaopay_jobs::queue::Script;
+use kakaopay_jobs::queue::{Invocation, Script};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -601,7 +601,12 @@ impl Store {
         id: &str,
         t: Transition,
     ) -> Result<TransitionOutcome, StoreError> {
-        let (keys, args) = self.transition_call(id, &t);
+        let answer: (String, String) = self.transition_invocation(id, &t).run(&self.conn).await?;
+        self.transition_outcome(id, answer)
+    }
+
+    fn transition_invocation(&self, id: &str, t: &Transition) -> Invocation<'static> {
+        let (keys, args) = self.transition_call(id, t);
         let mut inv = TRANSITION.prepare_invoke();
         for key in &keys {
             inv.key(key);
@@ -609,8 +614,29 @@ impl Store {
         for arg in &args {
             inv.arg(arg);
         }
-        let answer: (String, String) = inv.run(&self.conn).await?;
-        self.transition_outcome(id, answer)
+        inv
+    }
+
+    /// `read` (of the payment's record) and a transition of the payment, in one round trip.
+    async fn read_and_transition<R: redis::FromRedisValue>(
+        &self,
+        read: redis::Cmd,
+        id: &str,
+        t: &Transition,
+    ) -> Result<(R, (String, String)), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(read)
+            .add_command(self.transition_invocation(id, t).cmd());
+        let sent: redis::RedisResult<(R, (String, String))> = self.conn.write(&pipe).await;
+        Ok(match sent {
+            // Redis does not know the script yet (a restart, a flush, a promoted replica):
+            // nothing ran, so load it and send the pair again.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                TRANSITION.load(&self.conn).await?;
+                self.conn.write(&pipe).await?
+            }
+            other => other?,
+        })
     }
 
     /// The payment as it was (without its history) and a transition of it, in one round trip:
@@ -620,27 +646,9 @@ impl Store {
         id: &str,
         t: Transition,
     ) -> Result<(Option<Payment>, TransitionOutcome), StoreError> {
-        let (keys, args) = self.transition_call(id, &t);
-        let mut inv = TRANSITION.prepare_invoke();
-        for key in &keys {
-            inv.key(key);
-        }
-        for arg in &args {
-            inv.arg(arg);
-        }
-        let mut pipe = redis::pipe();
-        pipe.hgetall(self.payment_key(id)).add_command(inv.cmd());
-        type Answer = (HashMap<String, String>, (String, String));
-        let sent: redis::RedisResult<Answer> = self.conn.write(&pipe).await;
-        let (fields, answer) = match sent {
-            // Redis does not know the script yet (a restart, a flush, a promoted replica):
-            // nothing ran, so load it and send the pair again.
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                TRANSITION.load(&self.conn).await?;
-                self.conn.write(&pipe).await?
-            }
-            other => other?,
-        };
+        let read = redis::cmd("HGETALL").arg(self.payment_key(id)).clone();
+        let (fields, answer): (HashMap<String, String>, _) =
+            self.read_and_transition(read, id, &t).await?;
         Ok((
             self.parse_payment(id, fields, &[])?,
             self.transition_outcome(id, answer)?,
@@ -648,36 +656,17 @@ impl Store {
     }
 
     /// Where the member goes back to (the payment's `return_url`; `None` when no payment is
-    /// stored under `id`) and a transition of the payment, in one round trip: what a callback needs. Only
-    /// the record's document is read, and of it only that URL is parsed, since a member's
-    /// browser arriving back from KakaoPay is the busiest request there is.
+    /// stored under `id`) and a transition of the payment, in one round trip: what an approval
+    /// callback needs. Only the record's document is read, and of it only that URL is parsed,
+    /// since a member's browser arriving back from KakaoPay is the busiest request there is.
     pub async fn return_url_and_transition(
         &self,
         id: &str,
         t: Transition,
     ) -> Result<(Option<ReturnUrl>, TransitionOutcome), StoreError> {
-        let (keys, args) = self.transition_call(id, &t);
-        let mut inv = TRANSITION.prepare_invoke();
-        for key in &keys {
-            inv.key(key);
-        }
-        for arg in &args {
-            inv.arg(arg);
-        }
         let key = self.payment_key(id);
-        let mut pipe = redis::pipe();
-        pipe.hget(&key, "doc").add_command(inv.cmd());
-        type Answer = (Option<String>, (String, String));
-        let sent: redis::RedisResult<Answer> = self.conn.write(&pipe).await;
-        let (doc, answer) = match sent {
-            // Redis does not know the script yet (a restart, a flush, a promoted replica):
-            // nothing ran, so load it and send the pair again.
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                TRANSITION.load(&self.conn).await?;
-                self.conn.write(&pipe).await?
-            }
-            other => other?,
-        };
+        let read = redis::cmd("HGET").arg(&key).arg("doc").clone();
+        let (doc, answer): (Option<String>, _) = self.read_and_transition(read, id, &t).await?;
         let outcome = self.transition_outcome(id, answer)?;
         let corrupt = |reason: String| StoreError::Corrupt {
             key: key.clone(),

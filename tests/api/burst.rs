@@ -32,6 +32,8 @@ fn free_port() -> u16 {
 fn process(app: &TestApp, mode: &str, port: u16, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg(mode)
+        // Tests run side by side: the default port would be taken by another one's worker.
+        .env("METRICS_BIND", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("QUEUE_NAMESPACE", &app.namespace)
         .env("KAKAOPAY_API_URL", &app.sim.url)

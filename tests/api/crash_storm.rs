@@ -22,6 +22,8 @@ fn count(var: &str, default: usize) -> usize {
 fn worker(redis_env: &[(&'static str, String)], sim_url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
+        // Tests run side by side: the default port would be taken by another one's worker.
+        .env("METRICS_BIND", "127.0.0.1:0")
         .envs(redis_env.iter().cloned())
         .env("KAKAOPAY_API_URL", sim_url)
         .env("KAKAOPAY_TIMEOUT_MS", "2000")

@@ -543,6 +543,8 @@ async fn a_refund_taken_over_after_a_lease_lapse_is_canceled_once_and_recorded_s
 fn work_process(app: &TestApp, timeout_ms: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
+        // Tests run side by side: the default port would be taken by another one's worker.
+        .env("METRICS_BIND", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("QUEUE_NAMESPACE", &app.namespace)
         .env("KAKAOPAY_API_URL", &app.sim.url)

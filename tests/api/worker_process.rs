@@ -18,6 +18,8 @@ async fn a_worker_killed_mid_approve_leaves_the_payment_approved_once() {
     add_fault(&app.sim, json!({"endpoint": "approve", "fault": "commit_then_fail", "then": "timeout", "ms": 30000, "count": 1})).await;
     let mut worker = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
+        // Tests run side by side: the default port would be taken by another one's worker.
+        .env("METRICS_BIND", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("QUEUE_NAMESPACE", &app.namespace)
         .env("KAKAOPAY_API_URL", &app.sim.url)
@@ -107,6 +109,8 @@ async fn a_worker_killed_mid_cancel_leaves_the_refund_succeeded_once() {
     add_fault(&app.sim, json!({"endpoint": "cancel", "fault": "commit_then_fail", "then": "timeout", "ms": 30000, "count": 1})).await;
     let mut worker = Command::new(env!("CARGO_BIN_EXE_kakaopay-worker"))
         .arg("work")
+        // Tests run side by side: the default port would be taken by another one's worker.
+        .env("METRICS_BIND", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("QUEUE_NAMESPACE", &app.namespace)
         .env("KAKAOPAY_API_URL", &app.sim.url)

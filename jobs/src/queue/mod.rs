@@ -30,7 +30,7 @@ mod scripts;
 pub mod stats;
 
 pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
-pub use connection::{Connection, Durability, Purpose, Script, Topology};
+pub use connection::{Connection, Durability, Invocation, Purpose, Script, Topology};
 pub use error::{JobError, QueueError, RedisErrorClass};
 pub use handle::Queues;
 pub use producer::{EnqueueOptions, Enqueued, Producer};
