@@ -168,6 +168,15 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("other", |known| known.as_str())
 }
 
+/// The entry of `key` in `map`, made the first time: looked up by `&str`, so that only a new
+/// key is copied.
+fn level<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 /// The series of a request, registered with the recorder the first time they are seen.
 fn http_series(
     namespace: &str,
@@ -180,15 +189,7 @@ fn http_series(
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if !index.contains_key(namespace) {
-        index.insert(namespace.to_string(), HashMap::new());
-    }
-    let routes = index.get_mut(namespace).expect("inserted above");
-    if !routes.contains_key(route) {
-        routes.insert(route.to_string(), HashMap::new());
-    }
-    let series = routes.get_mut(route).expect("inserted above");
-    series
+    level(level(&mut index, namespace), route)
         .entry((method, status.as_u16()))
         .or_insert_with(|| {
             let labels = [
