@@ -1,6 +1,10 @@
 # kakaopay-worker: one binary for serve, api, work, sim, demo, queues and healthcheck.
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
+# jemalloc, the service's allocator, is built from its C sources with make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first, in their own layer: only a change of Cargo.toml or Cargo.lock rebuilds
 # them. The workspace's own crates are stubs here (every target a manifest declares must exist).

@@ -2,17 +2,16 @@
 //! level from `RUST_LOG` (default `info`). Stdout stays free for what commands print.
 //!
 //! Lines are formatted where they are logged and written by a thread of their own, which
-//! writes whatever has come in since its last write in one go: a request does not wait for a
-//! `write` to stderr, and under load a batch of lines costs one syscall instead of one each.
-//! No line is dropped for being too many (a writer far behind makes loggers wait). What is on
-//! its way is written before a panic's message and before the process ends ([`flush`]), and a
-//! warning or an error is written before its logger goes on: what a process killed outright
-//! (SIGKILL, out of memory) can lose is the information lines of its last moments, at most
-//! [`QUEUED_LINES`] of them.
+//! gathers what comes in for [`LINGER`] and writes it in one go: a request does not wait for
+//! a `write` to stderr, nor wake the writer for each line, and under load a few milliseconds
+//! of lines cost one syscall. No line is dropped for being too many (a writer far behind
+//! makes loggers wait). What is on its way is written before a panic's message and before the
+//! process ends ([`flush`]), and a warning or an error is written before its logger goes on:
+//! what a process killed outright (SIGKILL, out of memory) can lose is the information lines
+//! of its last [`LINGER`], at most [`PENDING_BYTES`] of them.
 
 use std::io::Write;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
@@ -24,21 +23,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Lines on their way to the writer thread before a logger has to wait.
-pub const QUEUED_LINES: usize = 1024;
+/// How long the writer gathers lines after the first one before it writes them.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+/// Bytes of lines on their way before a logger has to wait for the writer.
+pub const PENDING_BYTES: usize = 256 * 1024;
 
 const WRITER_THREAD: &str = "kp-log";
 
 /// How long [`flush`] waits for the writer thread (which may itself be what panicked).
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
-enum Msg {
-    Line(Vec<u8>),
-    /// Answered once every line sent before it is written.
-    Flush(SyncSender<()>),
-}
+static QUEUE: Queue = Queue::new();
 
-static LINES: OnceLock<SyncSender<Msg>> = OnceLock::new();
+/// Whether the writer thread runs (started with the first line); without it lines are
+/// written where they are logged.
+static WRITER: OnceLock<bool> = OnceLock::new();
 
 /// Installs the subscriber; `default_level` applies unless `RUST_LOG` says otherwise.
 pub fn init(format: LogFormat, default_level: &str) {
@@ -48,9 +48,14 @@ pub fn init(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(Writers);
     // A second init (tests call it per app) is harmless: the first subscriber stays.
+    // The request's span once per line (not again in a list of every span it is in).
     let installed = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
     };
     if installed.is_ok() {
         flush_before_panic_messages();
@@ -63,21 +68,7 @@ pub fn flush() {
     if std::thread::current().name() == Some(WRITER_THREAD) {
         return;
     }
-    let Some(lines) = LINES.get() else { return };
-    let deadline = Instant::now() + FLUSH_WAIT;
-    let (done, written) = mpsc::sync_channel(1);
-    let mut flush = Msg::Flush(done);
-    loop {
-        match lines.try_send(flush) {
-            Ok(()) => break,
-            Err(TrySendError::Full(again)) if Instant::now() < deadline => {
-                flush = again;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(_) => return,
-        }
-    }
-    let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    QUEUE.flush(Instant::now() + FLUSH_WAIT);
 }
 
 fn flush_before_panic_messages() {
@@ -112,11 +103,12 @@ struct Lines {
 
 impl Write for Lines {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let lines = LINES.get_or_init(start_writer);
-        if let Err(mpsc::SendError(Msg::Line(unsent))) = lines.send(Msg::Line(line.to_vec())) {
-            // The writer thread is gone: write it here rather than lose it.
-            std::io::stderr().write_all(&unsent)?;
-        } else if self.urgent {
+        if !*WRITER.get_or_init(start_writer) {
+            std::io::stderr().write_all(line)?;
+            return Ok(line.len());
+        }
+        QUEUE.push(line);
+        if self.urgent {
             flush();
         }
         Ok(line.len())
@@ -127,36 +119,196 @@ impl Write for Lines {
     }
 }
 
-fn start_writer() -> SyncSender<Msg> {
-    let (lines, queued) = mpsc::sync_channel(QUEUED_LINES);
+fn start_writer() -> bool {
     let started = std::thread::Builder::new()
         .name(WRITER_THREAD.into())
-        .spawn(move || write_lines(queued));
-    if let Err(e) = started {
+        .spawn(|| QUEUE.write_to(std::io::stderr()));
+    if let Err(e) = &started {
         eprintln!("cannot start the log writer ({e}): log lines go to stderr directly");
     }
-    lines
+    started.is_ok()
 }
 
-/// Lines written in one go at most, so that a flush is answered under a steady stream too.
-const BATCH: usize = 1024;
+/// Lines on their way from the loggers to the writer thread.
+struct Queue {
+    pending: Mutex<Pending>,
+    /// The writer waits here: for a first line, and for more while it lingers.
+    wake: Condvar,
+    /// Loggers wait here: for their lines to be written (a flush), or for room.
+    written: Condvar,
+}
 
-/// Blocks for a line, then takes whatever else has come in, and writes it all at once.
-fn write_lines(queued: Receiver<Msg>) {
-    let mut stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    while let Ok(first) = queued.recv() {
-        let mut flushed = Vec::new();
-        for msg in std::iter::once(first).chain(queued.try_iter().take(BATCH)) {
-            match msg {
-                Msg::Line(line) => {
-                    let _ = stderr.write_all(&line);
-                }
-                Msg::Flush(done) => flushed.push(done),
+struct Pending {
+    lines: Vec<u8>,
+    /// Bytes ever queued and ever written: a flush waits until `written` reaches what was
+    /// queued before it.
+    queued: u64,
+    written: u64,
+    /// The writer waits for a first line: the next one wakes it (the others it gathers).
+    idle: bool,
+    /// Somebody waits for the lines to be written: no lingering.
+    urgent: bool,
+}
+
+impl Queue {
+    const fn new() -> Queue {
+        Queue {
+            pending: Mutex::new(Pending {
+                lines: Vec::new(),
+                queued: 0,
+                written: 0,
+                idle: false,
+                urgent: false,
+            }),
+            wake: Condvar::new(),
+            written: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, line: &[u8]) {
+        let mut pending = self.lock();
+        while pending.lines.len() >= PENDING_BYTES {
+            pending.urgent = true;
+            self.wake.notify_one();
+            pending = self
+                .written
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        pending.lines.extend_from_slice(line);
+        pending.queued += line.len() as u64;
+        if pending.idle {
+            pending.idle = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits until every line queued before this call is written, or `deadline`.
+    fn flush(&self, deadline: Instant) {
+        let mut pending = self.lock();
+        let target = pending.queued;
+        while pending.written < target {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            pending.urgent = true;
+            self.wake.notify_one();
+            pending = self
+                .written
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The writer thread: waits for a line, gathers more for [`LINGER`] (unless somebody
+    /// waits), and writes them all with one `write`.
+    fn write_to(&self, mut out: impl Write) {
+        let mut batch = Vec::new();
+        let mut pending = self.lock();
+        loop {
+            while pending.lines.is_empty() {
+                pending.idle = true;
+                pending = self.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
             }
+            pending.idle = false;
+            if !pending.urgent {
+                pending = self
+                    .wake
+                    .wait_timeout(pending, LINGER)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            pending.urgent = false;
+            std::mem::swap(&mut batch, &mut pending.lines);
+            let upto = pending.queued;
+            drop(pending);
+            let _ = out.write_all(&batch).and_then(|()| out.flush());
+            batch.clear();
+            pending = self.lock();
+            pending.written = upto;
+            self.written.notify_all();
         }
-        let _ = stderr.flush();
-        for done in flushed {
-            let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// What the writer thread wrote, and how many writes it took.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut out = self.0.lock().unwrap();
+            out.0.extend_from_slice(buf);
+            out.1 += 1;
+            Ok(buf.len())
         }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn started() -> (&'static Queue, Sink) {
+        let queue: &'static Queue = Box::leak(Box::new(Queue::new()));
+        let sink = Sink::default();
+        let out = sink.clone();
+        std::thread::spawn(move || queue.write_to(out));
+        (queue, sink)
+    }
+
+    #[test]
+    fn a_flush_returns_once_every_earlier_line_is_written_in_order() {
+        let (queue, sink) = started();
+        for i in 0..1000 {
+            queue.push(format!("line {i}\n").as_bytes());
+        }
+        queue.flush(Instant::now() + Duration::from_secs(5));
+        let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let (written, writes) = sink.0.lock().unwrap().clone();
+        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert!(writes < 100, "{writes} writes for 1000 lines");
+    }
+
+    #[test]
+    fn a_line_is_written_without_a_flush_after_the_linger() {
+        let (queue, sink) = started();
+        queue.push(b"alone\n");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.0.lock().unwrap().0.is_empty() {
+            assert!(Instant::now() < deadline, "the line was never written");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(sink.0.lock().unwrap().0, b"alone\n");
+    }
+
+    #[test]
+    fn loggers_far_ahead_of_the_writer_wait_rather_than_lose_lines() {
+        let (queue, sink) = started();
+        let line = vec![b'x'; 1000];
+        let loggers: Vec<_> = (0..4)
+            .map(|_| {
+                let line = line.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        queue.push(&line);
+                    }
+                })
+            })
+            .collect();
+        for logger in loggers {
+            logger.join().unwrap();
+        }
+        queue.flush(Instant::now() + Duration::from_secs(5));
+        assert_eq!(sink.0.lock().unwrap().0.len(), 4 * 1000 * 1000);
+        assert!(queue.lock().lines.capacity() <= 2 * PENDING_BYTES);
     }
 }
