@@ -103,11 +103,10 @@ struct Lines {
 
 impl Write for Lines {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        if !*WRITER.get_or_init(start_writer) {
+        if !*WRITER.get_or_init(start_writer) || !QUEUE.push(line) {
             std::io::stderr().write_all(line)?;
             return Ok(line.len());
         }
-        QUEUE.push(line);
         if self.urgent {
             flush();
         }
@@ -148,6 +147,8 @@ struct Pending {
     idle: bool,
     /// Somebody waits for the lines to be written: no lingering.
     urgent: bool,
+    /// The writer thread ended (it panicked): loggers write their lines themselves.
+    gone: bool,
 }
 
 impl Queue {
@@ -159,6 +160,7 @@ impl Queue {
                 written: 0,
                 idle: false,
                 urgent: false,
+                gone: false,
             }),
             wake: Condvar::new(),
             written: Condvar::new(),
@@ -169,9 +171,10 @@ impl Queue {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, line: &[u8]) {
+    /// Queues `line`; `false` if there is no writer any more to write it.
+    fn push(&self, line: &[u8]) -> bool {
         let mut pending = self.lock();
-        while pending.lines.len() >= PENDING_BYTES {
+        while pending.lines.len() >= PENDING_BYTES && !pending.gone {
             pending.urgent = true;
             self.wake.notify_one();
             pending = self
@@ -179,19 +182,23 @@ impl Queue {
                 .wait(pending)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        if pending.gone {
+            return false;
+        }
         pending.lines.extend_from_slice(line);
         pending.queued += line.len() as u64;
         if pending.idle {
             pending.idle = false;
             self.wake.notify_one();
         }
+        true
     }
 
     /// Waits until every line queued before this call is written, or `deadline`.
     fn flush(&self, deadline: Instant) {
         let mut pending = self.lock();
         let target = pending.queued;
-        while pending.written < target {
+        while pending.written < target && !pending.gone {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
@@ -208,6 +215,7 @@ impl Queue {
     /// The writer thread: waits for a line, gathers more for [`LINGER`] (unless somebody
     /// waits), and writes them all with one `write`.
     fn write_to(&self, mut out: impl Write) {
+        let _gone = Gone(self);
         let mut batch = Vec::new();
         let mut pending = self.lock();
         loop {
@@ -229,10 +237,27 @@ impl Queue {
             drop(pending);
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
+            // One huge line does not keep its buffer for the life of the process.
+            if batch.capacity() > 2 * PENDING_BYTES {
+                batch = Vec::new();
+            }
             pending = self.lock();
             pending.written = upto;
             self.written.notify_all();
         }
+    }
+}
+
+/// Marks the writer thread as ended when it unwinds, writes what it left behind, and
+/// releases every logger waiting for it.
+struct Gone<'a>(&'a Queue);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.0.lock();
+        pending.gone = true;
+        let _ = std::io::stderr().write_all(&std::mem::take(&mut pending.lines));
+        self.0.written.notify_all();
     }
 }
 
@@ -257,49 +282,63 @@ mod tests {
         }
     }
 
-    fn started() -> (&'static Queue, Sink) {
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().0.clone()).unwrap()
+        }
+    }
+
+    fn started(out: impl Write + Send + 'static) -> &'static Queue {
         let queue: &'static Queue = Box::leak(Box::new(Queue::new()));
-        let sink = Sink::default();
-        let out = sink.clone();
         std::thread::spawn(move || queue.write_to(out));
-        (queue, sink)
+        queue
+    }
+
+    fn within_5_s(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 5 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
     fn a_flush_returns_once_every_earlier_line_is_written_in_order() {
-        let (queue, sink) = started();
+        let sink = Sink::default();
+        let queue = started(sink.clone());
         for i in 0..1000 {
-            queue.push(format!("line {i}\n").as_bytes());
+            assert!(queue.push(format!("line {i}\n").as_bytes()));
         }
         queue.flush(Instant::now() + Duration::from_secs(5));
         let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let (written, writes) = sink.0.lock().unwrap().clone();
-        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert_eq!(sink.text(), expected);
+        let writes = sink.0.lock().unwrap().1;
         assert!(writes < 100, "{writes} writes for 1000 lines");
     }
 
     #[test]
-    fn a_line_is_written_without_a_flush_after_the_linger() {
-        let (queue, sink) = started();
-        queue.push(b"alone\n");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sink.0.lock().unwrap().0.is_empty() {
-            assert!(Instant::now() < deadline, "the line was never written");
-            std::thread::sleep(Duration::from_millis(1));
+    fn a_line_logged_while_the_writer_waits_wakes_it() {
+        let sink = Sink::default();
+        let queue = started(sink.clone());
+        for (n, line) in ["first\n", "second\n"].into_iter().enumerate() {
+            within_5_s("the writer waiting", || queue.lock().idle);
+            assert!(queue.push(line.as_bytes()));
+            within_5_s("the line written", || sink.text().lines().count() == n + 1);
         }
-        assert_eq!(sink.0.lock().unwrap().0, b"alone\n");
+        assert_eq!(sink.text(), "first\nsecond\n");
     }
 
     #[test]
-    fn loggers_far_ahead_of_the_writer_wait_rather_than_lose_lines() {
-        let (queue, sink) = started();
-        let line = vec![b'x'; 1000];
+    fn loggers_far_ahead_of_the_writer_wait_rather_than_lose_or_mix_lines() {
+        let sink = Sink::default();
+        let queue = started(sink.clone());
+        let pad = "x".repeat(1000);
         let loggers: Vec<_> = (0..4)
-            .map(|_| {
-                let line = line.clone();
+            .map(|t| {
+                let pad = pad.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        queue.push(&line);
+                    for i in 0..1000 {
+                        assert!(queue.push(format!("{t} {i} {pad}\n").as_bytes()));
                     }
                 })
             })
@@ -308,7 +347,42 @@ mod tests {
             logger.join().unwrap();
         }
         queue.flush(Instant::now() + Duration::from_secs(5));
-        assert_eq!(sink.0.lock().unwrap().0.len(), 4 * 1000 * 1000);
+        let mut next = [0; 4];
+        for line in sink.text().lines() {
+            let mut parts = line.split(' ');
+            let t: usize = parts.next().unwrap().parse().unwrap();
+            let i: usize = parts.next().unwrap().parse().unwrap();
+            assert_eq!(
+                (i, parts.next(), parts.next()),
+                (next[t], Some(&*pad), None)
+            );
+            next[t] += 1;
+        }
+        assert_eq!(next, [1000; 4]);
         assert!(queue.lock().lines.capacity() <= 2 * PENDING_BYTES);
+    }
+
+    /// A writer that panics on its first write (a broken stderr).
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            panic!("stderr is broken");
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_writer_loggers_neither_wait_nor_queue() {
+        let queue = started(Broken);
+        assert!(queue.push(b"the writer dies on this line\n"));
+        within_5_s("the writer gone", || queue.lock().gone);
+        assert!(!queue.push(b"written by its logger\n"));
+        let started = Instant::now();
+        queue.flush(Instant::now() + Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(queue.lock().lines.is_empty());
     }
 }

@@ -40,9 +40,21 @@ fn worker(redis_env: &[(&'static str, String)], sim_url: &str) -> Child {
 async fn nothing_is_lost_or_doubled_while_workers_keep_dying() {
     let payments = count("STORM_PAYMENTS", 60);
     let refunds = count("STORM_REFUNDS", 30).min(payments);
-    let app = spawn_app_with(AppOptions {
+    // What is tested is exactly-once under kills, not the attempt budget. A run killed after
+    // sending makes the next runs wait out its call window (about 6 s here), and with a kill
+    // every 300 ms most of them die waiting, each an attempt: the default 12 attempts of a
+    // refund ran out in one CI run on a loaded machine (the refund ended `failed` with
+    // KakaoPay showing no cancel: right, but not what this checks). The API stamps a job's
+    // attempts when it enqueues it.
+    let options = AppOptions {
         workers: false,
         ..Default::default()
+    };
+    let app = spawn_app_tuned(options, |s| {
+        s.operations.job_attempts = kakaopay_worker::config::JobAttempts(vec![
+            ("approve_payment".into(), 40),
+            ("cancel_payment".into(), 40),
+        ]);
     })
     .await;
     app.connect_open_api("loc_1").await;
