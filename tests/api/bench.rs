@@ -46,6 +46,27 @@ fn a_small_bench_runs_every_part_and_reports_each_figure() {
     ] {
         assert!(report.contains(needle), "no {needle:?} in:\n{report}");
     }
+    // Each request's api CPU over /healthz's at its level, as issue #17 reads it (at this
+    // size the CPU is a few clock ticks, so only its form is checked: NaN is 0 over 0).
+    for request in ["`GET /healthz`", "callback", "refund"] {
+        let rows: Vec<&str> = report
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {request}")))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            2,
+            "{request} at 50 and 200 connections:\n{report}"
+        );
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 13, "{row}");
+            let ratio: f64 = cells[11].parse().unwrap_or_else(|_| panic!("{row}"));
+            if request == "`GET /healthz`" {
+                assert!(ratio == 1.0 || ratio.is_nan(), "{row}");
+            }
+        }
+    }
     let rows: Vec<Vec<&str>> = report
         .lines()
         .filter(|l| l.starts_with("| 0 ms |") || l.starts_with("| 20 ms |"))
