@@ -12,7 +12,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Two arenas (one per core of the machines we run on, instead of four per core) and dirty
 /// pages handed back after a second (instead of ten): peak RSS stays within a few MiB of
-/// glibc's. Read by jemalloc before `main`; `_RJEM_MALLOC_CONF` (its prefixed name) still overrides it.
+/// glibc's. Read by jemalloc before `main`; `_RJEM_MALLOC_CONF` (its prefixed name) still
+/// overrides it.
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: Option<&'static u8> =
     Some(&b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:1000\0"[0]);

@@ -201,7 +201,7 @@ pub async fn callback(
             .store
             .return_url_and_transition(&payment_id, transition)
             .await?;
-        (url.and_then(|u| u.0), None, outcome)
+        (url, None, outcome)
     } else {
         let (payment, outcome) = state
             .store

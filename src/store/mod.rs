@@ -24,8 +24,8 @@ pub use migrations::Moved;
 pub use integrations::{Integration, IntegrationSettings, Integrations, KeyKind};
 pub use paging::{Cursor, Page};
 pub use payments::{
-    Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, ReturnUrl,
-    Transition, TransitionOutcome,
+    Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
+    TransitionOutcome,
 };
 pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
 pub use registry::{ProcessInfo, ProcessKind};

@@ -91,24 +91,19 @@ struct Doc {
     fingerprint: String,
 }
 
-/// A stored payment's `return_url` (which it may not have), read from its document alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReturnUrl(pub Option<String>);
-
-impl ReturnUrl {
-    /// Parses the URL and skips the rest of the document without allocating for it.
-    fn of(doc: &str) -> Result<ReturnUrl, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct Doc {
-            request: Request,
-        }
-        #[derive(Deserialize)]
-        struct Request {
-            return_url: Option<String>,
-        }
-        let doc: Doc = serde_json::from_str(doc)?;
-        Ok(ReturnUrl(doc.request.return_url))
+/// A stored payment's `return_url` (which it may not have), read from its document alone:
+/// the rest of the document is skipped without allocating for it.
+fn return_url_of(doc: &str) -> Result<Option<String>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Doc {
+        request: Request,
     }
+    #[derive(Deserialize)]
+    struct Request {
+        return_url: Option<String>,
+    }
+    let doc: Doc = serde_json::from_str(doc)?;
+    Ok(doc.request.return_url)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -655,15 +650,15 @@ impl Store {
         ))
     }
 
-    /// Where the member goes back to (the payment's `return_url`; `None` when no payment is
-    /// stored under `id`) and a transition of the payment, in one round trip: what an approval
-    /// callback needs. Only the record's document is read, and of it only that URL is parsed,
+    /// Where the member goes back to (the payment's `return_url`, `None` without one; the
+    /// outcome is `Missing` when no payment is stored under `id`) and a transition of the
+    /// payment, in one round trip: what an approval callback needs. Only the record's document is read, and of it only that URL is parsed,
     /// since a member's browser arriving back from KakaoPay is the busiest request there is.
     pub async fn return_url_and_transition(
         &self,
         id: &str,
         t: Transition,
-    ) -> Result<(Option<ReturnUrl>, TransitionOutcome), StoreError> {
+    ) -> Result<(Option<String>, TransitionOutcome), StoreError> {
         let key = self.payment_key(id);
         let read = redis::cmd("HGET").arg(&key).arg("doc").clone();
         let (doc, answer): (Option<String>, _) = self.read_and_transition(read, id, &t).await?;
@@ -676,7 +671,7 @@ impl Store {
             (None, TransitionOutcome::Missing) => None,
             // The script found a record to move: one without its document is broken.
             (None, _) => return Err(corrupt("no doc".into())),
-            (Some(doc), _) => Some(ReturnUrl::of(&doc).map_err(|e| corrupt(format!("doc: {e}")))?),
+            (Some(doc), _) => return_url_of(&doc).map_err(|e| corrupt(format!("doc: {e}")))?,
         };
         Ok((return_url, outcome))
     }
