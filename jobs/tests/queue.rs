@@ -4,7 +4,7 @@
 
 mod support;
 
-use kakaopay_jobs::queue::{inspect, EnqueueOptions};
+use kakaopay_jobs::queue::{inspect, EnqueueOptions, PreparedJob, Script, ThenEnqueue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
@@ -797,4 +797,126 @@ async fn runs_are_counted_per_minute_done_and_failed() {
     let done: u64 = counted.iter().map(|m| m.done).sum();
     let failed: u64 = counted.iter().map(|m| m.failed).sum();
     assert_eq!((done, failed), (6, 3), "{minutes:?}");
+}
+
+/// A write of a caller's own and whether it asks for its job, as `ThenEnqueue` takes one.
+const WRITE_THEN_MAYBE: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[2] == 'refuse' then return redis.error_reply('ERR refused') end
+return 'written', ARGV[2] == 'enqueue'
+"#;
+
+/// The combined call of `WRITE_THEN_MAYBE` (writing `value` at `key`, `ask` saying what it
+/// answers) and of `job`, answered as the caller gets it.
+async fn write_then_enqueue(
+    conn: &Connection,
+    combined: &ThenEnqueue,
+    (key, value, ask): (&str, &str, &str),
+    job: &PreparedJob,
+) -> redis::RedisResult<(String, Option<kakaopay_jobs::queue::Enqueued>)> {
+    let first = Script::new(WRITE_THEN_MAYBE);
+    let mut call = first.key(key);
+    call.arg(value).arg(ask);
+    let joined = combined
+        .invocation(conn, &call, job)
+        .expect("one server runs both in one script");
+    let answer = joined.run(conn).await?;
+    let (first, enqueued) = combined.answer(answer, job)?;
+    Ok((redis::FromRedisValue::from_redis_value(first)?, enqueued))
+}
+
+#[tokio::test]
+async fn a_write_and_the_job_it_asks_for_are_one_step_and_a_repeat_is_a_duplicate() {
+    let ns = namespace();
+    let (_, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
+    let job = p
+        .prepare(&work(7, Behaviour::Succeed), EnqueueOptions::with_id("w7"))
+        .unwrap();
+    let key = format!("{ns}:written");
+    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "a", "enqueue"), &job)
+        .await
+        .unwrap();
+    assert_eq!(answer, "written");
+    let enqueued = enqueued.expect("enqueued in the same step");
+    assert_eq!((enqueued.id.as_str(), enqueued.duplicate), ("w7", false));
+    assert_eq!(counts(&conn, &ns).await.pending, 1);
+    let job_args = inspect::job(&conn, &ns, "test_work", "w7")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job_args.args["n"], 7);
+
+    let (_, again) = write_then_enqueue(&conn, &combined, (&key, "b", "enqueue"), &job)
+        .await
+        .unwrap();
+    assert!(again.expect("answered").duplicate, "the job's id decides");
+    assert_eq!(counts(&conn, &ns).await.pending, 1);
+}
+
+#[tokio::test]
+async fn a_write_that_does_not_ask_for_its_job_or_fails_enqueues_nothing() {
+    let ns = namespace();
+    let (_, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
+    let job = p
+        .prepare(&work(1, Behaviour::Succeed), EnqueueOptions::with_id("w1"))
+        .unwrap();
+    let key = format!("{ns}:written");
+    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "a", "no"), &job)
+        .await
+        .unwrap();
+    assert_eq!((answer.as_str(), enqueued), ("written", None));
+    let refused = write_then_enqueue(&conn, &combined, (&key, "b", "refuse"), &job).await;
+    assert!(
+        refused.is_err(),
+        "the caller's error is the answer: {refused:?}"
+    );
+    assert_eq!(counts(&conn, &ns).await.pending, 0);
+    assert!(inspect::job(&conn, &ns, "test_work", "w1")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_be_enqueued_leaves_the_write_standing_and_says_so() {
+    // The caller's write is the commit point (a refund stored): an enqueue that fails after
+    // it must neither undo it nor fail the call, only tell the caller to enqueue on its own.
+    let ns = namespace();
+    let (_, conn) = connect(LOCAL_REDIS).await;
+    let p = producer(&conn, &ns);
+    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
+    let job = p
+        .prepare(&work(1, Behaviour::Succeed), EnqueueOptions::with_id("w1"))
+        .unwrap();
+    let stream = kakaopay_jobs::queue::Keys::new(&ns, "test_work").stream;
+    let mut raw = redis::Client::open(LOCAL_REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&stream)
+        .arg("not a stream")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let key = format!("{ns}:written");
+    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "kept", "enqueue"), &job)
+        .await
+        .unwrap();
+    assert_eq!((answer.as_str(), enqueued), ("written", None));
+    let written: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(written, "kept");
+    assert!(
+        p.enqueue_prepared(&job).await.is_err(),
+        "on its own it fails as before"
+    );
 }

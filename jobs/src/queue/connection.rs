@@ -194,6 +194,12 @@ impl Connection {
         })
     }
 
+    /// Whether one script may touch keys of different slots: on one server and through
+    /// Sentinel (one master holds every key), not on a cluster.
+    pub fn scripts_span_slots(&self) -> bool {
+        !matches!(self.link, Link::Cluster(_))
+    }
+
     pub fn durability(&self) -> Option<Durability> {
         self.durable.as_ref().map(|d| d.wait)
     }
@@ -443,8 +449,8 @@ impl Script {
     pub fn prepare_invoke(&self) -> Invocation<'_> {
         Invocation {
             script: self,
-            keys: Vec::new(),
-            args: Vec::new(),
+            keys: Args::default(),
+            args: Args::default(),
         }
     }
 
@@ -467,8 +473,46 @@ impl Script {
 /// A call of a [`Script`] with its keys and arguments.
 pub struct Invocation<'a> {
     script: &'a Script,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    keys: Args,
+    args: Args,
+}
+
+/// Keys or arguments as Redis gets them, in one buffer: a call on the request path has a
+/// dozen or two, and an allocation for each (and a copy of each into the command) was most
+/// of what building it cost.
+#[derive(Default)]
+struct Args {
+    data: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl Args {
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let ends = self.starts.iter().skip(1).copied().chain([self.data.len()]);
+        self.starts.iter().zip(ends).map(|(&a, b)| &self.data[a..b])
+    }
+
+    fn extend(&mut self, other: &Args) {
+        let base = self.data.len();
+        self.data.extend_from_slice(&other.data);
+        self.starts.extend(other.starts.iter().map(|s| s + base));
+    }
+}
+
+impl redis::RedisWrite for Args {
+    fn write_arg(&mut self, arg: &[u8]) {
+        self.starts.push(self.data.len());
+        self.data.extend_from_slice(arg);
+    }
+
+    fn writer_for_next_arg(&mut self) -> impl std::io::Write + '_ {
+        self.starts.push(self.data.len());
+        &mut self.data
+    }
 }
 
 impl Invocation<'_> {
@@ -482,14 +526,41 @@ impl Invocation<'_> {
         self
     }
 
+    /// `first` and `then` as one call of `script`, whose ARGV begins with how many keys and
+    /// arguments are `first`'s (see `scripts::then_enqueue`).
+    pub(super) fn joined<'s>(
+        script: &'s Script,
+        first: &Invocation<'_>,
+        then: &Invocation<'_>,
+    ) -> Invocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(first.keys.len()).arg(first.args.len());
+        for part in [first, then] {
+            inv.keys.extend(&part.keys);
+            inv.args.extend(&part.args);
+        }
+        inv
+    }
+
     /// The call as a command, to send in a pipeline.
     pub fn cmd(&self) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.hash())
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
+        use redis::RedisWrite;
+        let parts = self.keys.len() + self.args.len();
+        let bytes = self.keys.data.len() + self.args.data.len();
+        // EVALSHA, the 40-digit hash and the key count first.
+        let mut cmd = Cmd::with_capacity(3 + parts, 64 + bytes);
+        cmd.arg("EVALSHA")
+            .arg(self.script.hash())
+            .arg(self.keys.len());
+        for part in self.keys.iter().chain(self.args.iter()) {
+            cmd.write_arg(part);
+        }
         cmd
+    }
+
+    /// Loads its script (after Redis answered `NOSCRIPT` for it).
+    pub async fn load(&self, conn: &Connection) -> RedisResult<()> {
+        self.script.load(conn).await
     }
 
     /// Runs a script that writes: durably when the connection asks for it.

@@ -1,7 +1,8 @@
 //! The Redis queue under apalis: Redis Streams with a consumer group, one queue per job kind.
 //!
 //! - [`Producer`] enqueues jobs (with a caller-chosen id: the same id twice stores one job and
-//!   says it was a duplicate).
+//!   says it was a duplicate); [`ThenEnqueue`] enqueues one in the same script as the write
+//!   it follows from, where one script can reach both (one server, Sentinel).
 //! - [`StreamBackend`] is the apalis backend workers fetch from: a blocking `XREADGROUP` wakes a
 //!   worker the moment a job arrives; a job whose worker stops renewing its lease is taken over
 //!   by another with `XAUTOCLAIM`, its attempt counted; delayed retries wait in a sorted set
@@ -33,7 +34,7 @@ pub use backend::{classify, in_flight, Delivery, Outcome, StreamBackend};
 pub use connection::{Connection, Durability, Invocation, Purpose, Script, Topology};
 pub use error::{JobError, QueueError, RedisErrorClass};
 pub use handle::Queues;
-pub use producer::{EnqueueOptions, Enqueued, Producer};
+pub use producer::{EnqueueOptions, Enqueued, PreparedJob, Producer, ThenEnqueue};
 pub use retry::RetrySchedule;
 
 use std::time::Duration;

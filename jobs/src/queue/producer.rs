@@ -1,5 +1,5 @@
-use super::Connection;
 use super::{invocation, millis, scripts, Keys, QueueError, GROUP};
+use super::{Connection, Invocation, Script};
 use crate::JobKind;
 use rand::Rng;
 use std::collections::HashMap;
@@ -121,6 +121,39 @@ impl Producer {
         self.enqueue(job, job.insert_opts()).await
     }
 
+    /// A job of kind `J` ready to enqueue, its call built and nothing sent yet: to enqueue in
+    /// the same script as a write it follows from ([`ThenEnqueue`]), or on its own
+    /// ([`Producer::enqueue_prepared`]).
+    pub fn prepare<J: JobKind>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<PreparedJob, QueueError> {
+        let encoded = self.encode(job, options)?;
+        let (call, mut ids) = enqueue_call(&self.keys_of::<J>(), vec![encoded])?;
+        Ok(PreparedJob {
+            id: ids.remove(0),
+            call,
+        })
+    }
+
+    /// Enqueues a prepared job on its own (idempotent by its id, as every enqueue).
+    pub async fn enqueue_prepared(&self, job: &PreparedJob) -> Result<Enqueued, QueueError> {
+        let stored: Vec<i64> = job.call.run(&self.conn).await?;
+        Ok(job.answer(stored.first().copied().unwrap_or(0)))
+    }
+
+    fn encode<J: JobKind>(&self, job: &J, options: EnqueueOptions) -> Result<Encoded, QueueError> {
+        Ok(Encoded {
+            id: options.id,
+            args: serde_json::to_vec(job)?,
+            max_attempts: options
+                .max_attempts
+                .unwrap_or_else(|| self.attempts_of::<J>()),
+            delay: options.delay.unwrap_or_default(),
+        })
+    }
+
     /// Enqueues many jobs of one kind in one atomic round trip.
     pub async fn enqueue_batch<'a, J: JobKind>(
         &self,
@@ -128,14 +161,7 @@ impl Producer {
     ) -> Result<Vec<Enqueued>, QueueError> {
         let mut encoded = Vec::new();
         for (job, options) in jobs {
-            encoded.push(Encoded {
-                id: options.id,
-                args: serde_json::to_vec(job)?,
-                max_attempts: options
-                    .max_attempts
-                    .unwrap_or_else(|| self.attempts_of::<J>()),
-                delay: options.delay.unwrap_or_default(),
-            });
+            encoded.push(self.encode(job, options)?);
         }
         enqueue_encoded(&self.conn, &self.keys_of::<J>(), encoded).await
     }
@@ -171,6 +197,23 @@ pub(super) async fn enqueue_encoded(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let (call, ids) = enqueue_call(keys, jobs)?;
+    let stored: Vec<i64> = call.run(conn).await?;
+    Ok(ids
+        .into_iter()
+        .zip(stored)
+        .map(|(id, s)| Enqueued {
+            id,
+            duplicate: s == 0,
+        })
+        .collect())
+}
+
+/// The `ENQUEUE` call of `jobs`, and their ids (drawn for those without one).
+fn enqueue_call(
+    keys: &Keys,
+    jobs: Vec<Encoded>,
+) -> Result<(Invocation<'static>, Vec<String>), QueueError> {
     let mut inv = invocation(&scripts::ENQUEUE, keys);
     inv.arg(GROUP);
     let mut ids = Vec::with_capacity(jobs.len());
@@ -189,13 +232,97 @@ pub(super) async fn enqueue_encoded(
         inv.key(keys.job(&id));
         ids.push(id);
     }
-    let stored: Vec<i64> = inv.run(conn).await?;
-    Ok(ids
-        .into_iter()
-        .zip(stored)
-        .map(|(id, s)| Enqueued {
-            id,
-            duplicate: s == 0,
-        })
-        .collect())
+    Ok((inv, ids))
+}
+
+/// One job, encoded, its id known and its `ENQUEUE` call built: see [`Producer::prepare`].
+pub struct PreparedJob {
+    id: String,
+    call: Invocation<'static>,
+}
+
+impl PreparedJob {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn answer(&self, stored: i64) -> Enqueued {
+        Enqueued {
+            id: self.id.clone(),
+            duplicate: stored == 0,
+        }
+    }
+}
+
+/// A write of the caller's script and the enqueue of the job it leads to, as one script and
+/// so one round trip and one atomic step, where one script may touch both: on one server or
+/// through Sentinel. A cluster keeps each queue in a slot of its own, so there (and whenever
+/// this answers `None`) the caller enqueues the job in a second step, as it always could:
+/// every enqueue is idempotent by the job's id.
+///
+/// Not with [`Durability`](super::Durability) either: there a job must follow only a write
+/// that enough replicas hold, since a worker could otherwise act on a write (send a cancel)
+/// that a failover then loses and a repeated request makes again.
+pub struct ThenEnqueue {
+    combined: Script,
+}
+
+impl ThenEnqueue {
+    /// `first`: the Lua of the caller's script. It asks for the job by answering a second
+    /// value that is true, after the answer it gives when it runs alone (where Redis drops
+    /// the second).
+    pub fn new(first: &str) -> ThenEnqueue {
+        ThenEnqueue {
+            combined: scripts::then_enqueue(first),
+        }
+    }
+
+    /// The call of `first` then `job`, as one, where the connection allows it.
+    pub fn invocation<'s>(
+        &'s self,
+        conn: &Connection,
+        first: &Invocation<'_>,
+        job: &PreparedJob,
+    ) -> Option<Invocation<'s>> {
+        Self::applies(conn).then(|| Invocation::joined(&self.combined, first, &job.call))
+    }
+
+    fn applies(conn: &Connection) -> bool {
+        conn.scripts_span_slots() && conn.durability().is_none()
+    }
+
+    /// Loads the combined script, where it can run, before the first request needs it (it is
+    /// loaded when Redis answers `NOSCRIPT` in any case).
+    pub async fn load(&self, conn: &Connection) -> redis::RedisResult<()> {
+        if Self::applies(conn) {
+            self.combined.load(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The combined call's answer: `first`'s, and the job as enqueued when it was (`None`
+    /// when `first` did not ask for it, or its enqueue failed: the caller tries on its own).
+    pub fn answer(
+        &self,
+        value: redis::Value,
+        job: &PreparedJob,
+    ) -> redis::RedisResult<(redis::Value, Option<Enqueued>)> {
+        let (first, then): (redis::Value, redis::Value) =
+            redis::FromRedisValue::from_redis_value(value).map_err(redis::RedisError::from)?;
+        let enqueued = match then {
+            redis::Value::Array(stored) => match stored.first() {
+                Some(redis::Value::Int(s)) => Some(job.answer(*s)),
+                _ => None,
+            },
+            // Not asked for.
+            redis::Value::Int(-1) => None,
+            // The enqueue failed (its write stands): said here, since the caller's own
+            // enqueue may well succeed and say nothing of a queue that needs looking at.
+            other => {
+                tracing::warn!(job = %job.id, answer = ?other, "a job could not be enqueued with the write it follows; enqueuing it on its own");
+                None
+            }
+        };
+        Ok((first, enqueued))
+    }
 }

@@ -161,12 +161,10 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// Enqueue jobs. ARGV: group, then per job: id, args, max_attempts, delay_ms (KEYS from 7:
-/// their records). Answers per job 1 (stored) or 0 (a job with that id exists: nothing
-/// changed).
-pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
+/// [`ENQUEUE`]'s Lua, which [`then_enqueue`] also runs inside a function whose KEYS and ARGV
+/// are its own: so it must not call the PRELUDE helpers that read the script's globals
+/// (`claim`, `bury`, `named`), which there are the caller's keys too.
+const ENQUEUE_BODY: &str = r#"
 local group = ARGV[1]
 ensure_group(KEYS[1], group)
 local now = now_ms()
@@ -192,9 +190,45 @@ for i = 2, #ARGV, 4 do
   end
 end
 return out
-"#,
-    )
-});
+"#;
+
+/// Enqueue jobs. ARGV: group, then per job: id, args, max_attempts, delay_ms (KEYS from 7:
+/// their records). Answers per job 1 (stored) or 0 (a job with that id exists: nothing
+/// changed).
+pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(ENQUEUE_BODY));
+
+/// A script of the caller's (`first`, a body with KEYS and ARGV of its own) followed in the
+/// same run by [`ENQUEUE`] of the jobs named after its keys and arguments, when `first`
+/// answers a second value that is true (a standalone run of `first` answers only its first).
+/// ARGV: how many keys and arguments are `first`'s, then those, then the enqueue's. Answers
+/// `first`'s answer and the enqueue's (per job 1 or 0), -1 when it was not asked for, or the
+/// error it raised: `first`'s writes stand either way, as they would in two steps, and the
+/// caller enqueues again (the reconciler would otherwise).
+pub fn then_enqueue(first: &str) -> Script {
+    Script::new(&format!(
+        r#"{PRELUDE}
+local function enqueue(KEYS, ARGV)
+{ENQUEUE_BODY}
+end
+local function first(KEYS, ARGV)
+{first}
+end
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local k1, a1, k2, a2 = {{}}, {{}}, {{}}, {{}}
+for i = 1, #KEYS do if i <= nk then k1[i] = KEYS[i] else k2[i - nk] = KEYS[i] end end
+for i = 3, #ARGV do if i <= na + 2 then a1[i - 2] = ARGV[i] else a2[i - 2 - na] = ARGV[i] end end
+local r, wanted = first(k1, a1)
+if type(r) == 'table' and r['err'] then return r end
+if not wanted then return {{r, -1}} end
+local ok, out = pcall(enqueue, k2, a2)
+if not ok then
+  if type(out) == 'table' then out = out['err'] end
+  return {{r, tostring(out)}}
+end
+return {{r, out}}
+"#
+    ))
+}
 
 /// One fetch without blocking: promote the due jobs the caller names (the previous fetch
 /// answered them), take over entries whose worker stopped renewing its lease (when `cursor` is
@@ -576,3 +610,13 @@ return 1
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_enqueue_that_runs_inside_another_script_reads_no_global_keys() {
+        for helper in ["claim(", "bury(", "named("] {
+            assert!(!super::ENQUEUE_BODY.contains(helper), "{helper}");
+        }
+    }
+}
