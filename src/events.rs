@@ -10,7 +10,7 @@ use crate::store::{Payment, Refund, ReviewAction, Store, StoreError};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use kakaopay_jobs::queue::Producer;
-use kakaopay_jobs::DeliverEvent;
+use kakaopay_jobs::{DeliverEvent, JobKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -208,17 +208,25 @@ async fn emit(
         data,
     };
     let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-    let (earlier, enqueued) = store
-        .put_event(&event.id, &json, EVENT_TTL)
-        .await
-        .map_err(|e| e.to_string())?;
-    if enqueued || earlier.as_deref().is_some_and(enqueued_long_ago) {
-        return Ok(());
-    }
     let job = DeliverEvent {
         event_id: event.id.clone(),
     };
-    producer.insert(&job).await.map_err(|e| e.to_string())?;
+    let job = producer
+        .prepare(&job, job.insert_opts())
+        .map_err(|e| e.to_string())?;
+    let (earlier, noted, enqueued) = store
+        .put_event_with(&event.id, &json, EVENT_TTL, &job)
+        .await
+        .map_err(|e| e.to_string())?;
+    if noted || earlier.as_deref().is_some_and(enqueued_long_ago) {
+        return Ok(());
+    }
+    if enqueued.is_none() {
+        producer
+            .enqueue_prepared(&job)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     store
         .event_enqueued(&event.id, ENQUEUED_TTL)
         .await

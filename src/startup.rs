@@ -190,6 +190,10 @@ async fn open_store(conn: Connection, settings: &Settings) -> anyhow::Result<Sto
         );
     }
     tokio::spawn(index_earlier_refunds(store.clone(), cluster));
+    if let Err(e) = store.load_hot_scripts().await {
+        // Only a head start: each script is loaded when Redis answers NOSCRIPT.
+        tracing::debug!(error = %e, "scripts not loaded ahead");
+    }
     Ok(store)
 }
 

@@ -7,13 +7,14 @@ use super::{AppState, HttpConfig};
 use crate::domain::{PaymentId, PaymentStatus, PgToken};
 use crate::events::announce_payment_logged;
 use crate::html::escape;
-use crate::store::{Transition, TransitionOutcome};
+use crate::store::{Payment, Transition, TransitionOutcome};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use kakaopay_jobs::ApprovePayment;
+use kakaopay_jobs::queue::{Enqueued, PreparedJob};
+use kakaopay_jobs::{ApprovePayment, JobKind};
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -193,23 +194,12 @@ pub async fn callback(
         Action::Approve => Some(pg_token(query)?),
         Action::Cancel | Action::Fail => None,
     };
-    let transition = action.transition(token);
-    // An approval (the busy path) reads only where the member goes back to; a cancel or a
-    // failure reads the whole record in the same round trip, to announce it.
-    let (return_url, payment, outcome) = if action == Action::Approve {
-        let (url, outcome) = state
-            .store
-            .return_url_and_transition(&payment_id, transition)
-            .await?;
-        (url, None, outcome)
-    } else {
-        let (payment, outcome) = state
-            .store
-            .payment_and_transition(&payment_id, transition)
-            .await?;
-        let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
-        (payment.request.return_url.clone(), Some(payment), outcome)
-    };
+    let Applied {
+        return_url,
+        payment,
+        outcome,
+        approval,
+    } = apply(&state, &payment_id, action, action.transition(token)).await?;
     let status = match outcome {
         TransitionOutcome::Applied => action.status(),
         // A repeated callback (or one after another outcome) changes nothing; what it
@@ -225,17 +215,81 @@ pub async fn callback(
         // The member's own cancel or failure, or a repeat of it (announcing is idempotent).
         announce_payment_logged(&state.store, &state.producer, &payment, status).await;
     }
-    if status == PaymentStatus::Approving {
-        // The job id is the payment's: a repeated callback enqueues nothing. Should this fail
-        // after the transition, the reconciler enqueues it.
-        let job = ApprovePayment {
-            payment_id: payment_id.to_string(),
-        };
-        if !state.producer.insert(&job).await?.duplicate {
-            tracing::info!(payment_id = %payment_id, "approval enqueued");
-        }
+    if let Some((job, enqueued)) = approval.filter(|_| status == PaymentStatus::Approving) {
+        approval_enqueued(&state, &payment_id, &job, enqueued).await?;
     }
     Ok(back(return_url.as_deref(), &payment_id, status))
+}
+
+/// What a callback's one step to Redis read and did.
+struct Applied {
+    return_url: Option<String>,
+    /// The record as it was (a cancel or a failure announces it).
+    payment: Option<Payment>,
+    outcome: TransitionOutcome,
+    /// An approval's job, answered when it was enqueued in the same step.
+    approval: Option<(PreparedJob, Option<Enqueued>)>,
+}
+
+/// The transition with what the callback reads. An approval (the busy path) reads only where
+/// the member goes back to, and enqueues its job in the same step where Redis allows; a
+/// cancel or a failure reads the whole record in the same round trip, to announce it.
+async fn apply(
+    state: &AppState,
+    payment_id: &PaymentId,
+    action: Action,
+    transition: Transition,
+) -> Result<Applied, ApiError> {
+    if action != Action::Approve {
+        let (payment, outcome) = state
+            .store
+            .payment_and_transition(payment_id, transition)
+            .await?;
+        let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
+        return Ok(Applied {
+            return_url: payment.request.return_url.clone(),
+            payment: Some(payment),
+            outcome,
+            approval: None,
+        });
+    }
+    // The job id is the payment's: a repeated callback enqueues nothing.
+    let job = ApprovePayment {
+        payment_id: payment_id.to_string(),
+    };
+    let job = state.producer.prepare(&job, job.insert_opts())?;
+    let (return_url, outcome, enqueued) = state
+        .store
+        .return_url_and_transition(payment_id, transition, &job)
+        .await?;
+    Ok(Applied {
+        return_url,
+        payment: None,
+        outcome,
+        approval: Some((job, enqueued)),
+    })
+}
+
+/// Makes sure an `approving` payment's job is enqueued: enqueued now when it was not in the
+/// transition's step (a cluster, durable writes, or an enqueue that failed there), which for
+/// a repeated callback finds it a duplicate. Should this fail after the transition, the
+/// reconciler enqueues it.
+async fn approval_enqueued(
+    state: &AppState,
+    payment_id: &PaymentId,
+    job: &PreparedJob,
+    enqueued: Option<Enqueued>,
+) -> Result<(), ApiError> {
+    let enqueued = match enqueued {
+        Some(enqueued) => enqueued,
+        None => state.producer.enqueue_prepared(job).await?,
+    };
+    if !enqueued.duplicate {
+        // Debug, not info: the busiest request stays lean; the approval's outcome is
+        // logged by its worker, and the payment's history has the member's return.
+        tracing::debug!(payment_id = %payment_id, "approval enqueued");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ use super::body::ApiJson;
 use super::error::ApiError;
 use super::ids::{checked_payment_id, checked_refund_id};
 use super::AppState;
-use crate::domain::{IdempotencyKey, RefundId, RefundStatus, Won};
+use crate::domain::{IdempotencyKey, LocationId, PaymentId, RefundId, RefundStatus, Won};
 use crate::refunds::{refundable, NotRefundable};
-use crate::store::{Created, Refund};
+use crate::store::{new_refund_job, Created, Refund};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kakaopay_jobs::queue::{Enqueued, QueueError};
 use kakaopay_jobs::refunds::{same_request, validate, RefundRequestError};
 use kakaopay_jobs::RefundRequest;
 use serde::Deserialize;
@@ -187,32 +188,60 @@ pub async fn create(
     let refund_id = RefundId::of(&payment_id, &key);
     let (payment, existing) = state
         .store
-        .payment_and_refund(&payment_id, &refund_id)
+        .refund_target_and_refund(&payment_id, &refund_id)
         .await?;
     let payment = payment.ok_or_else(|| ApiError::not_found("payment"))?;
     if let Some(existing) = existing {
-        // Perhaps stored by a request answered 503 (too few replicas in time).
-        state.store.confirm_durable(&existing.refund_id).await?;
-        let answer = same_or_conflict(&existing, &request)?;
-        if existing.status == RefundStatus::Queued {
-            // A repeat of a request whose job may not have been enqueued: make sure it is.
-            enqueue(&state, &existing).await;
-        }
-        return Ok(answer);
+        return repeated(&state, &existing, &request).await;
     }
-    let approved = payment.approval.as_ref().map(|a| a.amount.total);
-    let left =
-        refundable(payment.status, approved, payment.refunded, request.amount).map_err(refused)?;
+    let left = refundable(
+        payment.status,
+        payment.approved,
+        payment.refunded,
+        request.amount,
+    )
+    .map_err(refused)?;
     if left == Won::ZERO {
         return Err(refused(NotRefundable::OverRemaining(Won::ZERO)));
     }
-    let created = state
+    let ids = (&refund_id, &payment_id, &payment.location_id, &key);
+    store_and_enqueue(&state, ids, &request, operator.as_ref().map(|o| o.as_str())).await
+}
+
+/// A request whose key names a stored refund: its answer again (or a conflict).
+async fn repeated(
+    state: &AppState,
+    existing: &Refund,
+    request: &RefundRequest,
+) -> Result<Response, ApiError> {
+    // Perhaps stored by a request answered 503 (too few replicas in time).
+    state.store.confirm_durable(&existing.refund_id).await?;
+    let answer = same_or_conflict(existing, request)?;
+    if existing.status == RefundStatus::Queued {
+        // A repeat of a request whose job may not have been enqueued: make sure it is.
+        enqueue(state, existing).await;
+    }
+    Ok(answer)
+}
+
+/// Stores the refund `queued` with its job, enqueued in the same step where Redis allows.
+async fn store_and_enqueue(
+    state: &AppState,
+    ids: (&RefundId, &PaymentId, &LocationId, &IdempotencyKey),
+    request: &RefundRequest,
+    by: Option<&str>,
+) -> Result<Response, ApiError> {
+    let (refund_id, payment_id, location_id, key) = ids;
+    let (job, options) = new_refund_job(refund_id, payment_id, key, request);
+    let job = state.producer.prepare(&job, options)?;
+    let (created, enqueued) = state
         .store
-        .create_refund_by(
-            (&refund_id, &payment_id, &payment.request.location_id, &key),
-            &request,
+        .create_refund_with(
+            (refund_id, payment_id, location_id, key),
+            request,
             "http",
-            operator.as_ref().map(|o| o.as_str()),
+            by,
+            Some(&job),
         )
         .await?;
     let refund = match created {
@@ -220,10 +249,15 @@ pub async fn create(
         // The same key at the same moment.
         Created::Exists(existing) => {
             state.store.confirm_durable(&existing.refund_id).await?;
-            return same_or_conflict(&existing, &request);
+            return same_or_conflict(&existing, request);
         }
     };
-    enqueue(&state, &refund).await;
+    match enqueued {
+        Some(enqueued) => log_enqueued(&refund, Ok(enqueued)),
+        // Not in the same step (a cluster, durable writes, or an enqueue that failed there):
+        // now.
+        None => log_enqueued(&refund, state.producer.enqueue_prepared(&job).await),
+    }
     Ok(accepted(&refund))
 }
 
@@ -231,13 +265,19 @@ pub async fn create(
 /// the refund is stored, and the reconciler enqueues the job of a `queued` refund that has
 /// none.
 pub(super) async fn enqueue(state: &AppState, refund: &Refund) {
-    match state
+    let enqueued = state
         .producer
         .enqueue(&refund.job(), refund.insert_opts())
-        .await
-    {
+        .await;
+    log_enqueued(refund, enqueued);
+}
+
+fn log_enqueued(refund: &Refund, enqueued: Result<Enqueued, QueueError>) {
+    match enqueued {
         Ok(e) if !e.duplicate => {
-            tracing::info!(refund_id = %refund.refund_id, payment_id = %refund.payment_id, "refund queued")
+            // Debug, not info: the request path stays lean, and what operators follow is the
+            // refund's outcome (logged by its worker) and its history (who asked, when).
+            tracing::debug!(refund_id = %refund.refund_id, payment_id = %refund.payment_id, "refund queued")
         }
         Ok(_) => {}
         Err(e) => {

@@ -27,7 +27,9 @@ pub use payments::{
     Approval, ApprovalRun, Due, Failure, HistoryEntry, NewPayment, Payment, Redirect, Transition,
     TransitionOutcome,
 };
-pub use refunds::{Begin, Created, Decided, Locked, Paid, Recorded, Refund, Success};
+pub use refunds::{
+    new_refund_job, Begin, Created, Decided, Locked, Paid, Recorded, Refund, RefundTarget, Success,
+};
 pub use registry::{ProcessInfo, ProcessKind};
 pub use reviews::{Review, ReviewAction, Reviewed};
 pub use search::{PaymentFilter, RefundFilter};
@@ -191,6 +193,16 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(found.into_iter().any(|f| f) || marker.as_deref() == Some("running"))
+    }
+
+    /// Loads the scripts of the busiest requests (callbacks, refund requests, events), so that the
+    /// first of them after a start do not all find Redis without them at once. Each is
+    /// loaded when Redis answers `NOSCRIPT` in any case (after a restart or a failover).
+    pub async fn load_hot_scripts(&self) -> Result<(), StoreError> {
+        payments::load_hot_scripts(&self.conn).await?;
+        refunds::load_hot_scripts(&self.conn).await?;
+        events::load_hot_scripts(&self.conn).await?;
+        Ok(())
     }
 
     /// Whether Redis answers (readiness).

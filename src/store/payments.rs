@@ -8,7 +8,7 @@ use crate::domain::{
 };
 use crate::kakaopay::Amount;
 use chrono::{DateTime, FixedOffset};
-use kakaopay_jobs::queue::{Invocation, Script};
+use kakaopay_jobs::queue::{Connection, Enqueued, Invocation, PreparedJob, Script, ThenEnqueue};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -204,17 +204,17 @@ return 1
 });
 
 /// KEYS: payment, history, ready index, approving index. ARGV: payment id, allowed from
-/// (space separated), to, now, now_ms, cause, then field/value pairs to set.
-static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+/// (space separated), to, now, now_ms, cause, then field/value pairs to set. Answers the
+/// outcome and the status it found, then (dropped when run alone) whether the payment is
+/// `approving` now: what its approval job is enqueued on, in [`TRANSITION_THEN_APPROVE`].
+const TRANSITION_LUA: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', ''} end
 local allowed = false
 for s in string.gmatch(ARGV[2], '%S+') do
   if s == status then allowed = true end
 end
-if not allowed then return {'refused', status} end
+if not allowed then return {'refused', status}, status == 'approving' end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated_at', ARGV[4])
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[4], from = status, to = ARGV[3], cause = ARGV[6]}))
@@ -222,10 +222,19 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if ARGV[3] == 'ready' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
 if ARGV[3] == 'approving' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
-return {'ok', status}
-"#,
-    )
-});
+return {'ok', status}, ARGV[3] == 'approving'
+"#;
+
+static TRANSITION: LazyLock<Script> = LazyLock::new(|| Script::new(TRANSITION_LUA));
+
+/// A transition and, where it leaves the payment `approving`, its approval job's enqueue.
+static TRANSITION_THEN_APPROVE: LazyLock<ThenEnqueue> =
+    LazyLock::new(|| ThenEnqueue::new(TRANSITION_LUA));
+
+pub(super) async fn load_hot_scripts(conn: &Connection) -> redis::RedisResult<()> {
+    TRANSITION.load(conn).await?;
+    TRANSITION_THEN_APPROVE.load(conn).await
+}
 
 /// Reads a payment and counts a run of its approval job (the count read is the runs before
 /// this one). Unless an earlier run's calls may still be under way (then answered: how long,
@@ -280,7 +289,7 @@ return 0
     )
 });
 
-fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
+pub(super) fn parse_status(key: &str, s: &str) -> Result<PaymentStatus, StoreError> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
         StoreError::Corrupt {
             key: key.to_string(),
@@ -612,26 +621,41 @@ impl Store {
         inv
     }
 
-    /// `read` (of the payment's record) and a transition of the payment, in one round trip.
+    /// `read` (of the payment's record) and a transition of the payment, in one round trip;
+    /// with `approval` the payment's approval job too, where one script may do both and the
+    /// transition leaves the payment `approving` (answered when it was enqueued).
     async fn read_and_transition<R: redis::FromRedisValue>(
         &self,
         read: redis::Cmd,
         id: &str,
         t: &Transition,
-    ) -> Result<(R, (String, String)), StoreError> {
+        approval: Option<&PreparedJob>,
+    ) -> Result<(R, (String, String), Option<Enqueued>), StoreError> {
+        let transition = self.transition_invocation(id, t);
+        let combined = approval.and_then(|job| {
+            let call = TRANSITION_THEN_APPROVE.invocation(&self.conn, &transition, job)?;
+            Some((job, call))
+        });
+        let call = combined.as_ref().map_or(&transition, |(_, call)| call);
         let mut pipe = redis::pipe();
-        pipe.add_command(read)
-            .add_command(self.transition_invocation(id, t).cmd());
-        let sent: redis::RedisResult<(R, (String, String))> = self.conn.write(&pipe).await;
-        Ok(match sent {
+        pipe.add_command(read).add_command(call.cmd());
+        let sent: redis::RedisResult<(R, redis::Value)> = self.conn.write(&pipe).await;
+        let (read, answer) = match sent {
             // Redis does not know the script yet (a restart, a flush, a promoted replica):
             // nothing ran, so load it and send the pair again.
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                TRANSITION.load(&self.conn).await?;
+                call.load(&self.conn).await?;
                 self.conn.write(&pipe).await?
             }
             other => other?,
-        })
+        };
+        let (answer, enqueued) = match &combined {
+            Some((job, _)) => TRANSITION_THEN_APPROVE.answer(answer, job)?,
+            None => (answer, None),
+        };
+        let answer =
+            redis::FromRedisValue::from_redis_value(answer).map_err(redis::RedisError::from)?;
+        Ok((read, answer, enqueued))
     }
 
     /// The payment as it was (without its history) and a transition of it, in one round trip:
@@ -642,8 +666,8 @@ impl Store {
         t: Transition,
     ) -> Result<(Option<Payment>, TransitionOutcome), StoreError> {
         let read = redis::cmd("HGETALL").arg(self.payment_key(id)).clone();
-        let (fields, answer): (HashMap<String, String>, _) =
-            self.read_and_transition(read, id, &t).await?;
+        let (fields, answer, _): (HashMap<String, String>, _, _) =
+            self.read_and_transition(read, id, &t, None).await?;
         Ok((
             self.parse_payment(id, fields, &[])?,
             self.transition_outcome(id, answer)?,
@@ -652,16 +676,22 @@ impl Store {
 
     /// Where the member goes back to (the payment's `return_url`, `None` without one; the
     /// outcome is `Missing` when no payment is stored under `id`) and a transition of the
-    /// payment, in one round trip: what an approval callback needs. Only the record's document is read, and of it only that URL is parsed,
-    /// since a member's browser arriving back from KakaoPay is the busiest request there is.
+    /// payment, in one round trip: what an approval callback needs, with its approval job,
+    /// enqueued in the same step where it can be (answered when it was; otherwise the
+    /// caller enqueues it). Only the record's document is read, and of it only that URL is
+    /// parsed, since a member's browser arriving back from KakaoPay is the busiest request
+    /// there is.
     pub async fn return_url_and_transition(
         &self,
         id: &str,
         t: Transition,
-    ) -> Result<(Option<String>, TransitionOutcome), StoreError> {
+        approval: &PreparedJob,
+    ) -> Result<(Option<String>, TransitionOutcome, Option<Enqueued>), StoreError> {
         let key = self.payment_key(id);
         let read = redis::cmd("HGET").arg(&key).arg("doc").clone();
-        let (doc, answer): (Option<String>, _) = self.read_and_transition(read, id, &t).await?;
+        let (doc, answer, enqueued): (Option<String>, _, _) = self
+            .read_and_transition(read, id, &t, Some(approval))
+            .await?;
         let outcome = self.transition_outcome(id, answer)?;
         let corrupt = |reason: String| StoreError::Corrupt {
             key: key.clone(),
@@ -673,7 +703,7 @@ impl Store {
             (None, _) => return Err(corrupt("no doc".into())),
             (Some(doc), _) => return_url_of(&doc).map_err(|e| corrupt(format!("doc: {e}")))?,
         };
-        Ok((return_url, outcome))
+        Ok((return_url, outcome, enqueued))
     }
 
     /// The keys and arguments of the transition script.

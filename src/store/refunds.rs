@@ -11,8 +11,8 @@
 //! reuses it: settings changed between two attempts cannot change what was asked of KakaoPay.
 
 use super::{now_rfc3339, Failure, HistoryEntry, Payment, Shard, Store, StoreError};
-use crate::domain::{Aid, PaymentId, PaymentStatus, RefundId, RefundStatus};
-use kakaopay_jobs::queue::Script;
+use crate::domain::{Aid, LocationId, PaymentId, PaymentStatus, RefundId, RefundStatus};
+use kakaopay_jobs::queue::{Connection, Enqueued, Invocation, PreparedJob, Script, ThenEnqueue};
 use kakaopay_jobs::RefundRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -96,15 +96,102 @@ pub struct Refund {
     pub review: Option<super::Review>,
 }
 
+/// The `cancel_payment` job of a refund about to be stored, and how it is enqueued (as
+/// [`Refund::insert_opts`] says for a refund without a review).
+pub fn new_refund_job(
+    refund_id: &RefundId,
+    payment_id: &PaymentId,
+    idempotency_key: &str,
+    request: &RefundRequest,
+) -> (
+    kakaopay_jobs::CancelPayment,
+    kakaopay_jobs::queue::EnqueueOptions,
+) {
+    let job = kakaopay_jobs::CancelPayment {
+        payment_id: payment_id.to_string(),
+        refund_id: refund_id.to_string(),
+        idempotency_key: idempotency_key.to_string(),
+        request: request.clone(),
+    };
+    let options =
+        kakaopay_jobs::queue::EnqueueOptions::with_id(kakaopay_jobs::refunds::job_id(refund_id));
+    (job, options)
+}
+
+/// What a refund request is decided on, of its payment: read from the record's fields and
+/// only these parts of its document and approval, since refund requests are a busy path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundTarget {
+    pub status: PaymentStatus,
+    /// The approved total, once approved.
+    pub approved: Option<i64>,
+    pub refunded: i64,
+    pub location_id: LocationId,
+}
+
+impl RefundTarget {
+    /// From `status`, `approval`, `refunded` and `doc`; `None` when no payment is stored.
+    fn parse(
+        key: &str,
+        (status, approval, refunded, doc): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+    ) -> Result<Option<RefundTarget>, StoreError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            request: Request,
+        }
+        #[derive(Deserialize)]
+        struct Request {
+            location_id: LocationId,
+        }
+        #[derive(Deserialize)]
+        struct Approval {
+            amount: crate::kakaopay::Amount,
+        }
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let Some(status) = status else {
+            // No record at all, or one without its status: broken, as a full read found it.
+            return match (approval, refunded, doc) {
+                (None, None, None) => Ok(None),
+                _ => Err(corrupt("no status".into())),
+            };
+        };
+        let doc = doc.ok_or_else(|| corrupt("no doc".into()))?;
+        let doc: Doc = serde_json::from_str(&doc).map_err(|e| corrupt(format!("doc: {e}")))?;
+        let approved = match approval.filter(|a| !a.is_empty()) {
+            Some(a) => {
+                let a: Approval =
+                    serde_json::from_str(&a).map_err(|e| corrupt(format!("approval: {e}")))?;
+                Some(a.amount.total)
+            }
+            None => None,
+        };
+        Ok(Some(RefundTarget {
+            status: super::payments::parse_status(key, &status)?,
+            approved,
+            refunded: refunded.and_then(|r| r.parse().ok()).unwrap_or(0),
+            location_id: doc.request.location_id,
+        }))
+    }
+}
+
 impl Refund {
     /// Its `cancel_payment` job, enqueued with [`Refund::insert_opts`].
     pub fn job(&self) -> kakaopay_jobs::CancelPayment {
-        kakaopay_jobs::CancelPayment {
-            payment_id: self.payment_id.to_string(),
-            refund_id: self.refund_id.to_string(),
-            idempotency_key: self.idempotency_key.clone(),
-            request: self.request.clone(),
-        }
+        let (job, _) = new_refund_job(
+            &self.refund_id,
+            &self.payment_id,
+            &self.idempotency_key,
+            &self.request,
+        );
+        job
     }
 
     /// The id of the `cancel_payment` job that runs it now. An approved review runs under an
@@ -193,9 +280,11 @@ fn script(body: &str) -> Script {
 /// KEYS: refund, refund history, payment's refunds list, location's refunds, open refunds,
 /// the shard's refunds. ARGV: refund id, doc, now, history. Every key's type is checked before
 /// the first write: a script that fails midway keeps what it wrote, and a refund half stored
-/// is worse than none.
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    script(
+/// is worse than none. Answers 1 (stored) or 0 (one with its id exists), then (dropped when
+/// run alone) whether its job is to be enqueued, in [`CREATE_THEN_ENQUEUE`].
+static CREATE_LUA: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{NOW_MS}{}",
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local kinds = {'hash', 'list', 'list', 'zset', 'zset', 'zset'}
@@ -209,10 +298,20 @@ redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
 redis.call('ZADD', KEYS[5], now_ms, ARGV[1])
 redis.call('ZADD', KEYS[6], now_ms, ARGV[1])
-return 1
-"#,
+return 1, true
+"#
     )
 });
+
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(&CREATE_LUA));
+
+/// A new refund stored with its job enqueued, in one step where Redis allows it.
+static CREATE_THEN_ENQUEUE: LazyLock<ThenEnqueue> = LazyLock::new(|| ThenEnqueue::new(&CREATE_LUA));
+
+pub(super) async fn load_hot_scripts(conn: &Connection) -> redis::RedisResult<()> {
+    CREATE.load(conn).await?;
+    CREATE_THEN_ENQUEUE.load(conn).await
+}
 
 /// KEYS: payment, refund, refund history, open refunds. ARGV: refund id, now, run token, the
 /// job's id (named in the history).
@@ -352,11 +451,27 @@ impl Store {
     /// `ids`: refund, payment, location, idempotency key.
     pub async fn create_refund_by(
         &self,
-        (refund_id, payment_id, location_id, idempotency_key): (&RefundId, &PaymentId, &str, &str),
+        ids: (&RefundId, &PaymentId, &str, &str),
         request: &RefundRequest,
         source: &str,
         by: Option<&str>,
     ) -> Result<Created, StoreError> {
+        let (created, _) = self
+            .create_refund_with(ids, request, source, by, None)
+            .await?;
+        Ok(created)
+    }
+
+    /// [`Store::create_refund_by`] with the refund's job (see [`Refund::job`]), enqueued in
+    /// the same step where Redis allows it: answered when it was, else the caller enqueues it.
+    pub async fn create_refund_with(
+        &self,
+        (refund_id, payment_id, location_id, idempotency_key): (&RefundId, &PaymentId, &str, &str),
+        request: &RefundRequest,
+        source: &str,
+        by: Option<&str>,
+        job: Option<&PreparedJob>,
+    ) -> Result<(Created, Option<Enqueued>), StoreError> {
         let now = now_rfc3339();
         let doc = RefundDoc {
             refund_id: refund_id.clone(),
@@ -381,8 +496,8 @@ impl Store {
                 reason: format!("refund id {refund_id} is not of payment {payment_id}'s shard"),
             });
         }
-        let created: i64 = CREATE
-            .key(self.refund_key(refund_id))
+        let mut create = CREATE.key(self.refund_key(refund_id));
+        create
             .key(self.refund_history_key(refund_id))
             .key(self.payment_refunds_key(payment_id))
             .key(self.location_refunds_key(shard, location_id))
@@ -391,13 +506,13 @@ impl Store {
             .arg(refund_id.as_str())
             .arg(serde_json::to_string(&doc).expect("docs serialize"))
             .arg(&now)
-            .arg(serde_json::to_string(&history_entry).expect("history serializes"))
-            .run(&self.conn)
-            .await?;
+            .arg(serde_json::to_string(&history_entry).expect("history serializes"));
+        let (created, enqueued) = self.run_create(&create, job).await?;
         if created == 1 {
             // Answered from what was written, not read back: once stored, the answer must not
             // depend on a second round trip that could fail.
-            return Ok(Created::Created(doc.into_queued(now, vec![history_entry])));
+            let refund = doc.into_queued(now, vec![history_entry]);
+            return Ok((Created::Created(refund), enqueued));
         }
         let refund = self
             .refund_state(refund_id)
@@ -406,7 +521,26 @@ impl Store {
                 key: self.refund_key(refund_id),
                 reason: "vanished right after it was found".into(),
             })?;
-        Ok(Created::Exists(refund))
+        Ok((Created::Exists(refund), None))
+    }
+
+    /// Runs `CREATE`, with `job`'s enqueue in the same script where Redis allows it.
+    async fn run_create(
+        &self,
+        create: &Invocation<'_>,
+        job: Option<&PreparedJob>,
+    ) -> Result<(i64, Option<Enqueued>), StoreError> {
+        let combined = job.and_then(|job| {
+            let call = CREATE_THEN_ENQUEUE.invocation(&self.conn, create, job)?;
+            Some((job, call))
+        });
+        let Some((job, call)) = combined else {
+            return Ok((create.run(&self.conn).await?, None));
+        };
+        let (created, enqueued) = CREATE_THEN_ENQUEUE.answer(call.run(&self.conn).await?, job)?;
+        let created =
+            redis::FromRedisValue::from_redis_value(created).map_err(redis::RedisError::from)?;
+        Ok((created, enqueued))
     }
 
     /// The refund with its history, as the API shows it.
@@ -438,34 +572,38 @@ impl Store {
         }
     }
 
-    /// A payment and one of its refunds (neither with its history) in one round trip: what a
-    /// refund request needs to answer.
-    pub async fn payment_and_refund(
+    /// What a refund request needs of a payment (without the rest of its record) and the
+    /// refund its key names, if stored (without its history), in one round trip.
+    pub async fn refund_target_and_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
-    ) -> Result<(Option<Payment>, Option<Refund>), StoreError> {
+    ) -> Result<(Option<RefundTarget>, Option<Refund>), StoreError> {
         type Answer = (
-            HashMap<String, String>,
+            (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ),
             HashMap<String, String>,
             Option<String>,
         );
+        let payment_key = self.payment_key(payment_id);
         let (payment, refund, alias): Answer = redis::pipe()
-            .hgetall(self.payment_key(payment_id))
+            .cmd("HMGET")
+            .arg(&payment_key)
+            .arg(&["status", "approval", "refunded", "doc"])
             .hgetall(self.refund_key(refund_id))
             .get(self.refund_alias_key(refund_id))
             .query_async(&mut self.conn.clone())
             .await?;
-        if let Some(earlier) = alias.filter(|_| refund.is_empty()) {
-            return Ok((
-                self.parse_payment(payment_id, payment, &[])?,
-                self.refund_state(&earlier).await?,
-            ));
-        }
-        Ok((
-            self.parse_payment(payment_id, payment, &[])?,
-            self.parse_refund(refund_id, refund, &[])?,
-        ))
+        let target = RefundTarget::parse(&payment_key, payment)?;
+        let refund = match alias.filter(|_| refund.is_empty()) {
+            Some(earlier) => self.refund_state(&earlier).await?,
+            None => self.parse_refund(refund_id, refund, &[])?,
+        };
+        Ok((target, refund))
     }
 
     pub(super) fn parse_refund(
@@ -737,4 +875,77 @@ fn decided(key: &str, raw: Option<&String>) -> Result<Option<Decided>, StoreErro
             })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(
+        status: Option<&str>,
+        approval: Option<&str>,
+        refunded: Option<&str>,
+        doc: Option<&str>,
+    ) -> (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) {
+        let own = |v: Option<&str>| v.map(str::to_string);
+        (own(status), own(approval), own(refunded), own(doc))
+    }
+
+    const DOC: &str = r#"{"payment_id":"pay_1","request":{"location_id":"loc_1","order_id":"o","metadata":{"deep":[1,{"x":"y"}]}},"tid":"T1"}"#;
+
+    #[test]
+    fn a_refund_target_is_read_from_its_fields_and_the_parts_it_needs() {
+        let approval = r#"{"aid":"A1","amount":{"total":"30000","tax_free":0},"approved_at":null}"#;
+        let target = RefundTarget::parse(
+            "k",
+            fields(
+                Some("partially_refunded"),
+                Some(approval),
+                Some("1000"),
+                Some(DOC),
+            ),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            target,
+            RefundTarget {
+                status: PaymentStatus::PartiallyRefunded,
+                approved: Some(30_000),
+                refunded: 1_000,
+                location_id: LocationId::try_from("loc_1").unwrap(),
+            }
+        );
+        let unapproved = RefundTarget::parse("k", fields(Some("ready"), Some(""), None, Some(DOC)))
+            .unwrap()
+            .unwrap();
+        assert_eq!((unapproved.approved, unapproved.refunded), (None, 0));
+    }
+
+    #[test]
+    fn a_missing_payment_is_none_and_a_broken_one_is_corrupt() {
+        assert_eq!(
+            RefundTarget::parse("k", fields(None, None, None, None)).unwrap(),
+            None
+        );
+        let broken = [
+            fields(Some("approved"), None, None, None),
+            fields(Some("approved"), None, None, Some("{")),
+            fields(Some("approved"), Some("{\"amount\":1}"), None, Some(DOC)),
+            fields(Some("no_such_status"), None, None, Some(DOC)),
+            fields(None, None, Some("0"), Some(DOC)),
+        ];
+        for f in broken {
+            let answer = RefundTarget::parse("k", f.clone());
+            assert!(
+                matches!(answer, Err(StoreError::Corrupt { .. })),
+                "{f:?}: {answer:?}"
+            );
+        }
+    }
 }

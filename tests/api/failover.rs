@@ -399,3 +399,46 @@ async fn a_repeat_after_too_few_replicas_is_not_answered_from_what_they_may_not_
     assert_eq!(again, 503, "the repeat waits for the replicas too");
     assert_eq!(plain.ask_refund(&approved, key, refund, token).await.0, 202);
 }
+
+/// Whether the queue holds a job under `id` (asked of `app`'s queue API).
+async fn has_job(app: &TestApp, queue: &str, id: &str) -> bool {
+    let path = format!("/v1/queues/{queue}/jobs/{id}");
+    let (status, answer) = app
+        .send(reqwest::Method::GET, &path, Some(ADMIN_TOKEN), None)
+        .await;
+    assert!(status == 200 || status == 404, "{status}: {answer}");
+    status == 200
+}
+
+/// A job must follow only a write the replicas hold: a worker that acted on a write a failover
+/// then loses (a refund's cancel sent) would do it again for the repeat of the request. So a
+/// callback or refund request answered 503 for too few replicas has enqueued no job (the
+/// repeat, or the reconciler, enqueues it once the write counts).
+#[tokio::test]
+async fn no_job_follows_a_write_that_too_few_replicas_hold() {
+    let plain = spawn_app().await;
+    plain.connect_open_api("loc_1").await;
+    let approved = plain.paid(payment_body("loc_1", "J-paid")).await;
+    plain.wait_status(&approved, "approved").await;
+    let (status, ready) = plain.create_payment(payment_body("loc_1", "J-ready")).await;
+    assert_eq!(status, 201, "{ready}");
+    let app = waiting_for_a_missing_replica(&plain, 100).await;
+
+    let callback = plain
+        .member_presses(ready["tid"].as_str().unwrap(), "approve")
+        .await
+        .replace(&plain.address, &app.address);
+    assert_eq!(app.follow(&callback).await.status(), 503);
+    let payment_id = ready["payment_id"].as_str().unwrap();
+    assert!(!has_job(&plain, "approve_payment", &format!("approve:{payment_id}")).await);
+
+    let refund =
+        json!({"requested_by": "member", "reason": "booking_canceled", "canceled_at": CANCELED_AT});
+    let (status, _) = app
+        .ask_refund(&approved, "J-refund", refund, CLIENT_TOKEN)
+        .await;
+    assert_eq!(status, 503);
+    let refund_id = kakaopay_jobs::refunds::refund_id(&approved, "J-refund");
+    let job = kakaopay_jobs::refunds::job_id(&refund_id);
+    assert!(!has_job(&plain, "cancel_payment", &job).await);
+}
