@@ -806,117 +806,113 @@ if ARGV[2] == 'refuse' then return redis.error_reply('ERR refused') end
 return 'written', ARGV[2] == 'enqueue'
 "#;
 
-/// The combined call of `WRITE_THEN_MAYBE` (writing `value` at `key`, `ask` saying what it
-/// answers) and of `job`, answered as the caller gets it.
-async fn write_then_enqueue(
-    conn: &Connection,
-    combined: &ThenEnqueue,
-    (key, value, ask): (&str, &str, &str),
-    job: &PreparedJob,
-) -> redis::RedisResult<(String, Option<kakaopay_jobs::queue::Enqueued>)> {
-    let first = Script::new(WRITE_THEN_MAYBE);
-    let mut call = first.key(key);
-    call.arg(value).arg(ask);
-    let joined = combined
-        .invocation(conn, &call, job)
-        .expect("one server runs both in one script");
-    let answer = joined.run(conn).await?;
-    let (first, enqueued) = combined.answer(answer, job)?;
-    Ok((redis::FromRedisValue::from_redis_value(first)?, enqueued))
+/// A fresh namespace with `WRITE_THEN_MAYBE` combined and job `n` prepared under id `w{n}`.
+struct Combining {
+    ns: String,
+    conn: Connection,
+    producer: kakaopay_jobs::queue::Producer,
+    combined: ThenEnqueue,
+    job: PreparedJob,
+}
+
+async fn combining(n: u64) -> Combining {
+    let ns = namespace();
+    let (_, conn) = connect(LOCAL_REDIS).await;
+    let producer = producer(&conn, &ns);
+    let options = EnqueueOptions::with_id(format!("w{n}"));
+    let job = producer
+        .prepare(&work(n, Behaviour::Succeed), options)
+        .unwrap();
+    Combining {
+        ns,
+        conn,
+        producer,
+        combined: ThenEnqueue::new(WRITE_THEN_MAYBE),
+        job,
+    }
+}
+
+impl Combining {
+    fn key(&self) -> String {
+        format!("{}:written", self.ns)
+    }
+
+    /// The combined call writing `value` (`ask` saying what the write answers), answered as
+    /// the caller gets it.
+    async fn write(
+        &self,
+        value: &str,
+        ask: &str,
+    ) -> redis::RedisResult<(String, Option<kakaopay_jobs::queue::Enqueued>)> {
+        let first = Script::new(WRITE_THEN_MAYBE);
+        let mut call = first.key(self.key());
+        call.arg(value).arg(ask);
+        let joined = self
+            .combined
+            .invocation(&self.conn, &call, &self.job)
+            .expect("one server runs both in one script");
+        let answer = joined.run(&self.conn).await?;
+        let (first, enqueued) = self.combined.answer(answer, &self.job)?;
+        Ok((redis::FromRedisValue::from_redis_value(first)?, enqueued))
+    }
 }
 
 #[tokio::test]
 async fn a_write_and_the_job_it_asks_for_are_one_step_and_a_repeat_is_a_duplicate() {
-    let ns = namespace();
-    let (_, conn) = connect(LOCAL_REDIS).await;
-    let p = producer(&conn, &ns);
-    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
-    let job = p
-        .prepare(&work(7, Behaviour::Succeed), EnqueueOptions::with_id("w7"))
-        .unwrap();
-    let key = format!("{ns}:written");
-    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "a", "enqueue"), &job)
-        .await
-        .unwrap();
+    let c = combining(7).await;
+    let (answer, enqueued) = c.write("a", "enqueue").await.unwrap();
     assert_eq!(answer, "written");
     let enqueued = enqueued.expect("enqueued in the same step");
     assert_eq!((enqueued.id.as_str(), enqueued.duplicate), ("w7", false));
-    assert_eq!(counts(&conn, &ns).await.pending, 1);
-    let job_args = inspect::job(&conn, &ns, "test_work", "w7")
+    assert_eq!(counts(&c.conn, &c.ns).await.pending, 1);
+    let stored = inspect::job(&c.conn, &c.ns, "test_work", "w7")
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(job_args.args["n"], 7);
+    assert_eq!(stored.unwrap().args["n"], 7);
 
-    let (_, again) = write_then_enqueue(&conn, &combined, (&key, "b", "enqueue"), &job)
-        .await
-        .unwrap();
+    let (_, again) = c.write("b", "enqueue").await.unwrap();
     assert!(again.expect("answered").duplicate, "the job's id decides");
-    assert_eq!(counts(&conn, &ns).await.pending, 1);
+    assert_eq!(counts(&c.conn, &c.ns).await.pending, 1);
 }
 
 #[tokio::test]
 async fn a_write_that_does_not_ask_for_its_job_or_fails_enqueues_nothing() {
-    let ns = namespace();
-    let (_, conn) = connect(LOCAL_REDIS).await;
-    let p = producer(&conn, &ns);
-    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
-    let job = p
-        .prepare(&work(1, Behaviour::Succeed), EnqueueOptions::with_id("w1"))
-        .unwrap();
-    let key = format!("{ns}:written");
-    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "a", "no"), &job)
-        .await
-        .unwrap();
+    let c = combining(1).await;
+    let (answer, enqueued) = c.write("a", "no").await.unwrap();
     assert_eq!((answer.as_str(), enqueued), ("written", None));
-    let refused = write_then_enqueue(&conn, &combined, (&key, "b", "refuse"), &job).await;
+    let refused = c.write("b", "refuse").await;
     assert!(
         refused.is_err(),
         "the caller's error is the answer: {refused:?}"
     );
-    assert_eq!(counts(&conn, &ns).await.pending, 0);
-    assert!(inspect::job(&conn, &ns, "test_work", "w1")
+    assert_eq!(counts(&c.conn, &c.ns).await.pending, 0);
+    let stored = inspect::job(&c.conn, &c.ns, "test_work", "w1")
         .await
-        .unwrap()
-        .is_none());
+        .unwrap();
+    assert!(stored.is_none());
 }
 
 #[tokio::test]
 async fn a_job_that_cannot_be_enqueued_leaves_the_write_standing_and_says_so() {
     // The caller's write is the commit point (a refund stored): an enqueue that fails after
     // it must neither undo it nor fail the call, only tell the caller to enqueue on its own.
-    let ns = namespace();
-    let (_, conn) = connect(LOCAL_REDIS).await;
-    let p = producer(&conn, &ns);
-    let combined = ThenEnqueue::new(WRITE_THEN_MAYBE);
-    let job = p
-        .prepare(&work(1, Behaviour::Succeed), EnqueueOptions::with_id("w1"))
-        .unwrap();
-    let stream = kakaopay_jobs::queue::Keys::new(&ns, "test_work").stream;
-    let mut raw = redis::Client::open(LOCAL_REDIS)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let c = combining(1).await;
+    let stream = kakaopay_jobs::queue::Keys::new(&c.ns, "test_work").stream;
+    let mut raw = c.conn.clone();
     let _: () = redis::cmd("SET")
         .arg(&stream)
         .arg("not a stream")
         .query_async(&mut raw)
         .await
         .unwrap();
-    let key = format!("{ns}:written");
-    let (answer, enqueued) = write_then_enqueue(&conn, &combined, (&key, "kept", "enqueue"), &job)
-        .await
-        .unwrap();
+    let (answer, enqueued) = c.write("kept", "enqueue").await.unwrap();
     assert_eq!((answer.as_str(), enqueued), ("written", None));
     let written: String = redis::cmd("GET")
-        .arg(&key)
+        .arg(c.key())
         .query_async(&mut raw)
         .await
         .unwrap();
     assert_eq!(written, "kept");
-    assert!(
-        p.enqueue_prepared(&job).await.is_err(),
-        "on its own it fails as before"
-    );
+    let alone = c.producer.enqueue_prepared(&c.job).await;
+    assert!(alone.is_err(), "on its own it fails as before");
 }

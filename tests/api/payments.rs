@@ -400,25 +400,12 @@ async fn a_callback_after_redis_forgot_its_scripts_approves_once() {
     // The callback sends its read and the transition script in one pipeline, so it must load
     // the script itself when Redis has forgotten it (a restart, SCRIPT FLUSH).
     let redis = PrivateRedis::start();
-    let app = spawn_app_with(AppOptions {
-        redis: Topology::Server(redis.url()),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_on(&redis).await;
     app.connect_open_api("loc_1").await;
     let (status, created) = app.create_payment(payment_body("loc_1", "NS-1")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["payment_id"].as_str().unwrap().to_string();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.flush_scripts().await;
     let callback = app
         .member_presses(created["tid"].as_str().unwrap(), "approve")
         .await;

@@ -665,24 +665,11 @@ async fn a_refund_request_after_redis_forgot_its_scripts_is_stored_and_refunded_
     // On one server the refund and its job are stored by one script, which the request must
     // load itself when Redis has forgotten it (a restart, SCRIPT FLUSH).
     let redis = PrivateRedis::start();
-    let app = spawn_app_with(AppOptions {
-        redis: Topology::Server(redis.url()),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_on(&redis).await;
     app.connect_open_api("loc_1").await;
     let policy = json!({"rule": "until_fulfilled"});
     let id = approved(&app, body("shop_products", 30_000, 0, Some(policy))).await;
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.flush_scripts().await;
     let asked = json!({"reason": "order_canceled", "requested_by": "member", "context": {"fulfilled": false}});
     let done = refund(&app, &id, asked, CLIENT_TOKEN).await;
     assert_eq!(done["status"], "succeeded", "{done}");

@@ -353,6 +353,15 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 /// The app with its settings changed by `tune` first (retry schedules, reconciler timing).
+/// An app on a private one-server Redis of its own (for tests that disturb that Redis).
+pub async fn spawn_app_on(redis: &PrivateRedis) -> TestApp {
+    spawn_app_with(AppOptions {
+        redis: Topology::Server(redis.url()),
+        ..Default::default()
+    })
+    .await
+}
+
 pub async fn spawn_app_tuned(options: AppOptions, tune: impl FnOnce(&mut Settings)) -> TestApp {
     logs();
     let sim = spawn_sim_with(options.sim.clone()).await;
@@ -682,6 +691,20 @@ impl PrivateRedis {
         };
         r.boot();
         r
+    }
+
+    /// Makes Redis forget every script (as a restart or a promoted replica would).
+    pub async fn flush_scripts(&self) {
+        let mut conn = redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 
     pub fn url(&self) -> String {
