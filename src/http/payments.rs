@@ -390,7 +390,7 @@ async fn ready(
         android_app_scheme: answer.android_app_scheme,
         ios_app_scheme: answer.ios_app_scheme,
     };
-    let stored = state
+    state
         .store
         .create_payment(
             payment_id,
@@ -401,17 +401,12 @@ async fn ready(
             integration.version,
             fingerprint,
         )
-        .await?;
-    if !stored {
-        return Err(ApiError::unavailable(
-            "the order reservation expired while KakaoPay answered; try again",
-        ));
-    }
-    state
-        .store
-        .payment(payment_id)
         .await?
-        .ok_or_else(|| ApiError::unavailable("the payment vanished right after it was stored"))
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "the order reservation expired while KakaoPay answered; try again",
+            )
+        })
 }
 
 #[utoipa::path(get, path = "/v1/payments/{payment_id}", tag = "payments", params(("payment_id" = String, Path)),

@@ -134,6 +134,33 @@ pub struct Payment {
     pub refund_lock: Option<String>,
 }
 
+impl Payment {
+    /// A payment as [`Store::create_payment`] stores it.
+    fn ready(doc: Doc, now: String, entry: HistoryEntry) -> Payment {
+        Payment {
+            payment_id: doc.payment_id,
+            request: doc.request,
+            tid: doc.tid,
+            redirect: doc.redirect,
+            created_at: doc.created_at,
+            expires_at: doc.expires_at,
+            integration_version: doc.integration_version,
+            fingerprint: doc.fingerprint,
+            status: PaymentStatus::Ready,
+            pg_token: None,
+            approval: None,
+            failure: None,
+            updated_at: now,
+            history: vec![entry],
+            refunded: 0,
+            refunded_tax_free: 0,
+            refunded_vat: 0,
+            approval_runs: 0,
+            refund_lock: None,
+        }
+    }
+}
+
 /// A run of a payment's approval job, as it began.
 #[derive(Debug, Clone)]
 pub struct ApprovalRun {
@@ -408,7 +435,7 @@ impl Store {
         expires_at: String,
         integration_version: u64,
         fingerprint: String,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Payment>, StoreError> {
         // One instant for the record and its index score, so that listings ordered by the
         // index are ordered by `created_at` too.
         let instant = chrono::Utc::now();
@@ -423,15 +450,15 @@ impl Store {
             fingerprint,
             request,
         };
-        let history = serde_json::to_string(&HistoryEntry {
+        let entry = HistoryEntry {
             at: now.clone(),
             from: None,
             to: PaymentStatus::Ready.to_string(),
             cause: "KakaoPay ready accepted the payment".into(),
             by: None,
             note: None,
-        })
-        .expect("history serializes");
+        };
+        let history = serde_json::to_string(&entry).expect("history serializes");
         let shard = Shard::of_id(payment_id);
         let created: i64 = CREATE
             .key(self.payment_key(payment_id))
@@ -446,7 +473,12 @@ impl Store {
             .arg(history)
             .run(&self.conn)
             .await?;
-        Ok(created == 1)
+        if created != 1 {
+            return Ok(None);
+        }
+        // Answered from what was written, not read back: once stored, the answer must not
+        // depend on a second round trip that could fail.
+        Ok(Some(Payment::ready(doc, now, entry)))
     }
 
     /// The payment with its history, as the API shows it.
