@@ -135,8 +135,9 @@ pub struct Payment {
 }
 
 impl Payment {
-    /// A payment as [`Store::create_payment`] stores it.
-    fn ready(doc: Doc, now: String, entry: HistoryEntry) -> Payment {
+    /// A payment of `doc` as [`Store::create_payment`] stores it: `ready`, nothing paid yet
+    /// (a read fills in what happened since).
+    fn from_doc(doc: Doc, updated_at: String, history: Vec<HistoryEntry>) -> Payment {
         Payment {
             payment_id: doc.payment_id,
             request: doc.request,
@@ -150,8 +151,8 @@ impl Payment {
             pg_token: None,
             approval: None,
             failure: None,
-            updated_at: now,
-            history: vec![entry],
+            updated_at,
+            history,
             refunded: 0,
             refunded_tax_free: 0,
             refunded_vat: 0,
@@ -478,7 +479,7 @@ impl Store {
         }
         // Answered from what was written, not read back: once stored, the answer must not
         // depend on a second round trip that could fail.
-        Ok(Some(Payment::ready(doc, now, entry)))
+        Ok(Some(Payment::from_doc(doc, now, vec![entry])))
     }
 
     /// The payment with its history, as the API shows it.
@@ -528,43 +529,32 @@ impl Store {
         let doc: Doc = typed(&fields, "doc")
             .map_err(corrupt)?
             .ok_or_else(|| corrupt("no doc".into()))?;
+        let history = history
+            .iter()
+            .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let number =
+            |name: &str| -> i64 { fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
         Ok(Some(Payment {
-            payment_id: doc.payment_id,
-            request: doc.request,
-            tid: doc.tid,
-            redirect: doc.redirect,
-            created_at: doc.created_at,
-            expires_at: doc.expires_at,
-            integration_version: doc.integration_version,
-            fingerprint: doc.fingerprint,
             status: parse_status(&key, fields.get("status").map(String::as_str).unwrap_or(""))?,
             pg_token: fields
                 .get("pg_token")
                 .and_then(|t| PgToken::parse(t.as_str()).ok()),
             approval: typed(&fields, "approval").map_err(corrupt)?,
             failure: typed(&fields, "failure").map_err(corrupt)?,
-            updated_at: fields.get("updated_at").cloned().unwrap_or_default(),
-            refunded: fields
-                .get("refunded")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            refunded_tax_free: fields
-                .get("refunded_tax_free")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            refunded_vat: fields
-                .get("refunded_vat")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            refunded: number("refunded"),
+            refunded_tax_free: number("refunded_tax_free"),
+            refunded_vat: number("refunded_vat"),
             approval_runs: fields
                 .get("approval_runs")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             refund_lock: fields.get("refund_lock").filter(|l| !l.is_empty()).cloned(),
-            history: history
-                .iter()
-                .map(|h| serde_json::from_str(h).map_err(|e| corrupt(format!("history: {e}"))))
-                .collect::<Result<_, _>>()?,
+            ..Payment::from_doc(
+                doc,
+                fields.get("updated_at").cloned().unwrap_or_default(),
+                history,
+            )
         }))
     }
 
