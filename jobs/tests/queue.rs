@@ -847,12 +847,11 @@ impl Combining {
         let first = Script::new(WRITE_THEN_MAYBE);
         let mut call = first.key(self.key());
         call.arg(value).arg(ask);
-        let joined = self
+        let (first, enqueued) = self
             .combined
-            .invocation(&self.conn, &call, &self.job)
+            .run(&self.conn, &call, &self.job)
+            .await?
             .expect("one server runs both in one script");
-        let answer = joined.run(&self.conn).await?;
-        let (first, enqueued) = self.combined.answer(answer, &self.job)?;
         Ok((redis::FromRedisValue::from_redis_value(first)?, enqueued))
     }
 }

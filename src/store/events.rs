@@ -27,7 +27,7 @@ static PUT_EVENT_THEN_DELIVER: LazyLock<ThenEnqueue> =
 pub(super) async fn load_hot_scripts(
     conn: &kakaopay_jobs::queue::Connection,
 ) -> redis::RedisResult<()> {
-    PUT_EVENT.load(conn).await?;
+    // Only the combined script: `PUT_EVENT` never runs alone.
     PUT_EVENT_THEN_DELIVER.load(conn).await
 }
 
@@ -74,12 +74,13 @@ impl Store {
         put.key(self.event_enqueued_key(id))
             .arg(json)
             .arg(keep.as_secs().max(1));
-        let Some(call) = PUT_EVENT_THEN_DELIVER.invocation(&self.conn, &put, delivery) else {
+        let combined = PUT_EVENT_THEN_DELIVER
+            .run(&self.conn, &put, delivery)
+            .await?;
+        let Some((first, enqueued)) = combined else {
             let (earlier, noted) = self.put_event(id, json, keep).await?;
             return Ok((earlier, noted, None));
         };
-        let answer = call.run(&self.conn).await?;
-        let (first, enqueued) = PUT_EVENT_THEN_DELIVER.answer(answer, delivery)?;
         let (earlier, noted): (String, i64) =
             redis::FromRedisValue::from_redis_value(first).map_err(redis::RedisError::from)?;
         Ok((

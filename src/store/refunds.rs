@@ -530,14 +530,13 @@ impl Store {
         create: &Invocation<'_>,
         job: Option<&PreparedJob>,
     ) -> Result<(i64, Option<Enqueued>), StoreError> {
-        let combined = job.and_then(|job| {
-            let call = CREATE_THEN_ENQUEUE.invocation(&self.conn, create, job)?;
-            Some((job, call))
-        });
-        let Some((job, call)) = combined else {
+        let combined = match job {
+            Some(job) => CREATE_THEN_ENQUEUE.run(&self.conn, create, job).await?,
+            None => None,
+        };
+        let Some((created, enqueued)) = combined else {
             return Ok((create.run(&self.conn).await?, None));
         };
-        let (created, enqueued) = CREATE_THEN_ENQUEUE.answer(call.run(&self.conn).await?, job)?;
         let created =
             redis::FromRedisValue::from_redis_value(created).map_err(redis::RedisError::from)?;
         Ok((created, enqueued))

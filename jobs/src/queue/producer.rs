@@ -242,10 +242,6 @@ pub struct PreparedJob {
 }
 
 impl PreparedJob {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     fn answer(&self, stored: i64) -> Enqueued {
         Enqueued {
             id: self.id.clone(),
@@ -285,6 +281,21 @@ impl ThenEnqueue {
         job: &PreparedJob,
     ) -> Option<Invocation<'s>> {
         Self::applies(conn).then(|| Invocation::joined(&self.combined, first, &job.call))
+    }
+
+    /// Runs `first` then `job` as one call, where the connection allows it (`None`: it does
+    /// not, and the caller runs `first` alone). Answers as [`ThenEnqueue::answer`].
+    pub async fn run(
+        &self,
+        conn: &Connection,
+        first: &Invocation<'_>,
+        job: &PreparedJob,
+    ) -> redis::RedisResult<Option<(redis::Value, Option<Enqueued>)>> {
+        let Some(call) = self.invocation(conn, first, job) else {
+            return Ok(None);
+        };
+        let answer = call.run(conn).await?;
+        self.answer(answer, job).map(Some)
     }
 
     fn applies(conn: &Connection) -> bool {
