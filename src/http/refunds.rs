@@ -14,8 +14,9 @@ use super::AppState;
 use crate::domain::{IdempotencyKey, LocationId, PaymentId, RefundId, RefundStatus, Won};
 use crate::refunds::{refundable, NotRefundable};
 use crate::store::{new_refund_job, Created, Refund};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kakaopay_jobs::queue::{Enqueued, QueueError};
@@ -96,12 +97,28 @@ fn with_article(word: &str) -> String {
     format!("{article} {word}")
 }
 
+/// The request's `Idempotency-Key` header, if any: taken alone, since axum's `HeaderMap`
+/// extractor copies every header of every request. Refused only once the body was read, as
+/// a missing key always was.
+pub struct IdempotencyHeader(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyHeader(
+            parts.headers.get("idempotency-key").cloned(),
+        ))
+    }
+}
+
 /// The `Idempotency-Key` header, required; one that is there but not text is said to be so,
 /// not to be missing (its rule is checked with the request, as it always was).
-fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+fn idempotency_key(header: &IdempotencyHeader) -> Result<&str, ApiError> {
     const FIELD: &str = "Idempotency-Key";
-    let raw = headers
-        .get("idempotency-key")
+    let raw = header
+        .0
+        .as_ref()
         .ok_or_else(|| ApiError::invalid(FIELD, "the Idempotency-Key header is required"))?;
     let key = raw
         .to_str()
@@ -180,11 +197,11 @@ pub async fn create(
     Client(role, operator): Client,
     State(state): State<AppState>,
     Path(payment_id): Path<String>,
-    headers: HeaderMap,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, ApiError> {
     let payment_id = checked_payment_id(&payment_id)?;
-    let (key, request) = body.into_request(idempotency_key(&headers)?, role)?;
+    let (key, request) = body.into_request(idempotency_key(&key)?, role)?;
     let refund_id = RefundId::of(&payment_id, &key);
     let (payment, existing) = state
         .store

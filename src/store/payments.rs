@@ -216,12 +216,14 @@ pub enum TransitionOutcome {
 }
 
 /// KEYS: payment, history, order key, ready index, location's payments.
-/// ARGV: payment id, doc, now, now_ms, history.
+/// ARGV: payment id, doc, now, now_ms, history, location id (a field of its own, so that a
+/// refund request reads it without the document).
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'ready', 'updated_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'ready', 'updated_at', ARGV[3],
+  'location_id', ARGV[6])
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('PERSIST', KEYS[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
@@ -472,6 +474,7 @@ impl Store {
             .arg(&now)
             .arg(instant.timestamp_millis())
             .arg(history)
+            .arg(doc.request.location_id.as_str())
             .run(&self.conn)
             .await?;
         if created != 1 {

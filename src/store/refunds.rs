@@ -118,8 +118,9 @@ pub fn new_refund_job(
     (job, options)
 }
 
-/// What a refund request is decided on, of its payment: read from the record's fields and
-/// only these parts of its document and approval, since refund requests are a busy path.
+/// What a refund request is decided on, of its payment: read from the record's fields (its
+/// location has one of its own, written with the document by `CREATE` and never rewritten)
+/// and only the approved total of its approval, since refund requests are a busy path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefundTarget {
     pub status: PaymentStatus,
@@ -129,25 +130,27 @@ pub struct RefundTarget {
     pub location_id: LocationId,
 }
 
+/// A payment's `status`, `approval`, `refunded` and `location_id` fields, as HMGET answers.
+type TargetFields = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 impl RefundTarget {
-    /// From `status`, `approval`, `refunded` and `doc`; `None` when no payment is stored.
+    const FIELDS: [&'static str; 4] = ["status", "approval", "refunded", "location_id"];
+
+    /// From the record's [`RefundTarget::FIELDS`], the length of its `doc` (0: none), and the
+    /// doc itself when the record has no `location_id` (stored by an earlier release); `None`
+    /// when no payment is stored. A record without its status or its doc is broken, as the
+    /// full read finds it: a refund accepted for it could never be decided.
     fn parse(
         key: &str,
-        (status, approval, refunded, doc): (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ),
+        (status, approval, refunded, location): TargetFields,
+        doc_len: i64,
+        doc: Option<String>,
     ) -> Result<Option<RefundTarget>, StoreError> {
-        #[derive(Deserialize)]
-        struct Doc {
-            request: Request,
-        }
-        #[derive(Deserialize)]
-        struct Request {
-            location_id: LocationId,
-        }
         #[derive(Deserialize)]
         struct Approval {
             amount: crate::kakaopay::Amount,
@@ -157,14 +160,21 @@ impl RefundTarget {
             reason,
         };
         let Some(status) = status else {
-            // No record at all, or one without its status: broken, as a full read found it.
-            return match (approval, refunded, doc) {
-                (None, None, None) => Ok(None),
+            // No record at all, or one without its status.
+            return match (approval, refunded, location, doc_len) {
+                (None, None, None, 0) => Ok(None),
                 _ => Err(corrupt("no status".into())),
             };
         };
-        let doc = doc.ok_or_else(|| corrupt("no doc".into()))?;
-        let doc: Doc = serde_json::from_str(&doc).map_err(|e| corrupt(format!("doc: {e}")))?;
+        if doc_len == 0 {
+            return Err(corrupt("no doc".into()));
+        }
+        let location_id = match location {
+            Some(id) => {
+                LocationId::try_from(id).map_err(|e| corrupt(format!("location_id: {e}")))?
+            }
+            None => location_of_doc(doc).map_err(corrupt)?,
+        };
         let approved = match approval.filter(|a| !a.is_empty()) {
             Some(a) => {
                 let a: Approval =
@@ -177,9 +187,24 @@ impl RefundTarget {
             status: super::payments::parse_status(key, &status)?,
             approved,
             refunded: refunded.and_then(|r| r.parse().ok()).unwrap_or(0),
-            location_id: doc.request.location_id,
+            location_id,
         }))
     }
+}
+
+/// The location in a payment's document (`request.location_id`).
+fn location_of_doc(doc: Option<String>) -> Result<LocationId, String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        request: Request,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        location_id: LocationId,
+    }
+    let doc = doc.ok_or("no doc")?;
+    let doc: Doc = serde_json::from_str(&doc).map_err(|e| format!("doc: {e}"))?;
+    Ok(doc.request.location_id)
 }
 
 impl Refund {
@@ -572,32 +597,38 @@ impl Store {
     }
 
     /// What a refund request needs of a payment (without the rest of its record) and the
-    /// refund its key names, if stored (without its history), in one round trip.
+    /// refund its key names, if stored (without its history), in one round trip (two for a
+    /// payment stored before payments had a `location_id` field).
     pub async fn refund_target_and_refund(
         &self,
         payment_id: &str,
         refund_id: &str,
     ) -> Result<(Option<RefundTarget>, Option<Refund>), StoreError> {
-        type Answer = (
-            (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            ),
-            HashMap<String, String>,
-            Option<String>,
-        );
+        type Answer = (TargetFields, i64, HashMap<String, String>, Option<String>);
         let payment_key = self.payment_key(payment_id);
-        let (payment, refund, alias): Answer = redis::pipe()
+        let (payment, doc_len, refund, alias): Answer = redis::pipe()
             .cmd("HMGET")
             .arg(&payment_key)
-            .arg(&["status", "approval", "refunded", "doc"])
+            .arg(&RefundTarget::FIELDS)
+            // Whether it has its document, without reading it.
+            .cmd("HSTRLEN")
+            .arg(&payment_key)
+            .arg("doc")
             .hgetall(self.refund_key(refund_id))
             .get(self.refund_alias_key(refund_id))
             .query_async(&mut self.conn.clone())
             .await?;
-        let target = RefundTarget::parse(&payment_key, payment)?;
+        let doc = match &payment {
+            (Some(_), _, _, None) if doc_len > 0 => {
+                redis::cmd("HGET")
+                    .arg(&payment_key)
+                    .arg("doc")
+                    .query_async(&mut self.conn.clone())
+                    .await?
+            }
+            _ => None,
+        };
+        let target = RefundTarget::parse(&payment_key, payment, doc_len, doc)?;
         let refund = match alias.filter(|_| refund.is_empty()) {
             Some(earlier) => self.refund_state(&earlier).await?,
             None => self.parse_refund(refund_id, refund, &[])?,
@@ -884,15 +915,10 @@ mod tests {
         status: Option<&str>,
         approval: Option<&str>,
         refunded: Option<&str>,
-        doc: Option<&str>,
-    ) -> (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ) {
+        location: Option<&str>,
+    ) -> TargetFields {
         let own = |v: Option<&str>| v.map(str::to_string);
-        (own(status), own(approval), own(refunded), own(doc))
+        (own(status), own(approval), own(refunded), own(location))
     }
 
     const DOC: &str = r#"{"payment_id":"pay_1","request":{"location_id":"loc_1","order_id":"o","metadata":{"deep":[1,{"x":"y"}]}},"tid":"T1"}"#;
@@ -906,8 +932,10 @@ mod tests {
                 Some("partially_refunded"),
                 Some(approval),
                 Some("1000"),
-                Some(DOC),
+                Some("loc_1"),
             ),
+            900,
+            None,
         )
         .unwrap()
         .unwrap();
@@ -920,30 +948,76 @@ mod tests {
                 location_id: LocationId::try_from("loc_1").unwrap(),
             }
         );
-        let unapproved = RefundTarget::parse("k", fields(Some("ready"), Some(""), None, Some(DOC)))
-            .unwrap()
-            .unwrap();
+        let unapproved = RefundTarget::parse(
+            "k",
+            fields(Some("ready"), Some(""), None, Some("loc_1")),
+            900,
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((unapproved.approved, unapproved.refunded), (None, 0));
+    }
+
+    #[test]
+    fn a_payment_of_an_earlier_release_is_located_by_its_doc() {
+        let earlier = RefundTarget::parse(
+            "k",
+            fields(Some("approved"), None, None, None),
+            DOC.len() as i64,
+            Some(DOC.into()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(earlier.location_id.as_str(), "loc_1");
     }
 
     #[test]
     fn a_missing_payment_is_none_and_a_broken_one_is_corrupt() {
         assert_eq!(
-            RefundTarget::parse("k", fields(None, None, None, None)).unwrap(),
+            RefundTarget::parse("k", fields(None, None, None, None), 0, None).unwrap(),
             None
         );
+        let (with, without) = (DOC.len() as i64, 0);
         let broken = [
-            fields(Some("approved"), None, None, None),
-            fields(Some("approved"), None, None, Some("{")),
-            fields(Some("approved"), Some("{\"amount\":1}"), None, Some(DOC)),
-            fields(Some("no_such_status"), None, None, Some(DOC)),
-            fields(None, None, Some("0"), Some(DOC)),
+            // No doc: with its location field or without.
+            (
+                fields(Some("approved"), None, None, Some("loc_1")),
+                without,
+                None,
+            ),
+            (fields(Some("approved"), None, None, None), without, None),
+            (fields(Some("approved"), None, None, None), 1, Some("{")),
+            (
+                fields(Some("approved"), None, None, Some("loc 1")),
+                with,
+                None,
+            ),
+            (
+                fields(
+                    Some("approved"),
+                    Some("{\"amount\":1}"),
+                    None,
+                    Some("loc_1"),
+                ),
+                with,
+                None,
+            ),
+            (
+                fields(Some("no_such_status"), None, None, Some("loc_1")),
+                with,
+                None,
+            ),
+            // No status.
+            (fields(None, None, Some("0"), None), with, None),
+            (fields(None, None, None, Some("loc_1")), with, None),
+            (fields(None, None, None, None), with, None),
         ];
-        for f in broken {
-            let answer = RefundTarget::parse("k", f.clone());
+        for (f, doc_len, doc) in broken {
+            let answer = RefundTarget::parse("k", f.clone(), doc_len, doc.map(str::to_string));
             assert!(
                 matches!(answer, Err(StoreError::Corrupt { .. })),
-                "{f:?}: {answer:?}"
+                "{f:?} {doc_len} {doc:?}: {answer:?}"
             );
         }
     }

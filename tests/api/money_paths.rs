@@ -1386,3 +1386,97 @@ async fn earlier_layout_moved_at_start(cut_off_midway: bool) {
     assert_eq!(repeat["payment_id"], ready["payment_id"]);
     app.stop().await;
 }
+
+/// Payments are stored with their location in a field of its own, which a refund request reads
+/// instead of the payment's document. A payment stored by an earlier release, without that
+/// field, still has its refunds filed under its location (the transactions report's index).
+#[tokio::test]
+async fn a_refund_is_filed_under_its_payments_location_with_or_without_its_field() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let store = store(&app).await;
+    let mut conn = redis_conn().await;
+    for (order, earlier) in [("F-field", false), ("F-earlier", true)] {
+        let id = approved(&app, order).await;
+        let key = store.payment_key(&id);
+        let field: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("location_id")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(field.as_deref(), Some("loc_1"), "stored with the payment");
+        if earlier {
+            let _: () = redis::cmd("HDEL")
+                .arg(&key)
+                .arg("location_id")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let asked = json!({"requested_by": "admin", "amount": 1000});
+        let (status, answer) = app
+            .ask_refund(&id, &format!("{order}-1"), asked, ADMIN_TOKEN)
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        let refund = answer["refund_id"].as_str().unwrap();
+        app.wait_refund(refund, "succeeded", Duration::from_secs(10))
+            .await;
+    }
+    let (status, rows) = app
+        .send(
+            Method::GET,
+            "/v1/transactions?location_id=loc_1",
+            Some(CLIENT_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    let refunds: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "refund")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(refunds.len(), 2, "{rows}");
+    assert!(refunds.contains(&"F-earlier"), "{rows}");
+    app.stop().await;
+}
+
+/// A refund request reads only the fields it decides on, not the payment's document: a record
+/// that has lost its document or its status is still broken to it, answered 503 with nothing
+/// stored (a refund accepted for it could never be decided, and would hold its payment's
+/// refund lock for good), never taken for a payment that does not exist.
+#[tokio::test]
+async fn a_refund_request_for_a_record_without_its_doc_or_status_stores_nothing() {
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let store = store(&app).await;
+    let mut conn = redis_conn().await;
+    for (order, field) in [("N-doc", "doc"), ("N-status", "status")] {
+        let id = approved(&app, order).await;
+        let _: () = redis::cmd("HDEL")
+            .arg(store.payment_key(&id))
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let key = format!("{order}-1");
+        let asked = json!({"requested_by": "admin", "amount": 1000});
+        let (status, answer) = app.ask_refund(&id, &key, asked, ADMIN_TOKEN).await;
+        assert_eq!(status, 503, "without its {field}: {answer}");
+        assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+        let refund = kakaopay_jobs::refunds::refund_id(&id, &key);
+        let (status, _) = app
+            .send(
+                Method::GET,
+                &format!("/v1/refunds/{refund}"),
+                Some(CLIENT_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "nothing stored without its {field}");
+    }
+    app.stop().await;
+}

@@ -1162,4 +1162,232 @@ mod claims {
         let taken = fetch_unclaimed(&fast, "fast", "0-0").await;
         assert!(taken.is_empty(), "taken over at once: {taken:?}");
     }
+    /// SETTLE of the `entries` (entry, id pairs) `consumer` claimed, all done: whether each
+    /// was recorded.
+    async fn settle_done(shared: &Shared, consumer: &str, entries: &[String]) -> Vec<i64> {
+        let mut inv = invocation(&scripts::SETTLE, &shared.keys);
+        settle_header(&mut inv, shared, consumer, entries.len() / 2);
+        for pair in entries.chunks(2) {
+            inv.key(shared.keys.job(&pair[1]));
+            inv.arg(&pair[0]).arg(&pair[1]).arg("done").arg(0).arg("");
+        }
+        let (recorded, _): (Vec<i64>, Vec<String>) = inv.run_nowait(&shared.conn).await.unwrap();
+        recorded
+    }
+
+    /// Settled entries leave the stream (in whole nodes, as `XTRIM MINID ~` does), and a
+    /// settle whose stream is gone still records its jobs done.
+    #[tokio::test]
+    async fn settled_entries_are_trimmed_from_the_stream() {
+        let (topology, conn, config) = one_job("t-first").await;
+        let ns = config.namespace.clone();
+        let producer = Producer::new(conn.clone(), &ns);
+        let more = (0..249).map(|i| (&Probe, EnqueueOptions::with_id(format!("t{i}"))));
+        producer.enqueue_batch(more).await.unwrap();
+        let backend = StreamBackend::<Probe>::new(topology, conn.clone(), config);
+        let shared = &backend.shared;
+        let fetch = || async {
+            let mut read = invocation(&scripts::FETCH, &shared.keys);
+            read.arg(GROUP)
+                .arg("c")
+                .arg(500)
+                .arg(30_000)
+                .arg(10)
+                .arg("");
+            let (entries, _, _, _): (Vec<String>, Vec<String>, i64, String) =
+                read.run_nowait(&shared.conn).await.unwrap();
+            entries
+        };
+        let xlen = || async {
+            let mut c = conn.clone();
+            let n: i64 = redis::cmd("XLEN")
+                .arg(&shared.keys.stream)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            n
+        };
+        let entries = fetch().await;
+        assert_eq!(claim(shared, "c", &entries).await.unwrap().len(), 250);
+        assert_eq!(xlen().await, 250);
+        assert!(settle_done(shared, "c", &entries)
+            .await
+            .iter()
+            .all(|r| *r == 1));
+        assert!(xlen().await < 100, "trimmed: {} left", xlen().await);
+
+        producer
+            .enqueue(&Probe, EnqueueOptions::with_id("t-late"))
+            .await
+            .unwrap();
+        let late = fetch().await;
+        assert_eq!(claim(shared, "c", &late).await.unwrap().len(), 1);
+        let mut c = conn.clone();
+        let _: () = redis::cmd("DEL")
+            .arg(&shared.keys.stream)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(settle_done(shared, "c", &late).await, [1]);
+        let newest: Vec<String> = redis::cmd("LRANGE")
+            .arg(&shared.keys.done)
+            .arg(0)
+            .arg(0)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(newest[0].ends_with(":t-late"), "{newest:?}");
+    }
+}
+
+#[cfg(test)]
+mod retention {
+    //! SETTLE's retention of done jobs, against a done list written by hand: which items it
+    //! names as past their retention, and how it drops the ones it named before.
+    use super::*;
+
+    struct DoneList {
+        conn: Connection,
+        keys: Keys,
+        /// Oldest first.
+        items: Vec<String>,
+    }
+
+    /// A done list of `aged` items 10 s old, then `fresh` items of now, each with a record.
+    async fn done_list(aged: usize, fresh: usize) -> DoneList {
+        let topology = Topology::Server("redis://127.0.0.1:6379".into());
+        let conn = Connection::open(&topology, Purpose::Shared, None)
+            .await
+            .unwrap();
+        let keys = Keys::new(&format!("test-{:016x}", rand::random::<u64>()), "kept");
+        let mut c = conn.clone();
+        let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+        let now = s * 1000 + us / 1000;
+        let items: Vec<String> = (0..aged)
+            .map(|i| format!("{}:a{i}", now - 10_000))
+            .chain((0..fresh).map(|i| format!("{now}:f{i}")))
+            .collect();
+        for chunk in items.chunks(500) {
+            let mut pipe = redis::pipe();
+            pipe.cmd("LPUSH").arg(&keys.done).arg(chunk);
+            for item in chunk {
+                pipe.hset(keys.job(super::super::done_item_id(item)), "status", "done");
+            }
+            let _: () = pipe.query_async(&mut c).await.unwrap();
+        }
+        DoneList { conn, keys, items }
+    }
+
+    impl DoneList {
+        /// A settle of no runs that drops `named` first: the items it names next.
+        async fn settle(&self, keep_count: u64, keep_ms: u64, named: &[String]) -> Vec<String> {
+            let mut inv = invocation(&scripts::SETTLE, &self.keys);
+            inv.key(&self.keys.stats);
+            inv.arg(GROUP).arg("").arg(keep_count).arg(keep_ms).arg(0);
+            for item in named {
+                inv.arg(item)
+                    .key(self.keys.job(super::super::done_item_id(item)));
+            }
+            let (_, beyond): (Vec<i64>, Vec<String>) = inv.run_nowait(&self.conn).await.unwrap();
+            beyond
+        }
+
+        async fn left(&self) -> (Vec<String>, usize) {
+            let mut c = self.conn.clone();
+            let mut list: Vec<String> = redis::cmd("LRANGE")
+                .arg(&self.keys.done)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            list.reverse();
+            let records: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.keys.job_prefix))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            (list, records.len())
+        }
+
+        async fn remove(self) {
+            let mut c = self.conn.clone();
+            let mut keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.keys.job_prefix))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            keys.extend([self.keys.done.clone(), self.keys.stats.clone()]);
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_settle_names_every_done_item_past_retention_oldest_first_up_to_500() {
+        // (aged, fresh, keep_count, keep_ms, how many of the oldest are named)
+        let cases = [
+            (300, 5, 1_000, 1_000, 300), // by age alone, far more than one settle adds
+            (0, 40, 10, 60_000, 30),     // by count alone
+            (10, 40, 45, 1_000, 10),     // by count, then by age; no fresh one
+            (0, 40, 1_000, 60_000, 0),   // none
+            (0, 0, 0, 0, 0),             // an empty list
+            (700, 0, 1_000, 1_000, 500), // at most 500 a call
+            (0, 700, 100, 60_000, 500),
+        ];
+        for (aged, fresh, keep_count, keep_ms, named) in cases {
+            let list = done_list(aged, fresh).await;
+            let beyond = list.settle(keep_count, keep_ms, &[]).await;
+            assert_eq!(
+                beyond,
+                list.items[..named],
+                "{aged} aged, {fresh} fresh, keep {keep_count} / {keep_ms} ms"
+            );
+            list.remove().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn named_items_are_dropped_with_their_records_while_they_are_still_the_oldest() {
+        let list = done_list(0, 10).await;
+        let items = list.items.clone();
+        // The three oldest and then one that is not next: the three go, the rest stays.
+        let named = [&items[..3], &items[5..6]].concat();
+        list.settle(1_000, 60_000, &named).await;
+        let (left, records) = list.left().await;
+        assert_eq!((left.as_slice(), records), (&items[3..], 7));
+        // Named again (another worker dropped them first): nothing more goes.
+        list.settle(1_000, 60_000, &items[..3]).await;
+        assert_eq!(list.left().await, (items[3..].to_vec(), 7));
+        list.remove().await;
+    }
+
+    #[tokio::test]
+    async fn an_item_not_of_ours_is_dropped_without_the_record_its_text_names() {
+        let list = done_list(0, 3).await;
+        let mut c = list.conn.clone();
+        let junk = list.keys.job("junk");
+        let _: () = redis::pipe()
+            .rpush(&list.keys.done, "junk")
+            .hset(&junk, "status", "running")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let named = list.settle(1_000, 60_000, &[]).await;
+        assert_eq!(named, ["junk"], "it would stop retention for good");
+        list.settle(1_000, 60_000, &named).await;
+        let (left, _) = list.left().await;
+        assert_eq!(left, list.items, "the item is gone");
+        let status: Option<String> = redis::cmd("HGET")
+            .arg(&junk)
+            .arg("status")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(status.as_deref(), Some("running"), "the record stays");
+        list.remove().await;
+    }
 }

@@ -52,13 +52,20 @@ local function group_info(stream, group)
 end
 
 -- Drops acknowledged entries: everything older than the oldest entry still being worked on,
--- or than the last one delivered.
+-- or than the last one delivered. The oldest pending entry alone is asked for: a busy queue
+-- nearly always has one, and the summary's per-consumer counts or the group's info would be
+-- built for nothing.
 local function trim_stream(stream, group)
-  local info = group_info(stream, group)
-  if not info then return end
-  local oldest = info['last-delivered-id']
-  local summary = redis.call('XPENDING', stream, group)
-  if tonumber(summary[1]) > 0 then oldest = summary[2] end
+  local first = redis.pcall('XPENDING', stream, group, '-', '+', 1)
+  if first['err'] then return end
+  local oldest
+  if #first > 0 then
+    oldest = first[1][1]
+  else
+    local info = group_info(stream, group)
+    if not info then return end
+    oldest = info['last-delivered-id']
+  end
   redis.call('XTRIM', stream, 'MINID', '~', oldest)
 end
 
@@ -133,7 +140,7 @@ end
 -- largest sampled), minutes counted from the Unix epoch on Redis's clock. Minutes older than a
 -- day go as new ones come: one HDEL per minute passed, or one sweep of the hash after a long
 -- idle (it holds at most three fields a minute of a day). The whole hash expires a day after
--- its last write, so a queue nobody uses leaves nothing behind.
+-- its last minute's first write, so a queue nobody uses leaves nothing behind.
 local STATS_KEEP = 1440
 local function stats_touch(key, minute)
   local upto = minute - STATS_KEEP
@@ -150,8 +157,9 @@ local function stats_touch(key, minute)
       for m = last + 1, upto do redis.call('HDEL', key, 'd:' .. m, 'f:' .. m, 'o:' .. m) end
     end
     redis.call('HSET', key, 'trimmed', upto)
+    -- Once a minute, not on every write: the hash outlives its last write by a day either way.
+    redis.call('PEXPIRE', key, (STATS_KEEP + 60) * 60000)
   end
-  redis.call('PEXPIRE', key, (STATS_KEEP + 60) * 60000)
 end
 
 local function stats_minute(now) return math.floor(now / 60000) end
@@ -269,8 +277,12 @@ if wanted > 0 then
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, chunk)
 local next_due = -1
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #first > 0 then next_due = math.max(0, tonumber(first[2]) - now) end
+if #due > 0 then
+  next_due = 0
+else
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #first > 0 then next_due = math.max(0, tonumber(first[2]) - now) end
+end
 return {entries, due, next_due, cursor}
 "#,
     )
@@ -348,27 +360,56 @@ if #done > 0 or failed > 0 then
   if failed > 0 then redis.call('HINCRBY', KEYS[7], 'f:' .. minute, failed) end
   stats_touch(KEYS[7], minute)
 end
--- Retention: the items named are dropped while they are still the oldest (another worker may
--- have dropped them first), with their records.
+-- Retention: the items named (oldest first) are dropped while they are still the oldest
+-- (another worker may have dropped them first), with their records: read, popped and
+-- deleted in one command each.
 local first_item = 6 + runs * 5
-for i = first_item, #ARGV do
-  if redis.call('LINDEX', KEYS[3], -1) ~= ARGV[i] then break end
-  redis.call('RPOP', KEYS[3])
-  redis.call('DEL', KEYS[7 + runs + (i - first_item + 1)])
+local named_items = #ARGV - first_item + 1
+if named_items > 0 then
+  local tail = redis.call('LRANGE', KEYS[3], -named_items, -1)
+  local still = 0
+  while still < named_items and tail[#tail - still] == ARGV[first_item + still] do
+    still = still + 1
+  end
+  if still > 0 then
+    redis.call('RPOP', KEYS[3], still)
+    -- Only the records of items that name a done job: one written by another hand is
+    -- dropped from the list, but the record its text happens to name is left alone.
+    local records = {}
+    for i = 1, still do
+      if string.match(ARGV[first_item + i - 1], '^%d+:') then
+        records[#records + 1] = KEYS[7 + runs + i]
+      end
+    end
+    chunked(records, 500, function(i, j) redis.call('DEL', unpack(records, i, j)) end)
+  end
 end
--- And the next ones due to go, oldest first, a bounded number per call: beyond the count,
--- then by age.
+-- And the next ones due to go, oldest first, at most 500 per call: beyond the count, then by
+-- age. Only as many are read into Lua as may be due: the list is in time order, so when the
+-- want-th oldest is due, all older ones are too, and want doubles (reading 500 on every
+-- settle was most of a settle's cost). An item that does not parse is due: it is not one
+-- of ours, and must not stop retention for good.
+local function due(item, excess)
+  if excess > 0 then return true end
+  local colon = string.find(item, ':', 1, true)
+  local at = colon and tonumber(string.sub(item, 1, colon - 1))
+  return not at or at <= now - keep_ms
+end
 local beyond = {}
 local excess = redis.call('LLEN', KEYS[3]) - keep_count
-local oldest = redis.call('LRANGE', KEYS[3], -500, -1)
-for i = #oldest, 1, -1 do
-  local item = oldest[i]
-  local at = tonumber(string.sub(item, 1, string.find(item, ':', 1, true) - 1))
-  if excess > 0 or at <= now - keep_ms then
-    beyond[#beyond + 1] = item
+local last = redis.call('LINDEX', KEYS[3], -1)
+if last and due(last, excess) then
+  local want = math.min(500, math.max(excess, 0) + 16)
+  while want < 500 do
+    local probe = redis.call('LINDEX', KEYS[3], -want)
+    if not probe or not due(probe, excess - want + 1) then break end
+    want = math.min(500, want * 2)
+  end
+  local oldest = redis.call('LRANGE', KEYS[3], -want, -1)
+  for i = #oldest, 1, -1 do
+    if not due(oldest[i], excess) then break end
+    beyond[#beyond + 1] = oldest[i]
     excess = excess - 1
-  else
-    break
   end
 end
 return {out, beyond}

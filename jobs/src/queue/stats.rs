@@ -13,7 +13,7 @@
 //! write it declare it and it works on a cluster): fields `d:<minute>`, `f:<minute>`,
 //! `o:<minute>` (minutes since the Unix epoch, Redis's clock) and `trimmed`. Minutes older than
 //! [`KEPT_MINUTES`] are dropped as new ones are written, and the hash expires a day (and an
-//! hour) after its last write.
+//! hour) after the first write of its last minute.
 
 use super::{invocation, scripts, Connection, Keys, QueueError, GROUP};
 use serde::Serialize;
