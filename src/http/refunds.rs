@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kakaopay_jobs::queue::{Enqueued, QueueError};
+use kakaopay_jobs::queue::{Enqueued, PreparedJob, QueueError};
 use kakaopay_jobs::refunds::{same_request, validate, RefundRequestError};
 use kakaopay_jobs::RefundRequest;
 use serde::Deserialize;
@@ -203,6 +203,14 @@ pub async fn create(
     let payment_id = checked_payment_id(&payment_id)?;
     let (key, request) = body.into_request(idempotency_key(&key)?, role)?;
     let refund_id = RefundId::of(&payment_id, &key);
+    let by = operator.as_ref().map(|o| o.as_str());
+    let (job, options) = new_refund_job(&refund_id, &payment_id, &key, &request);
+    let job = state.producer.prepare(&job, options)?;
+    let ids = (&refund_id, &payment_id, key.as_str());
+    if let Some((refund, enqueued)) = state.store.request_refund(ids, &request, by, &job).await? {
+        return Ok(stored(&state, &refund, enqueued, &job).await);
+    }
+    // Not the plain case, or not where one step can do it: read, decide, store.
     let (payment, existing) = state
         .store
         .refund_target_and_refund(&payment_id, &refund_id)
@@ -222,7 +230,7 @@ pub async fn create(
         return Err(refused(NotRefundable::OverRemaining(Won::ZERO)));
     }
     let ids = (&refund_id, &payment_id, &payment.location_id, &key);
-    store_and_enqueue(&state, ids, &request, operator.as_ref().map(|o| o.as_str())).await
+    store_and_enqueue(&state, ids, &request, by, &job).await
 }
 
 /// A request whose key names a stored refund: its answer again (or a conflict).
@@ -247,10 +255,9 @@ async fn store_and_enqueue(
     ids: (&RefundId, &PaymentId, &LocationId, &IdempotencyKey),
     request: &RefundRequest,
     by: Option<&str>,
+    job: &PreparedJob,
 ) -> Result<Response, ApiError> {
     let (refund_id, payment_id, location_id, key) = ids;
-    let (job, options) = new_refund_job(refund_id, payment_id, key, request);
-    let job = state.producer.prepare(&job, options)?;
     let (created, enqueued) = state
         .store
         .create_refund_with(
@@ -258,7 +265,7 @@ async fn store_and_enqueue(
             request,
             "http",
             by,
-            Some(&job),
+            Some(job),
         )
         .await?;
     let refund = match created {
@@ -269,13 +276,22 @@ async fn store_and_enqueue(
             return same_or_conflict(&existing, request);
         }
     };
+    Ok(stored(state, &refund, enqueued, job).await)
+}
+
+/// The answer of a refund just stored, once its job is enqueued: in the same step, or now
+/// (a cluster, durable writes, or an enqueue that failed there).
+async fn stored(
+    state: &AppState,
+    refund: &Refund,
+    enqueued: Option<Enqueued>,
+    job: &PreparedJob,
+) -> Response {
     match enqueued {
-        Some(enqueued) => log_enqueued(&refund, Ok(enqueued)),
-        // Not in the same step (a cluster, durable writes, or an enqueue that failed there):
-        // now.
-        None => log_enqueued(&refund, state.producer.enqueue_prepared(&job).await),
+        Some(enqueued) => log_enqueued(refund, Ok(enqueued)),
+        None => log_enqueued(refund, state.producer.enqueue_prepared(job).await),
     }
-    Ok(accepted(&refund))
+    accepted(refund)
 }
 
 /// Enqueues a stored refund's job (idempotent by its id). A failure is logged, not answered:

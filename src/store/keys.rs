@@ -106,6 +106,12 @@ impl Store {
         joined(&[self.tag(shard), ":loc:", location, ":refunds"])
     }
 
+    /// What comes before and after the location in [`Store::location_refunds_key`]: for the
+    /// one script that names it from the payment's location (see `refunds::REQUEST_LUA`).
+    pub(super) fn location_refunds_affixes(&self, shard: Shard) -> (String, &'static str) {
+        (joined(&[self.tag(shard), ":loc:"]), ":refunds")
+    }
+
     fn location_tag(&self, location: &str) -> String {
         format!("{{{}:loc:{location}}}", self.ns)
     }

@@ -307,10 +307,9 @@ fn script(body: &str) -> Script {
 /// the first write: a script that fails midway keeps what it wrote, and a refund half stored
 /// is worse than none. Answers 1 (stored) or 0 (one with its id exists), then (dropped when
 /// run alone) whether its job is to be enqueued, in [`CREATE_THEN_ENQUEUE`].
-static CREATE_LUA: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{NOW_MS}{}",
-        r#"
+static CREATE_LUA: LazyLock<String> = LazyLock::new(|| format!("{NOW_MS}{CREATE_BODY}"));
+
+const CREATE_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local kinds = {'hash', 'list', 'list', 'zset', 'zset', 'zset'}
 for i, kind in ipairs(kinds) do
@@ -324,9 +323,75 @@ redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
 redis.call('ZADD', KEYS[5], now_ms, ARGV[1])
 redis.call('ZADD', KEYS[6], now_ms, ARGV[1])
 return 1, true
+"#;
+
+/// A refund request decided and stored in one step, for the plain case only: a payment
+/// approved or partially refunded whose approved total (its approval's `amount.total`) less
+/// its `refunded` leaves the amount asked (ARGV[7], '' for all that is left), and no refund of
+/// that key. That is `refunds::refundable`'s rule where it allows; every other case (no
+/// payment, a refund of that key, a refusal, anything the two-step read would find broken or
+/// is not sure to read alike) answers 0 and is read and decided in Rust, in two steps, as every
+/// request once was. So this may only ever refuse what the rule would allow, never the reverse
+/// (`tests/api/money_paths.rs`, `the_one_step_refund_request_takes_only_what_the_rule_allows`).
+/// The approval's amounts must each be what `lenient::int` reads (an integer, or a string of
+/// one); cjson cannot tell `1.0` from `1`, which only a hand edit writes.
+///
+/// It names the location's refunds from the payment's location (its `location_id`, or its
+/// document's for a payment of an earlier release), a key it is not given: so it runs only
+/// where one script reaches every key (one server, Sentinel), with its job, through
+/// [`REQUEST_THEN_ENQUEUE`]. KEYS: payment, refund, refund alias, refund history, payment's
+/// refunds, open refunds, shard's refunds. ARGV: `CREATE`'s four, the location key's prefix and
+/// suffix, the amount asked.
+static REQUEST_LUA: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{NOW_MS}local function create(KEYS, ARGV)\n{CREATE_BODY}\nend\n{}",
+        r#"
+local p = redis.call('HMGET', KEYS[1], 'status', 'approval', 'refunded', 'location_id')
+local status, approval, refunded, location = p[1], p[2], p[3] or '0', p[4]
+local function digits(v) return type(v) == 'string' and #v <= 15 and string.match(v, '^%d+$') ~= nil end
+-- An amount as `lenient::int` reads it, within what a double holds exactly; nil if not one.
+local function int(v)
+  if v == nil or v == cjson.null then return 0 end
+  if type(v) == 'number' and v == math.floor(v) and math.abs(v) < 1e15 then return v end
+  if type(v) == 'string' and #v <= 16 and string.match(v, '^%-?%d+$') then return tonumber(v) end
+  return nil
+end
+local function decoded(json)
+  if not json or json == '' then return nil end
+  local ok, v = pcall(cjson.decode, json)
+  if ok and type(v) == 'table' then return v end
+  return nil
+end
+if status ~= 'approved' and status ~= 'partially_refunded' then return 0 end
+if not digits(refunded) then return 0 end
+local a = decoded(approval)
+if not (a and type(a.amount) == 'table') then return 0 end
+for _, field in ipairs({'total', 'tax_free', 'vat', 'point', 'discount', 'green_deposit'}) do
+  if int(a.amount[field]) == nil then return 0 end
+end
+local total = int(a.amount.total)
+if redis.call('HSTRLEN', KEYS[1], 'doc') == 0 then return 0 end
+if not location then
+  local d = decoded(redis.call('HGET', KEYS[1], 'doc'))
+  location = d and type(d.request) == 'table' and d.request.location_id
+end
+if not (type(location) == 'string' and #location <= 100 and string.match(location, '^[%w_%-%.]+$')) then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return 0 end
+local left = total - tonumber(refunded)
+local asked = ARGV[7]
+if left <= 0 or (asked ~= '' and not (digits(asked) and tonumber(asked) <= left)) then return 0 end
+return create({KEYS[2], KEYS[4], KEYS[5], ARGV[5] .. location .. ARGV[6], KEYS[6], KEYS[7]}, ARGV)
 "#
     )
 });
+
+/// What the one-step call is built from (its keys and arguments): never run alone.
+static REQUEST: LazyLock<Script> = LazyLock::new(|| Script::new(&REQUEST_LUA));
+
+static REQUEST_THEN_ENQUEUE: LazyLock<ThenEnqueue> =
+    LazyLock::new(|| ThenEnqueue::new(&REQUEST_LUA));
 
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(&CREATE_LUA));
 
@@ -335,7 +400,8 @@ static CREATE_THEN_ENQUEUE: LazyLock<ThenEnqueue> = LazyLock::new(|| ThenEnqueue
 
 pub(super) async fn load_hot_scripts(conn: &Connection) -> redis::RedisResult<()> {
     CREATE.load(conn).await?;
-    CREATE_THEN_ENQUEUE.load(conn).await
+    CREATE_THEN_ENQUEUE.load(conn).await?;
+    REQUEST_THEN_ENQUEUE.load(conn).await
 }
 
 /// KEYS: payment, refund, refund history, open refunds. ARGV: refund id, now, run token, the
@@ -497,30 +563,9 @@ impl Store {
         by: Option<&str>,
         job: Option<&PreparedJob>,
     ) -> Result<(Created, Option<Enqueued>), StoreError> {
-        let now = now_rfc3339();
-        let doc = RefundDoc {
-            refund_id: refund_id.clone(),
-            payment_id: payment_id.clone(),
-            idempotency_key: idempotency_key.to_string(),
-            request: request.clone(),
-            source: source.to_string(),
-            created_at: now.clone(),
-        };
-        let history_entry = HistoryEntry {
-            at: now.clone(),
-            from: None,
-            to: RefundStatus::Queued.to_string(),
-            cause: format!("requested by {} ({})", request.requested_by, source),
-            by: by.map(str::to_string),
-            note: None,
-        };
-        let shard = Shard::of_id(payment_id);
-        if Shard::of_id(refund_id) != shard {
-            return Err(StoreError::Corrupt {
-                key: self.refund_key(refund_id),
-                reason: format!("refund id {refund_id} is not of payment {payment_id}'s shard"),
-            });
-        }
+        let ids = (refund_id, payment_id, idempotency_key);
+        let (doc, history_entry, shard) = self.new_records(ids, request, source, by)?;
+        let now = doc.created_at.clone();
         let mut create = CREATE.key(self.refund_key(refund_id));
         create
             .key(self.refund_history_key(refund_id))
@@ -547,6 +592,86 @@ impl Store {
                 reason: "vanished right after it was found".into(),
             })?;
         Ok((Created::Exists(refund), None))
+    }
+
+    /// A refund request decided and stored with its job in one step, where Redis allows it and
+    /// the payment's own fields make it plain that the rule allows it (see [`REQUEST_LUA`]):
+    /// the refund as stored, and its job as enqueued when it was. `None` for every other case,
+    /// which the caller reads and decides in two steps ([`Store::refund_target_and_refund`],
+    /// [`Store::create_refund_with`]).
+    pub async fn request_refund(
+        &self,
+        (refund_id, payment_id, idempotency_key): (&RefundId, &PaymentId, &str),
+        request: &RefundRequest,
+        by: Option<&str>,
+        job: &PreparedJob,
+    ) -> Result<Option<(Refund, Option<Enqueued>)>, StoreError> {
+        if !ThenEnqueue::applies(&self.conn) {
+            return Ok(None);
+        }
+        let ids = (refund_id, payment_id, idempotency_key);
+        let (doc, history_entry, shard) = self.new_records(ids, request, "http", by)?;
+        let (before, after) = self.location_refunds_affixes(shard);
+        let mut call = REQUEST.key(self.payment_key(payment_id));
+        call.key(self.refund_key(refund_id))
+            .key(self.refund_alias_key(refund_id))
+            .key(self.refund_history_key(refund_id))
+            .key(self.payment_refunds_key(payment_id))
+            .key(self.open_refunds_key(shard))
+            .key(self.all_refunds_key(shard))
+            .arg(refund_id.as_str())
+            .arg(serde_json::to_string(&doc).expect("docs serialize"))
+            .arg(&doc.created_at)
+            .arg(serde_json::to_string(&history_entry).expect("history serializes"))
+            .arg(before)
+            .arg(after)
+            .arg(request.amount.map(|a| a.to_string()).unwrap_or_default());
+        let Some((answer, enqueued)) = REQUEST_THEN_ENQUEUE.run(&self.conn, &call, job).await?
+        else {
+            return Ok(None);
+        };
+        let stored: i64 =
+            redis::FromRedisValue::from_redis_value(answer).map_err(redis::RedisError::from)?;
+        if stored != 1 {
+            return Ok(None);
+        }
+        let now = doc.created_at.clone();
+        Ok(Some((doc.into_queued(now, vec![history_entry]), enqueued)))
+    }
+
+    /// A new refund's document and first history entry, and its shard (its payment's).
+    fn new_records(
+        &self,
+        (refund_id, payment_id, idempotency_key): (&RefundId, &PaymentId, &str),
+        request: &RefundRequest,
+        source: &str,
+        by: Option<&str>,
+    ) -> Result<(RefundDoc, HistoryEntry, Shard), StoreError> {
+        let now = now_rfc3339();
+        let history_entry = HistoryEntry {
+            at: now.clone(),
+            from: None,
+            to: RefundStatus::Queued.to_string(),
+            cause: format!("requested by {} ({})", request.requested_by, source),
+            by: by.map(str::to_string),
+            note: None,
+        };
+        let doc = RefundDoc {
+            refund_id: refund_id.clone(),
+            payment_id: payment_id.clone(),
+            idempotency_key: idempotency_key.to_string(),
+            request: request.clone(),
+            source: source.to_string(),
+            created_at: now,
+        };
+        let shard = Shard::of_id(payment_id);
+        if Shard::of_id(refund_id) != shard {
+            return Err(StoreError::Corrupt {
+                key: self.refund_key(refund_id),
+                reason: format!("refund id {refund_id} is not of payment {payment_id}'s shard"),
+            });
+        }
+        Ok((doc, history_entry, shard))
     }
 
     /// Runs `CREATE`, with `job`'s enqueue in the same script where Redis allows it.

@@ -1480,3 +1480,199 @@ async fn a_refund_request_for_a_record_without_its_doc_or_status_stores_nothing(
     }
     app.stop().await;
 }
+
+/// A refund request's one step (`REQUEST` in `store::refunds`, one server and Sentinel) takes
+/// only what the two-step path, reading the payment and applying `refunds::refundable`, would
+/// take too; anything else it leaves to that path. Payment records are varied one field at a
+/// time and at random around a real approved one, and asked for all, part or too much.
+#[tokio::test]
+async fn the_one_step_refund_request_takes_only_what_the_rule_allows() {
+    use kakaopay_worker::domain::{IdempotencyKey, PaymentId, RefundId};
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+    let app = spawn_app().await;
+    app.connect_open_api("loc_1").await;
+    let real = approved(&app, "G-real").await;
+    let store = store(&app).await;
+    let mut conn = redis_conn().await;
+    let template: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(store.payment_key(&real))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let namespace = app.namespace.clone();
+    // No workers from here on: the records below are the store's alone.
+    app.stop().await;
+    let producer = kakaopay_jobs::queue::Producer::new(conn.clone(), namespace.as_str());
+    let long = |n: usize| "x".repeat(n);
+    let (x100, x101) = (long(100), long(101));
+    let values: Vec<(&str, Vec<Option<&str>>)> = vec![
+        (
+            "status",
+            vec![
+                Some("approved"),
+                Some("partially_refunded"),
+                Some("refunded"),
+                Some("ready"),
+                Some("approving"),
+                Some("canceled"),
+                Some("junk"),
+                None,
+            ],
+        ),
+        (
+            "approval",
+            vec![
+                Some("keep"),
+                Some(""),
+                None,
+                Some("{"),
+                Some(r#"{"amount":{}}"#),
+                Some(r#"{"amount":{"total":"22000"}}"#),
+                Some(r#"{"amount":{"total":22000.5}}"#),
+                Some(r#"{"amount":{"total":22000,"tax_free":"x"}}"#),
+                Some(r#"{"amount":{"total":22000,"vat":true}}"#),
+                Some(r#"{"amount":{"total":9007199254740995}}"#),
+                Some(r#"{"amount":"22000"}"#),
+                Some(r#"{"aid":"A"}"#),
+            ],
+        ),
+        (
+            "refunded",
+            vec![
+                None,
+                Some("0"),
+                Some("21999"),
+                Some("22000"),
+                Some("23000"),
+                Some("-1"),
+                Some("1e3"),
+                Some(" 5"),
+                Some(""),
+            ],
+        ),
+        (
+            "location_id",
+            vec![
+                Some("loc_1"),
+                None,
+                Some("loc 1"),
+                Some(""),
+                Some(x100.as_str()),
+                Some(x101.as_str()),
+                Some("loc:1"),
+                Some("loc{1}"),
+                Some("loc_1\n"),
+                Some("é"),
+            ],
+        ),
+        ("doc", vec![Some("keep"), None]),
+        // A refund of the request's key, by the earlier key layout's alias.
+        ("alias", vec![None, Some("set")]),
+    ];
+    let asked = [
+        None,
+        Some(1),
+        Some(21_999),
+        Some(22_000),
+        Some(22_001),
+        Some(9_007_199_254_740_995),
+    ];
+    // The real record, each field varied alone, then random mixes.
+    let mut cases: Vec<Vec<usize>> = vec![vec![0; values.len()]];
+    for (f, (_, vs)) in values.iter().enumerate() {
+        for v in 1..vs.len() {
+            let mut c = vec![0; values.len()];
+            c[f] = v;
+            cases.push(c);
+        }
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    for _ in 0..150 {
+        cases.push(
+            values
+                .iter()
+                .map(|(_, vs)| rng.random_range(0..vs.len()))
+                .collect(),
+        );
+    }
+    let idem = IdempotencyKey::try_from("g-1").unwrap();
+    let mut earlier: Option<RefundId> = None;
+    let (mut taken, mut plain) = (0, 0);
+    for (n, case) in cases.iter().enumerate() {
+        for (a, amount) in asked.iter().enumerate() {
+            let id = PaymentId::try_from(format!("{}{:022}", &real[..6], n * 10 + a)).unwrap();
+            let refund_id = RefundId::of(&id, &idem);
+            let key = store.payment_key(&id);
+            let mut fields = template.clone();
+            let mut pipe = redis::pipe();
+            pipe.del(&key);
+            for (f, &v) in case.iter().enumerate() {
+                match (values[f].0, values[f].1[v]) {
+                    (_, Some("keep")) => {}
+                    ("alias", Some(_)) => match &earlier {
+                        Some(e) => {
+                            pipe.set(
+                                format!("{}:alias", store.refund_key(&refund_id)),
+                                e.as_str(),
+                            );
+                        }
+                        None => continue,
+                    },
+                    ("alias", None) => {}
+                    (name, Some(value)) => {
+                        fields.insert(name.into(), value.into());
+                    }
+                    (name, None) => {
+                        fields.remove(name);
+                    }
+                }
+            }
+            let pairs: Vec<(String, String)> = fields.into_iter().collect();
+            let _: () = pipe
+                .hset_multiple(&key, &pairs)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let request = stored_request(*amount);
+            // What the two-step path decides.
+            let (target, existing) = store
+                .refund_target_and_refund(&id, &refund_id)
+                .await
+                .unwrap_or((None, None));
+            let allowed = existing.is_none()
+                && target.is_some_and(|t| {
+                    kakaopay_worker::refunds::refundable(t.status, t.approved, t.refunded, *amount)
+                        .is_ok_and(|left| left.get() > 0)
+                });
+            let (job, options) =
+                kakaopay_worker::store::new_refund_job(&refund_id, &id, "g-1", &request);
+            let job = producer.prepare(&job, options).unwrap();
+            let one_step = store
+                .request_refund((&refund_id, &id, "g-1"), &request, None, &job)
+                .await
+                .unwrap();
+            let shown = format!("{case:?} asked {amount:?}");
+            assert!(one_step.is_none() || allowed, "taken, not allowed: {shown}");
+            if one_step.is_some() {
+                taken += 1;
+                earlier.get_or_insert(refund_id.clone());
+                // Taken once: the same request again is the two-step path's (a repeat).
+                let again = store
+                    .request_refund((&refund_id, &id, "g-1"), &request, None, &job)
+                    .await
+                    .unwrap();
+                assert!(again.is_none(), "taken twice: {shown}");
+            }
+            if case.iter().all(|v| *v == 0) && allowed {
+                plain += 1;
+                assert!(
+                    one_step.is_some(),
+                    "the plain case left to two steps: {shown}"
+                );
+            }
+        }
+    }
+    assert_eq!(plain, 4, "all, 1, 21,999 and 22,000 won of the real record");
+    assert!(taken > 4 * plain, "{taken}");
+}

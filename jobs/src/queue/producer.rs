@@ -298,7 +298,9 @@ impl ThenEnqueue {
         self.answer(answer, job).map(Some)
     }
 
-    fn applies(conn: &Connection) -> bool {
+    /// Whether one script may write and enqueue on this connection (so a caller with more
+    /// to prepare for the combined call can skip it where it never runs).
+    pub fn applies(conn: &Connection) -> bool {
         conn.scripts_span_slots() && conn.durability().is_none()
     }
 
