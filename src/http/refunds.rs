@@ -5,6 +5,8 @@
 //! means it was not stored, and so no job runs for it. The job is enqueued second (its id
 //! derives from the refund's, so enqueuing again is harmless); if that fails the refund is
 //! still accepted, and the reconciler enqueues the job of a `queued` refund that has none.
+//! Where one script can (one server, Sentinel), the plain case is checked, stored and
+//! enqueued in one step (`Store::request_refund`); every other case is read and decided here.
 
 use super::auth::{Client, Role};
 use super::body::ApiJson;
