@@ -103,7 +103,10 @@ impl Store {
 
     /// A location's refunds in one shard, by request time.
     pub(super) fn location_refunds_key(&self, shard: Shard, location: &str) -> String {
-        joined(&[self.tag(shard), ":loc:", location, ":refunds"])
+        let (mut key, after) = self.location_refunds_affixes(shard);
+        key.push_str(location);
+        key.push_str(after);
+        key
     }
 
     /// What comes before and after the location in [`Store::location_refunds_key`]: for the
